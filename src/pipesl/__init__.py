@@ -1,0 +1,66 @@
+"""pipesl: pipelined split learning over multi-hop edge networks.
+
+Plan where to cut a DNN and which edge node runs each piece (with the routes between them and
+the micro-batch size), simulate the pipeline, and train it that way.
+
+The architecture, left to right (a package imports only what stands to its left)::
+
+    problem -> plan -> cost -> solvers -> schedules -> sim -> runtime
+            -> experiments -> plotting -> cli
+
+The core (problem, cost, solvers, sim) needs no torch.
+"""
+
+from pipesl.cost import Evaluation, evaluate, objective, plan_document
+from pipesl.exceptions import (
+    InfeasibleError,
+    PipeslError,
+    PlanError,
+    ProblemError,
+    RuntimeSetupError,
+)
+from pipesl.plan import Plan, Stage, load_plan, plan_from_dict, validate_plan
+from pipesl.problem import (
+    ChainModel,
+    Layer,
+    Link,
+    Network,
+    Node,
+    Problem,
+    TrainingSpec,
+    compose_problem,
+    load_model,
+    load_network,
+    load_problem,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainModel",
+    "Evaluation",
+    "InfeasibleError",
+    "Layer",
+    "Link",
+    "Network",
+    "Node",
+    "PipeslError",
+    "Plan",
+    "PlanError",
+    "Problem",
+    "ProblemError",
+    "RuntimeSetupError",
+    "Stage",
+    "TrainingSpec",
+    "__version__",
+    "compose_problem",
+    "evaluate",
+    "load_model",
+    "load_network",
+    "load_plan",
+    "load_problem",
+    "objective",
+    "plan_document",
+    "plan_from_dict",
+    "validate_plan",
+]

@@ -1,0 +1,37 @@
+"""The ``pipesl`` command line: thin commands over the library (typer + rich).
+
+Each command group lives in its own module and registers itself on :data:`app`. A domain
+error (:class:`~pipesl.exceptions.PipeslError`) prints one line and exits 1; a bug keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipesl.cli.app import app
+from pipesl.exceptions import PipeslError
+
+# Command modules register themselves on import.
+from pipesl.cli import evaluate as _evaluate  # noqa: F401  isort: skip
+from pipesl.cli import show as _show  # noqa: F401  isort: skip
+from pipesl.cli import demo as _demo  # noqa: F401  isort: skip
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``pipesl`` console script.
+
+    Usage errors are handled by typer (exit 2); a :class:`PipeslError` becomes one line on
+    stderr and exit code 1; anything else is a bug and keeps its traceback.
+    """
+    try:
+        app(args=argv, prog_name="pipesl")
+    except PipeslError as exc:
+        message = " ".join(str(exc).split())
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

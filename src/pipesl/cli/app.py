@@ -1,0 +1,52 @@
+"""The typer application object and options shared by several commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from pipesl import __version__
+
+app = typer.Typer(
+    name="pipesl",
+    help="Pipelined split learning over multi-hop edge networks: plan, simulate, train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+console = Console()
+"""Human output (stdout)."""
+err_console = Console(stderr=True)
+"""Warnings and progress (stderr), so that ``--json`` output stays clean."""
+
+PROBLEM_HELP = ("Problem file (.json/.yaml) or built-in scenario name "
+                "(see `pipesl scenarios`); default: the edge-campus scenario.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pipesl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
+) -> None:
+    """pipesl: plan, simulate and train pipelined split learning."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def print_json(obj: Any) -> None:
+    """Print exactly ``obj`` as JSON on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")

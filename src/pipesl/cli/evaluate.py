@@ -1,0 +1,39 @@
+"""``pipesl evaluate PROBLEM PLAN``: a plan's costs under SPEC section 3."""
+
+from __future__ import annotations
+
+import typer
+
+from pipesl.cli.app import app, console, print_json
+from pipesl.cli.render import evaluation_tables, objective_line
+from pipesl.cost import evaluate as evaluate_plan
+from pipesl.cost import plan_document
+from pipesl.plan import load_plan
+from pipesl.problem import load_problem
+
+
+@app.command()
+def evaluate(
+    problem: str = typer.Argument(..., help="Problem file or built-in scenario name."),
+    plan: str = typer.Argument(..., help="Plan JSON file (SPEC section 4)."),
+    json_out: bool = typer.Option(False, "--json",
+                                  help="Print the SPEC plan object plus feasibility fields."),
+) -> None:
+    """Evaluate a plan: T, first micro-batch, bottleneck, resource loads and memory.
+
+    A plan that breaks memory is still evaluated and reported infeasible; a structurally
+    invalid plan exits 1 with the reason.
+    """
+    prob = load_problem(problem)
+    ev = evaluate_plan(prob, load_plan(plan, prob))
+    if json_out:
+        print_json(plan_document(ev))
+        return
+    for table in evaluation_tables(prob, ev):
+        console.print(table)
+    console.print(objective_line(ev))
+    if ev.feasible:
+        console.print("[green]feasible[/]: every stage fits in its node's memory")
+    else:
+        for v in ev.violations:
+            console.print(f"[bold red]infeasible[/]: {v}")

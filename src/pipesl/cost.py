@@ -1,0 +1,344 @@
+"""THE cost model of pipesl (SPEC section 3); every time and memory figure comes from here.
+
+Per micro-batch of b samples, a plan is a sequence of *stages* in pipeline order — compute
+stages and link hops — each with a time affine in b, ``t_s(b) = alpha_s * b + beta_s``:
+
+* compute stage on node n with layers i..j (paper: computation latency of a sub-model)::
+
+      t = b * sum_{l=i..j} (fwd_flops_l + bwd_flops_l) / flops_n + 2 * overhead_n
+
+* link hop over link e carrying the output of layer l (paper: communication latency of the
+  smashed data and its gradient)::
+
+      x = 8 * b * out_bytes_l / bandwidth_e + latency_e,      t = 2 * x
+
+Resources and their loads per micro-batch: a compute node carries its stage's t; a half-duplex
+link the sum of 2x over every hop that uses it (either direction); a full-duplex link is two
+resources, one per direction, each carrying x of every hop that uses the link.
+
+The iteration latency (the paper's objective: the first micro-batch's trip plus (M - 1) times
+the pipeline bottleneck)::
+
+    T(plan, b) = sum_s t_s(b) + (M - 1) * max_r load_r(b),      M = ceil(B / b)
+
+Memory on a node running layers i..j: ``xi * sum(param_bytes) + W * b * sum(act_bytes)``
+with W * b = B for GPipe and W = min(M, K - k + 1) for 1F1B (k = 1-based stage index).
+
+The affine forms are stored (:class:`Affine`) so that the planner's decision graph, the
+closed-form micro-batch size and the simulator can never drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, Literal
+
+import numpy as np
+
+from pipesl.plan import Plan, num_micro_batches, plan_to_dict, validate_plan
+from pipesl.problem.types import Link, Problem
+
+__all__ = [
+    "Affine",
+    "Evaluation",
+    "PlanStage",
+    "compute_time",
+    "evaluate",
+    "feasible_micro_batch_sizes",
+    "hop_time",
+    "link_resources",
+    "memory_use",
+    "min_stage_memory",
+    "num_micro_batches",
+    "objective",
+    "plan_document",
+    "plan_stages",
+    "resource_loads",
+    "resource_name",
+    "stage_memory",
+]
+
+
+@dataclass(frozen=True)
+class Affine:
+    """``alpha * b + beta``: a time (s) as a function of the micro-batch size b."""
+
+    alpha: float
+    """Seconds per sample."""
+    beta: float
+    """Seconds per micro-batch, independent of b."""
+
+    def __call__(self, b: float) -> float:
+        return self.alpha * b + self.beta
+
+    def __add__(self, other: Affine) -> Affine:
+        return Affine(self.alpha + other.alpha, self.beta + other.beta)
+
+    def scaled(self, factor: float) -> Affine:
+        """``factor * (alpha * b + beta)``."""
+        return Affine(self.alpha * factor, self.beta * factor)
+
+
+ZERO = Affine(0.0, 0.0)
+
+
+def resource_name(kind: Literal["node", "link"], u: str, v: str | None = None,
+                  full_duplex: bool = False) -> str:
+    """The one naming rule for resources (SPEC section 4).
+
+    ``node:<id>``; ``link:<u>-<v>`` for a half-duplex link (ends as written in the input);
+    ``link:<u>><v>`` for the u -> v direction of a full-duplex link.
+    """
+    if kind == "node":
+        return f"node:{u}"
+    return f"link:{u}>{v}" if full_duplex else f"link:{u}-{v}"
+
+
+def link_resources(link: Link, u: str, v: str, x: Affine) -> tuple[tuple[str, Affine], ...]:
+    """Loads put on ``link``'s resources by one hop u -> v whose one-way transfer takes ``x``."""
+    if link.duplex == "full":
+        return ((resource_name("link", u, v, True), x), (resource_name("link", v, u, True), x))
+    return ((resource_name("link", link.source, link.target), x.scaled(2.0)),)
+
+
+def compute_time(problem: Problem, node: str, first: int, last: int) -> Affine:
+    """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based)."""
+    n = problem.network.node(node)
+    work = sum(x.fwd_flops + x.bwd_flops for x in problem.model.layers[first - 1:last])
+    return Affine(work / n.flops, 2.0 * n.overhead)
+
+
+def transfer_time(link: Link, out_bytes: float) -> Affine:
+    """One-way transfer x of a micro-batch's activation of ``out_bytes`` per sample."""
+    return Affine(8.0 * out_bytes / link.bandwidth, link.latency)
+
+
+def hop_time(problem: Problem, u: str, v: str, layer: int) -> Affine:
+    """Affine stage time ``t = 2x`` of a hop u -> v carrying layer ``layer``'s output."""
+    link = problem.network.link_between(u, v)
+    if link is None:
+        raise KeyError(f"no link between {u!r} and {v!r}")
+    return transfer_time(link, problem.model.out_bytes(layer)).scaled(2.0)
+
+
+@dataclass(frozen=True)
+class PlanStage:
+    """One stage of a plan in pipeline order: a compute stage or a link hop."""
+
+    kind: Literal["compute", "hop"]
+    name: str
+    """People-readable: ``dev0[1-4]`` or ``dev0>r1 (L4)``."""
+    time: Affine
+    """t_s(b): forward plus backward time of one micro-batch."""
+    loads: tuple[tuple[str, Affine], ...]
+    """The resources it occupies and its load on each, per micro-batch."""
+    node: str | None = None
+    """Compute stage: its node."""
+    hop: tuple[str, str] | None = None
+    """Link hop: (from, to) in the forward direction."""
+    layer: int = 0
+    """Compute stage: its last layer; hop: the layer whose output it carries."""
+    stage_index: int = 0
+    """0-based index of the compute stage it belongs to (a hop: the stage it leaves)."""
+
+
+def plan_stages(problem: Problem, plan: Plan) -> tuple[PlanStage, ...]:
+    """The plan's stages in pipeline order: compute 1, hops of route 1, compute 2, ...
+
+    The hops of the label route (with ``labels_at``) come last.
+    """
+    out: list[PlanStage] = []
+    net = problem.network
+
+    def hops(route: tuple[str, ...], layer: int, k: int) -> None:
+        for u, v in pairwise(route):
+            link = net.link_between(u, v)
+            assert link is not None, "validate_plan guarantees links exist"
+            x = transfer_time(link, problem.model.out_bytes(layer))
+            out.append(PlanStage("hop", f"{u}>{v} (L{layer})", x.scaled(2.0),
+                                 link_resources(link, u, v, x), hop=(u, v), layer=layer,
+                                 stage_index=k))
+
+    for k, s in enumerate(plan.stages):
+        t = compute_time(problem, s.node, s.first_layer, s.last_layer)
+        out.append(PlanStage("compute", f"{s.node}[{s.first_layer}-{s.last_layer}]", t,
+                             ((resource_name("node", s.node), t),), node=s.node,
+                             layer=s.last_layer, stage_index=k))
+        if k < len(plan.routes):
+            hops(plan.routes[k], s.last_layer, k)
+    if plan.label_route is not None and len(plan.label_route) > 1:
+        hops(plan.label_route, problem.model.num_layers, len(plan.stages) - 1)
+    return tuple(out)
+
+
+def resource_loads(problem: Problem, plan: Plan) -> dict[str, Affine]:
+    """Load (per micro-batch, affine in b) of every resource the plan uses, in first-use order."""
+    loads: dict[str, Affine] = {}
+    for st in plan_stages(problem, plan):
+        for r, a in st.loads:
+            loads[r] = loads.get(r, ZERO) + a
+    return loads
+
+
+def objective(problem: Problem, plan: Plan, micro_batch_size: int | None = None) -> float:
+    """T(plan, b) of SPEC section 3 (``b`` defaults to the plan's)."""
+    b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
+    stages = plan_stages(problem, plan)
+    first = sum(st.time(b) for st in stages)
+    loads = resource_loads(problem, plan)
+    m = num_micro_batches(problem.training.batch_size, b)
+    return first + (m - 1) * max(a(b) for a in loads.values())
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _window(problem: Problem, b: int, stage_index: int, num_stages: int) -> float:
+    """W * b: samples whose activations a stage keeps (GPipe: B; 1F1B: min(M, K-k+1) * b)."""
+    tr = problem.training
+    if tr.schedule == "gpipe":
+        return float(tr.batch_size)
+    m = num_micro_batches(tr.batch_size, b)
+    return float(min(m, num_stages - stage_index) * b)
+
+
+def stage_memory(problem: Problem, first: int, last: int, b: int, stage_index: int,
+                 num_stages: int) -> float:
+    """Bytes a node needs to run layers first..last as stage ``stage_index`` (0-based) of K."""
+    layers = problem.model.layers[first - 1:last]
+    params = sum(x.param_bytes for x in layers)
+    acts = sum(x.act_bytes for x in layers)
+    return (problem.training.state_factor * params
+            + _window(problem, b, stage_index, num_stages) * acts)
+
+
+def min_stage_memory(problem: Problem, first: int, last: int, stages_after: int) -> float:
+    """The least memory layers first..last need over every allowed b (b = 1 is the least).
+
+    ``stages_after`` is the number of compute stages that follow (K - k for stage k).
+    """
+    b = problem.training.micro_batch_size or 1
+    return stage_memory(problem, first, last, b, 0, stages_after + 1)
+
+
+def memory_use(problem: Problem, plan: Plan, micro_batch_size: int | None = None
+               ) -> dict[str, float]:
+    """Bytes used on each compute node of the plan."""
+    b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
+    k_total = plan.num_stages
+    return {s.node: stage_memory(problem, s.first_layer, s.last_layer, b, k, k_total)
+            for k, s in enumerate(plan.stages)}
+
+
+def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
+    """Boolean mask over b = 1..B (index b - 1): True where every stage fits in memory."""
+    tr = problem.training
+    b = np.arange(1, tr.batch_size + 1)
+    m = -(-tr.batch_size // b)
+    ok = np.ones(tr.batch_size, dtype=bool)
+    k_total = plan.num_stages
+    for k, s in enumerate(plan.stages):
+        layers = problem.model.layers[s.layer_slice]
+        params = sum(x.param_bytes for x in layers)
+        acts = sum(x.act_bytes for x in layers)
+        if tr.schedule == "gpipe":
+            window = np.full(b.shape, float(tr.batch_size))
+        else:
+            window = np.minimum(m, k_total - k) * b
+        need = tr.state_factor * params + window * acts
+        ok &= need <= problem.network.node(s.node).memory
+    return ok
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A plan's costs under SPEC section 3 (what ``pipesl evaluate`` reports)."""
+
+    plan: Plan
+    objective_s: float
+    first_micro_batch_s: float
+    bottleneck_s: float
+    bottleneck_resource: str
+    resource_loads: dict[str, float]
+    stage_times: tuple[tuple[str, float], ...]
+    batch_size: int
+    micro_batch_size: int
+    num_micro_batches: int
+    memory: dict[str, tuple[float, float]]
+    """Node -> (bytes used, bytes available)."""
+    violations: tuple[str, ...] = field(default=())
+
+    @property
+    def feasible(self) -> bool:
+        """True when every stage fits in its node's memory."""
+        return not self.violations
+
+
+def evaluate(problem: Problem, plan: Plan) -> Evaluation:
+    """Validate ``plan`` and compute every cost figure of SPEC section 3.
+
+    Raises
+    ------
+    PlanError
+        When the plan is structurally invalid. A plan that breaks memory is evaluated and
+        reported with its violations instead.
+    """
+    validate_plan(problem, plan)
+    b = plan.micro_batch_size
+    stages = plan_stages(problem, plan)
+    loads = {r: a(b) for r, a in resource_loads(problem, plan).items()}
+    bottleneck = max(loads, key=lambda r: loads[r])
+    m = num_micro_batches(problem.training.batch_size, b)
+    first = sum(st.time(b) for st in stages)
+    used = memory_use(problem, plan)
+    memory = {n: (u, problem.network.node(n).memory) for n, u in used.items()}
+    violations = tuple(
+        f"memory on {n}: needs {u:.4g} bytes, has {cap:.4g}"
+        for n, (u, cap) in memory.items() if u > cap)
+    return Evaluation(
+        plan=plan,
+        objective_s=first + (m - 1) * loads[bottleneck],
+        first_micro_batch_s=first,
+        bottleneck_s=loads[bottleneck],
+        bottleneck_resource=bottleneck,
+        resource_loads=loads,
+        stage_times=tuple((st.name, st.time(b)) for st in stages),
+        batch_size=problem.training.batch_size,
+        micro_batch_size=b,
+        num_micro_batches=m,
+        memory=memory,
+        violations=violations,
+    )
+
+
+def plan_document(evaluation: Evaluation, solver: Mapping[str, Any] | None = None,
+                  extra: bool = True) -> dict[str, Any]:
+    """The SPEC section 4 plan object, plus (``extra``) feasibility and memory fields."""
+    ev = evaluation
+    doc: dict[str, Any] = {"objective_s": ev.objective_s,
+                           "micro_batch_size": ev.micro_batch_size,
+                           "num_micro_batches": ev.num_micro_batches,
+                           "batch_size": ev.batch_size}
+    decisions = plan_to_dict(ev.plan)
+    doc["stages"] = decisions["stages"]
+    doc["routes"] = decisions["routes"]
+    doc["label_route"] = decisions["label_route"]
+    doc["first_micro_batch_s"] = ev.first_micro_batch_s
+    doc["bottleneck_s"] = ev.bottleneck_s
+    doc["bottleneck_resource"] = ev.bottleneck_resource
+    doc["resource_loads"] = dict(ev.resource_loads)
+    if solver is not None:
+        doc["solver"] = dict(solver)
+    if extra:
+        doc["feasible"] = ev.feasible
+        doc["violations"] = list(ev.violations)
+        doc["memory"] = {n: {"used_bytes": u, "capacity_bytes": (c if math.isfinite(c) else None)}
+                         for n, (u, c) in ev.memory.items()}
+        doc["stage_times_s"] = [{"stage": name, "time_s": t} for name, t in ev.stage_times]
+    return doc

@@ -1,0 +1,63 @@
+"""Cross-field checks of a whole problem: ids that must exist, reachability, a model that fits.
+
+Field-level checks (types, signs, units) happen while parsing, in :mod:`pipesl.problem.parse`.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from pipesl.exceptions import InfeasibleError, ProblemError
+from pipesl.problem.types import Problem
+
+__all__ = ["validate_problem"]
+
+
+def validate_problem(problem: Problem) -> Problem:
+    """Check the relations between fields of ``problem``; return it unchanged.
+
+    Raises
+    ------
+    ProblemError
+        A training field names an unknown node, the source cannot compute, the label node is
+        unreachable, or the micro-batch size is out of range.
+    InfeasibleError
+        The source reaches no other compute node and the whole model does not fit on it.
+    """
+    net, tr = problem.network, problem.training
+    if tr.source not in net.node_index:
+        raise ProblemError("training.source", "is not the id of a node in the network", tr.source)
+    src = net.node(tr.source)
+    if not src.can_compute:
+        raise ProblemError("training.source", "cannot compute (flops is 0 or compute is false);"
+                           " the data owner must run layer 1", tr.source)
+    if tr.micro_batch_size is not None and not 1 <= tr.micro_batch_size <= tr.batch_size:
+        raise ProblemError("training.micro_batch_size",
+                           f"must be between 1 and batch_size ({tr.batch_size})",
+                           tr.micro_batch_size)
+    reachable = nx.node_connected_component(net.graph, tr.source)
+    if tr.labels_at is not None:
+        if tr.labels_at not in net.node_index:
+            raise ProblemError("training.labels_at", "is not the id of a node in the network",
+                               tr.labels_at)
+        if tr.labels_at not in reachable:
+            raise ProblemError("training.labels_at", f"is not reachable from the source "
+                               f"{tr.source!r}; the last layer's output cannot get there",
+                               tr.labels_at)
+    others = [n for n in net.compute_nodes if n.id != tr.source and n.id in reachable]
+    if not others:
+        _check_fits_alone(problem)
+    return problem
+
+
+def _check_fits_alone(problem: Problem) -> None:
+    """With no other reachable compute node, the source must hold the whole model."""
+    # Local import: cost stands to the right of problem in the architecture.
+    from pipesl.cost import min_stage_memory
+
+    src = problem.network.node(problem.training.source)
+    need = min_stage_memory(problem, 1, problem.model.num_layers, stages_after=0)
+    if need > src.memory:
+        raise InfeasibleError(
+            f"memory: the source {src.id!r} reaches no other compute node and the whole model "
+            f"needs {need:.4g} bytes at the smallest micro-batch, but it has {src.memory:.4g}")

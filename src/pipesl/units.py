@@ -142,7 +142,10 @@ def parse_quantity(value: object, kind: Kind | str, field: str = "") -> float:
             field, f"must be a number or a string with a unit such as {_EXAMPLE[kind]}", value
         )
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range, e.g. from JSON
+            raise ProblemError(field, "is too large to be a quantity", value) from None
     else:
         match = _NUMBER.match(value)
         if match is None:
@@ -169,10 +172,12 @@ def parse_quantity(value: object, kind: Kind | str, field: str = "") -> float:
 
 
 _DISPLAY = {
-    "bandwidth": ("bit/s", [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]),
-    "bytes": ("B", [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]),
-    "flop_rate": ("FLOP/s", [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]),
-    "flops": ("FLOP", [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]),
+    "bandwidth": ("bit/s", [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")]),
+    "bytes": ("B", [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")]),
+    "flop_rate": ("FLOP/s", [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"),
+                             (1.0, "")]),
+    "flops": ("FLOP", [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"),
+                       (1.0, "")]),
     "seconds": ("s", [(1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]),
 }
 

@@ -16,6 +16,7 @@ from pipesl.exceptions import PipeslError
 from pipesl.cli import evaluate as _evaluate  # noqa: F401  isort: skip
 from pipesl.cli import show as _show  # noqa: F401  isort: skip
 from pipesl.cli import demo as _demo  # noqa: F401  isort: skip
+from pipesl.cli import plan as _plan  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

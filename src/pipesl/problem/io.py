@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,12 @@ def load_document(path: str | Path) -> Any:
 # ---------------------------------------------------------------- networks
 
 
-def _graph_to_network(g: nx.Graph, name: str) -> Network:
+_GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
+
+
+def _graph_to_network(g: nx.Graph, name: str,
+                      edge_order: list[tuple[str, str]] | None = None) -> Network:
+    """A networkx graph -> Network; ``edge_order`` gives the links' order and orientation."""
     if g.is_multigraph():
         raise ProblemError(name, "is a multigraph; give at most one link per pair of nodes")
     if g.is_directed():
@@ -130,16 +136,75 @@ def _graph_to_network(g: nx.Graph, name: str) -> Network:
                            " to each direction)")
     nodes = [{"id": n, **_coerce_bools(d)} for n, d in g.nodes(data=True)]
     links = [{"source": u, "target": v, **d} for u, v, d in g.edges(data=True)]
+    # An undirected networkx graph forgets which end was written first (it matters: a
+    # half-duplex link is named link:<source>-<target>); the file remembers it.
+    if (edge_order is not None and len(edge_order) == len(links)
+            and all(g.has_edge(u, v) for u, v in edge_order)):
+        links = [{"source": u, "target": v, **g.edges[u, v]} for u, v in edge_order]
     return network_from_dict({"nodes": nodes, "links": links}, f"{name}: network", strict=False)
 
 
 def _coerce_bools(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """GraphML string attributes 'true'/'false' for ``compute`` become booleans."""
+    """GraphML string attributes 'true'/'false' for ``compute`` become booleans; numeric
+    ``x`` and ``y`` attributes (as written by :func:`dump_network` or Gephi) become ``pos``."""
     out = dict(attrs)
     value = out.get("compute")
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         out["compute"] = value.strip().lower() == "true"
+    x, y = out.get("x"), out.get("y")
+    if "pos" not in out and all(isinstance(c, int | float) and not isinstance(c, bool)
+                                for c in (x, y)):
+        out["pos"] = [x, y]
     return out
+
+
+def _graphml_edge_order(text: str) -> list[tuple[str, str]] | None:
+    """(source, target) of each edge of the first graph of a GraphML text, in file order."""
+    try:
+        graph = ET.fromstring(text).find(f"{{{_GRAPHML_NS}}}graph")
+    except ET.ParseError:  # pragma: no cover - networkx parsed the same text already
+        return None
+    if graph is None:
+        return None
+    return [(str(e.get("source")), str(e.get("target")))
+            for e in graph.findall(f"{{{_GRAPHML_NS}}}edge")]
+
+
+def _write_graphml(network: Network, path: Path) -> None:
+    """GraphML with the SPEC attribute names; links keep their order and orientation."""
+    keys = [("node", "flops", "double"), ("node", "memory", "double"),
+            ("node", "overhead", "double"), ("node", "compute", "boolean"),
+            ("node", "kind", "string"), ("node", "x", "double"), ("node", "y", "double"),
+            ("edge", "bandwidth", "double"), ("edge", "latency", "double"),
+            ("edge", "duplex", "string")]
+    root = ET.Element("graphml", xmlns=_GRAPHML_NS)
+    key_id = {}
+    for i, (owner, attr, kind) in enumerate(keys):
+        key_id[attr] = f"d{i}"
+        ET.SubElement(root, "key", {"id": f"d{i}", "for": owner, "attr.name": attr,
+                                    "attr.type": kind})
+    graph = ET.SubElement(root, "graph", edgedefault="undirected")
+
+    def data(element: ET.Element, attr: str, value: Any) -> None:
+        text = (("true" if value else "false") if isinstance(value, bool)
+                else repr(float(value)) if isinstance(value, int | float) else str(value))
+        ET.SubElement(element, "data", key=key_id[attr]).text = text
+
+    doc = network_to_dict(network)
+    for d in doc["nodes"]:
+        element = ET.SubElement(graph, "node", id=d["id"])
+        for attr, value in d.items():
+            if attr == "pos":
+                data(element, "x", value[0])
+                data(element, "y", value[1])
+            elif attr != "id":
+                data(element, attr, value)
+    for e in doc["links"]:
+        element = ET.SubElement(graph, "edge", source=e["source"], target=e["target"])
+        for attr in ("bandwidth", "latency", "duplex"):
+            data(element, attr, e[attr])
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
 def _network_from_document(doc: Any, name: str) -> Network:
@@ -185,7 +250,7 @@ def load_network(path: str | Path) -> Network:
         except Exception as exc:  # networkx raises several types for bad GraphML
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ProblemError(str(p), f"is not valid GraphML: {msg}") from None
-        return _graph_to_network(g, str(p))
+        return _graph_to_network(g, str(p), _graphml_edge_order(text))
     return _network_from_document(load_document(p), str(p))
 
 
@@ -212,22 +277,15 @@ def dump_network(network: Network, path: str | Path) -> None:
     """Write a network as GraphML, node-link JSON (``.json``) or SPEC YAML."""
     p = Path(path)
     fmt = _format_of(p)
-    if fmt in ("graphml", "json"):
-        g = nx.Graph()
-        for d in network_to_dict(network)["nodes"]:
-            attrs = {k: v for k, v in d.items() if k not in ("id", "pos")}
-            if fmt == "graphml" and "pos" in d:
-                attrs["x"], attrs["y"] = d["pos"]
-            elif "pos" in d:
-                attrs["pos"] = d["pos"]
-            g.add_node(d["id"], **attrs)
-        for e in network.links:
-            g.add_edge(e.source, e.target, bandwidth=e.bandwidth, latency=e.latency,
-                       duplex=e.duplex)
-        if fmt == "graphml":
-            nx.write_graphml(g, p)
-        else:
-            p.write_text(json.dumps(nx.node_link_data(g, edges="edges"), indent=2) + "\n")
+    if fmt == "graphml":
+        _write_graphml(network, p)
+        return
+    if fmt == "json":
+        # networkx node-link JSON, written directly so that links keep order and orientation.
+        doc = network_to_dict(network)
+        node_link = {"directed": False, "multigraph": False, "graph": {},
+                     "nodes": doc["nodes"], "edges": doc["links"]}
+        p.write_text(json.dumps(node_link, indent=2) + "\n")
         return
     p.write_text(yaml.safe_dump({"network": network_to_dict(network)}, sort_keys=False))
 

@@ -119,7 +119,7 @@ class Fields:
         field = self.sub(name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ProblemError(field, "must be a number", value)
-        if not math.isfinite(value) or value < 0 or value > MAX_QUANTITY:
+        if not _finite(value) or value < 0 or value > MAX_QUANTITY:
             raise ProblemError(field, f"must be a finite number in [0, {MAX_QUANTITY:g}]", value)
         return float(value)
 
@@ -177,6 +177,14 @@ class Fields:
         return value
 
 
+def _finite(value: float) -> bool:
+    """``math.isfinite`` that is False (not OverflowError) for ints beyond the float range."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def as_id(value: object, field: str) -> str:
     """A node or layer id: a non-empty string (integers are converted to strings)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -210,7 +218,7 @@ def node_from_dict(data: object, path: str, strict: bool = True) -> Node:
     if pos is not None:
         ok = (isinstance(pos, Sequence) and not isinstance(pos, str) and len(pos) == 2
               and all(isinstance(c, int | float) and not isinstance(c, bool)
-                      and math.isfinite(c) for c in pos))
+                      and _finite(c) for c in pos))
         if not ok:
             raise ProblemError(f.sub("pos"), "must be a list of two finite numbers [x, y]", pos)
         pos = (float(pos[0]), float(pos[1]))

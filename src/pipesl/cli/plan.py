@@ -1,0 +1,99 @@
+"""``pipesl plan``: the optimal split, placement, routes and micro-batch size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
+from pipesl.cli.render import objective_line
+from pipesl.cost import plan_stages
+from pipesl.exceptions import InfeasibleError
+from pipesl.plan import dump_plan
+from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
+from pipesl.solvers import SolveResult, solve, solver_names
+from pipesl.units import format_quantity
+
+
+def plan_table(problem: Problem, result: SolveResult) -> Table:
+    """Stages: node, layers, compute time, memory used / capacity."""
+    ev = result.evaluation
+    assert ev is not None
+    b = result.micro_batch_size
+    table = Table(title=f"Plan ({result.method}): {result.plan.num_stages} stages",
+                  title_justify="left")
+    for col in ("#", "node", "layers", "compute / micro-batch", "memory used / capacity"):
+        table.add_column(col, justify="left" if col in ("node", "layers") else "right")
+    compute = [s for s in plan_stages(problem, result.plan) if s.kind == "compute"]
+    for k, (stage, cst) in enumerate(zip(result.plan.stages, compute, strict=True), 1):
+        used, cap = ev.memory[stage.node]
+        names = problem.model.layers
+        layers = (f"{stage.first_layer}-{stage.last_layer} ({names[stage.first_layer - 1].name}"
+                  f"..{names[stage.last_layer - 1].name})")
+        cap_s = "unbounded" if cap == float("inf") else format_quantity(cap, "bytes")
+        table.add_row(str(k), stage.node, layers, format_quantity(cst.time(b), "seconds"),
+                      f"{format_quantity(used, 'bytes')} / {cap_s}")
+    return table
+
+
+@app.command()
+def plan(
+    problem: str = typer.Argument(DEFAULT_SCENARIO, help=PROBLEM_HELP),
+    method: str = typer.Option("exact", "--method", "-m",
+                               help="Solver: " + ", ".join(solver_names()) + "."),
+    micro_batch_size: int = typer.Option(None, "--micro-batch-size", "-b", min=1,
+                                         help="Fix b instead of optimising it."),
+    time_limit: float = typer.Option(None, "--time-limit", min=0.0,
+                                     help="Seconds; then the best plan so far, unproven."),
+    json_out: bool = typer.Option(False, "--json", help="Print the SPEC plan object."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the SPEC plan JSON here."),
+    compare: bool = typer.Option(True, "--compare/--no-compare",
+                                 help="Also solve without pipelining (b = B) to compare."),
+) -> None:
+    """Plan a problem: where to cut the model, where each stage runs, the routes and b."""
+    prob = load_problem(problem)
+    if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
+        from pipesl.exceptions import ProblemError
+
+        raise ProblemError("--micro-batch-size", f"must be <= batch_size "
+                           f"({prob.training.batch_size})", micro_batch_size)
+    options: dict[str, object] = {}
+    if micro_batch_size is not None:
+        options["micro_batch_size"] = micro_batch_size
+    if time_limit is not None:
+        options["time_limit"] = time_limit
+    with err_console.status(f"planning with {method}...", spinner="dots"):
+        result = solve(prob, method, **options)
+    document = result.document()
+    if out is not None:
+        dump_plan(document, out)
+    if json_out:
+        print_json(document)
+        return
+    console.rule(f"[bold]{prob.name or problem}")
+    console.print(plan_table(prob, result))
+    for k, route in enumerate(result.plan.routes, 1):
+        console.print(f"route {k}: {' -> '.join(route)}")
+    if result.plan.label_route is not None and len(result.plan.label_route) > 1:
+        console.print(f"label route: {' -> '.join(result.plan.label_route)}")
+    assert result.evaluation is not None
+    console.print(objective_line(result.evaluation))
+    proof = ("optimal (proven)" if result.optimal else
+             f"{result.status}; lower bound {format_quantity(result.lower_bound_s, 'seconds')}")
+    console.print(f"solver {result.method}: {proof}, {result.seconds:.3g} s")
+    if compare and prob.training.batch_size > 1 and result.num_micro_batches > 1:
+        try:
+            flat = solve(prob, "exact", micro_batch_size=prob.training.batch_size,
+                         **({"time_limit": time_limit} if time_limit else {}))
+        except InfeasibleError:
+            console.print("without pipelining (b = B): no plan fits in memory")
+        else:
+            console.print(
+                f"without pipelining (b = B = {prob.training.batch_size}): "
+                f"T = {format_quantity(flat.objective_s, 'seconds')} on "
+                f"{flat.plan.num_stages} stage(s); pipelining is "
+                f"[bold]{flat.objective_s / result.objective_s:.2f}x[/] faster")
+    if out is not None:
+        console.print(f"plan written to {out}")

@@ -1,0 +1,224 @@
+"""The exact joint optimum over plans and micro-batch sizes (pipesl's default method).
+
+Only the distinct values of M = ceil(B/b) matter: for a fixed M every stage time, every load
+and every memory need is non-decreasing in b, so ``b_M = ceil(B/M)`` dominates the other b with
+the same M. For each such b the threshold method of :mod:`pipesl.solvers.threshold` finds
+T*(b); all gaps of all b share one best-first queue keyed by their lower bounds, so a b whose
+bound cannot beat the incumbent is never solved. Bounds before any work on b:
+
+* ``S >= b * sum(work) / max flops + 2 * o_source`` and, because the relaxed first-micro-batch
+  time is non-decreasing in b, S >= the relaxed S of every smaller b already solved;
+* ``beta >= max_l min_c t_c(l..l)`` (every layer runs somewhere) and ``>= t_source(1..1)``.
+
+The search stops when the smallest open bound reaches the incumbent: the incumbent is then
+optimal (``optimal = True``, lower bound = objective). A time limit returns the incumbent with
+``optimal = False`` and the smallest open bound as the lower bound.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import numpy as np
+
+from pipesl.cost import CostTables
+from pipesl.exceptions import InfeasibleError
+from pipesl.problem.types import Problem
+from pipesl.solvers.diagnose import diagnose_infeasible
+from pipesl.solvers.layered import Context
+from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.threshold import REL_TOL, Point, evaluate_threshold
+
+__all__ = ["candidate_micro_batch_sizes", "solve_exact"]
+
+log = logging.getLogger(__name__)
+
+_BISECT_MIN = 1e-4
+"""Gaps narrower than this fraction of their top are walked point by point, not bisected."""
+_CONTEXTS = 6
+"""Per-b contexts (with their route caches) kept alive at once."""
+
+
+def candidate_micro_batch_sizes(batch_size: int) -> list[int]:
+    """The b = ceil(B / M) for M = 1..B, ascending: one per distinct M (about 2 sqrt(B))."""
+    m = np.arange(1, batch_size + 1)
+    return sorted(set((-(-batch_size // m)).tolist()))
+
+
+class _Bounds:
+    """Cheap lower bounds on S and beta for any b (module docstring)."""
+
+    def __init__(self, problem: Problem, tables: CostTables):
+        net = problem.network
+        self.tables = tables
+        src = net.node_index[problem.training.source]
+        compute = np.flatnonzero(tables.can_compute)
+        self.src_overhead2 = 2.0 * tables.overhead[src]
+        self.work_total = float(tables.work[-1])
+        self.min_inv = float(tables.inv_flops[compute].min())
+        layer_work = np.diff(tables.work)
+        self.layer_alpha = np.outer(tables.inv_flops[compute], layer_work)  # (C, L)
+        self.layer_beta = 2.0 * tables.overhead[compute][:, None]
+        self.src_first = (layer_work[0] * tables.inv_flops[src], 2.0 * tables.overhead[src])
+
+    def sum_lb(self, b: int) -> float:
+        return b * self.work_total * self.min_inv + self.src_overhead2
+
+    def beta_lb(self, b: int) -> float:
+        single = (self.layer_alpha * b + self.layer_beta).min(axis=0).max()
+        return float(max(single, self.src_first[0] * b + self.src_first[1]))
+
+
+def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None, *,
+                time_limit: float | None = None, method: str = "exact") -> SolveResult:
+    """The plan and micro-batch size of least T (SPEC section 3), with a proof.
+
+    Parameters
+    ----------
+    problem : Problem
+    micro_batch_sizes : iterable of int, optional
+        Restrict b to these values (default: the problem's fixed b, else every b = ceil(B/M)).
+    time_limit : float, optional
+        Seconds; on expiry the best plan so far is returned with ``optimal = False``.
+
+    Raises
+    ------
+    InfeasibleError
+        No valid plan for any allowed b; the message names the binding constraint.
+    """
+    started = time.perf_counter()
+    deadline = None if time_limit is None else started + time_limit
+    tables = CostTables.from_problem(problem)
+    B = problem.training.batch_size
+    if micro_batch_sizes is not None:
+        sizes = sorted({int(b) for b in micro_batch_sizes})
+    elif problem.training.micro_batch_size is not None:
+        sizes = [problem.training.micro_batch_size]
+    else:
+        sizes = candidate_micro_batch_sizes(B)
+    bounds = _Bounds(problem, tables)
+    contexts: OrderedDict[int, Context] = OrderedDict()
+    counters = {"dp_passes": 0, "dijkstra_runs": 0, "thresholds": 0, "searches": 0,
+                "search_nodes": 0, "gaps_pruned": 0, "b_values": len(sizes), "b_solved": 0}
+
+    def context(b: int) -> Context:
+        ctx = contexts.get(b)
+        if ctx is None:
+            ctx = Context(problem, tables, b)
+            contexts[b] = ctx
+            if len(contexts) > _CONTEXTS:
+                _, old = contexts.popitem(last=False)
+                _absorb(counters, old)
+        contexts.move_to_end(b)
+        return ctx
+
+    best_t = np.inf
+    best_plan = None
+    relaxed_top: dict[int, float] = {}
+    open_bounds: list[float] = []  # bounds of regions a limit left unresolved
+    heap: list[tuple[float, int, str, int, float, float, float]] = []
+    seq = itertools.count()
+    for b in sizes:
+        lam = -(-B // b) - 1
+        heapq.heappush(heap, (bounds.sum_lb(b) + lam * bounds.beta_lb(b), next(seq), "top", b,
+                              0.0, np.inf, 0.0))
+
+    def offer(point: Point, lam: int) -> None:
+        nonlocal best_t, best_plan
+        if point.plan is None:
+            return
+        t = point.sum_s + lam * point.bottleneck_s
+        if t < best_t:
+            best_t, best_plan = t, point.plan
+            log.info("incumbent T=%.6g b=%d stages=%d", t, point.plan.micro_batch_size,
+                     point.plan.num_stages)
+
+    stopped = False
+    while heap:
+        lb, _, kind, b, lo, hi, s_hi = heap[0]
+        if lb >= best_t * (1 - REL_TOL):
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            stopped = True
+            break
+        heapq.heappop(heap)
+        lam = -(-B // b) - 1
+        beta_lb = bounds.beta_lb(b)
+        counters["thresholds"] += 1
+        if kind == "top":
+            below = [v for bb, v in relaxed_top.items() if bb < b]
+            sharper = max([bounds.sum_lb(b), *below]) + lam * beta_lb
+            if sharper > lb * (1 + REL_TOL):
+                heapq.heappush(heap, (sharper, next(seq), "top", b, lo, hi, s_hi))
+                continue
+            ctx = context(b)
+            counters["b_solved"] += 1
+            point = evaluate_threshold(ctx, np.inf, best_t - lam * beta_lb, deadline=deadline)
+            relaxed_top[b] = point.relaxed_s if np.isfinite(point.relaxed_s) else point.sum_s
+            _count(counters, point)
+            offer(point, lam)
+            if point.plan is None:
+                if not point.complete:
+                    open_bounds.append(point.sum_s + lam * beta_lb)
+                continue
+            if point.bottleneck_s > beta_lb * (1 + REL_TOL) and lam > 0:
+                heapq.heappush(heap, (point.sum_s + lam * beta_lb, next(seq), "gap", b,
+                                      beta_lb, point.bottleneck_s, point.sum_s))
+            continue
+        # a gap (lo, hi) of b
+        ctx = context(b)
+        walk = hi - lo <= _BISECT_MIN * hi
+        tau = hi * (1 - REL_TOL * 10) if walk else (lo + hi) / 2
+        point = evaluate_threshold(ctx, tau, best_t - lam * lo, deadline=deadline)
+        _count(counters, point)
+        offer(point, lam)
+        if point.plan is not None:
+            if point.bottleneck_s > lo * (1 + REL_TOL):
+                heapq.heappush(heap, (point.sum_s + lam * lo, next(seq), "gap", b, lo,
+                                      point.bottleneck_s, point.sum_s))
+        elif not point.complete:
+            open_bounds.append(point.sum_s + lam * lo)
+        else:
+            counters["gaps_pruned"] += 1
+        if not walk:  # a walk step just below hi leaves nothing open above tau
+            heapq.heappush(heap, (s_hi + lam * tau, next(seq), "gap", b, tau, hi, s_hi))
+    for ctx in contexts.values():
+        _absorb(counters, ctx)
+    if best_plan is None:
+        if stopped or open_bounds:
+            raise InfeasibleError("time limit: no valid plan found before the limit "
+                                  f"({time_limit} s); raise --time-limit")
+        raise InfeasibleError(diagnose_infeasible(problem, sizes))
+    remaining = [heap[0][0]] if heap else []
+    lower = min([best_t, *remaining, *open_bounds]) if (stopped or open_bounds) else best_t
+    optimal = not stopped and not open_bounds
+    status = "optimal" if optimal else "time_limit"
+    message = "" if optimal else (f"stopped before a proof; optimality gap "
+                                  f"{(best_t - lower) / best_t:.2%}")
+    return finish(problem, best_plan, method, optimal=optimal, lower_bound_s=lower,
+                  started=started, status=status, message=message, counters=counters)
+
+
+def _count(counters: dict[str, int], point: Point) -> None:
+    if point.searched:
+        counters["searches"] += 1
+        counters["search_nodes"] += point.expanded
+
+
+def _absorb(counters: dict[str, int], ctx: Context) -> None:
+    counters["dp_passes"] += ctx.dp_passes
+    counters["dijkstra_runs"] += ctx.routes.dijkstra_runs
+    ctx.dp_passes = 0
+    ctx.routes.dijkstra_runs = 0
+
+
+@register("exact", "joint optimum over plans and micro-batch sizes, with proof (default)")
+def _exact(problem: Problem, *, micro_batch_size: int | None = None,
+           time_limit: float | None = None) -> SolveResult:
+    sizes = None if micro_batch_size is None else [micro_batch_size]
+    return solve_exact(problem, sizes, time_limit=time_limit)

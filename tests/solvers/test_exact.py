@@ -1,0 +1,168 @@
+"""The exact planner against exhaustive enumeration on seeded random problems.
+
+Contract (looped over every instance): the plan is valid and fits in memory, its objective is
+what cost.py re-evaluates, it claims optimality with lower bound = objective, and it equals the
+brute-force optimum over every plan, route and micro-batch size — or both find no plan.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pipesl.cost import evaluate
+from pipesl.exceptions import InfeasibleError
+from pipesl.plan import validate_plan
+from pipesl.solvers import solve
+from strategies import TOPOLOGIES, random_problem
+
+
+def check_result(problem, result) -> None:
+    """The contract every solver result meets."""
+    validate_plan(problem, result.plan)
+    ev = evaluate(problem, result.plan)
+    assert ev.feasible, ev.violations
+    assert result.objective_s == pytest.approx(ev.objective_s, rel=1e-12)
+    assert result.lower_bound_s <= result.objective_s * (1 + 1e-12)
+    fixed = problem.training.micro_batch_size
+    if fixed is not None:
+        assert result.micro_batch_size == fixed
+
+
+def both(problem, **kwargs):
+    """(exact, bruteforce) results, or (None, None) when both report infeasible."""
+    try:
+        brute = solve(problem, "bruteforce", **kwargs)
+    except InfeasibleError:
+        brute = None
+    try:
+        exact = solve(problem, "exact", **kwargs)
+    except InfeasibleError:
+        exact = None
+    assert (brute is None) == (exact is None), (brute, exact)
+    return exact, brute
+
+
+def _instance(seed: int, **kwargs):
+    kwargs.setdefault("n_nodes", 2 + seed % 5)
+    kwargs.setdefault("n_layers", 1 + seed % 5)
+    kwargs.setdefault("batch_size", [1, 2, 7, 16, 32, 64][seed % 6])
+    try:
+        return random_problem(seed, **kwargs)
+    except InfeasibleError:
+        pytest.skip("generator drew a problem whose source is isolated and too small")
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_exact_equals_bruteforce(seed: int) -> None:
+    problem = _instance(seed)
+    exact, brute = both(problem)
+    if exact is None:
+        return
+    check_result(problem, exact)
+    assert exact.optimal and exact.status == "optimal"
+    assert exact.lower_bound_s == pytest.approx(exact.objective_s)
+    assert exact.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("topology", ["star", "ring"])
+def test_shared_links_and_ushape(seed: int, topology: str) -> None:
+    """Stars share the hub's links between routes; U-shape adds the label route."""
+    problem = _instance(1000 + seed, topology=topology, n_nodes=3 + seed % 4,
+                        labels=["none", "source", "any"][seed % 3], routing="optimize")
+    exact, brute = both(problem)
+    if exact is None:
+        return
+    check_result(problem, exact)
+    assert exact.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_memory_bound_1f1b(seed: int) -> None:
+    problem = _instance(2000 + seed, schedule="1f1b", memory="tight", micro_batch_size=None)
+    exact, brute = both(problem)
+    if exact is None:
+        return
+    check_result(problem, exact)
+    assert exact.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fixed_micro_batch_option(seed: int) -> None:
+    problem = _instance(3000 + seed, micro_batch_size=None)
+    b = 1 + seed % problem.training.batch_size
+    exact, brute = both(problem, micro_batch_size=b)
+    if exact is None:
+        return
+    check_result(problem, exact)
+    assert exact.micro_batch_size == b
+    assert exact.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
+
+
+def test_topologies_are_all_covered() -> None:
+    assert {"line", "star", "ring", "mesh"} <= set(TOPOLOGIES)
+
+
+def test_infeasible_problem_names_memory() -> None:
+    problem = _instance(7, n_nodes=3, n_layers=3, memory="tight")
+    tiny = problem.network.__class__(
+        tuple(n.__class__(n.id, n.flops, 1.0 if n.can_compute else n.memory, n.overhead,
+                          n.compute, n.kind, n.pos) for n in problem.network.nodes),
+        problem.network.links)
+    small = problem.__class__(tiny, problem.model, problem.training)
+    if all(x.param_bytes == 0 and x.act_bytes == 0 for x in problem.model.layers):
+        pytest.skip("model needs no memory")
+    with pytest.raises(InfeasibleError, match="memory"):
+        solve(small)
+
+
+def test_objective_is_finite_and_positive_on_builtins() -> None:
+    from pipesl.problem import load_problem
+
+    for name in ("edge-campus", "star-hub", "relay-line", "mesh"):
+        problem = load_problem(name)
+        result = solve(problem)
+        check_result(problem, result)
+        assert result.optimal
+        assert math.isfinite(result.objective_s) and result.objective_s > 0
+
+
+def _slow_source(problem, factor: float = 1e-3):
+    """The same problem with a much slower source, so that offloading (and routes) pay."""
+    from dataclasses import replace
+
+    from pipesl.problem import validate_problem
+
+    nodes = tuple(replace(n, flops=n.flops * factor) if n.id == problem.training.source else n
+                  for n in problem.network.nodes)
+    return validate_problem(replace(problem, network=replace(problem.network, nodes=nodes)))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_offloading_through_a_shared_hub(seed: int) -> None:
+    """Slow source, star around a hub: the optimum offloads and routes share hub links."""
+    problem = _slow_source(_instance(4000 + seed, topology="star", n_nodes=4 + seed % 3,
+                                     n_layers=2 + seed % 4, memory="unbounded",
+                                     labels=["none", "source"][seed % 2]))
+    exact, brute = both(problem)
+    assert exact is not None
+    check_result(problem, exact)
+    assert exact.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
+
+
+def test_offloading_cases_exercise_contention() -> None:
+    """The cases above really contain optima with shared links and A* searches."""
+    from pipesl.cost import plan_stages
+
+    shared = searched = 0
+    for seed in range(40):
+        problem = _slow_source(_instance(4000 + seed, topology="star", n_nodes=4 + seed % 3,
+                                         n_layers=2 + seed % 4, memory="unbounded",
+                                         labels=["none", "source"][seed % 2]))
+        result = solve(problem)
+        hops = [frozenset(s.hop) for s in plan_stages(problem, result.plan) if s.kind == "hop"]
+        shared += len(set(hops)) < len(hops)
+        searched += result.counters["searches"] > 0
+    assert shared >= 10 and searched >= 5, (shared, searched)

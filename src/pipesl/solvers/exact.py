@@ -32,6 +32,7 @@ from pipesl.problem.types import Problem
 from pipesl.solvers.diagnose import diagnose_infeasible
 from pipesl.solvers.layered import Context
 from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.routes import RouteCache
 from pipesl.solvers.threshold import REL_TOL, Point, evaluate_threshold
 
 __all__ = ["candidate_micro_batch_sizes", "solve_exact"]
@@ -103,13 +104,14 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         sizes = candidate_micro_batch_sizes(B)
     bounds = _Bounds(problem, tables)
     contexts: OrderedDict[int, Context] = OrderedDict()
+    cache = RouteCache()
     counters = {"dp_passes": 0, "dijkstra_runs": 0, "thresholds": 0, "searches": 0,
                 "search_nodes": 0, "gaps_pruned": 0, "b_values": len(sizes), "b_solved": 0}
 
     def context(b: int) -> Context:
         ctx = contexts.get(b)
         if ctx is None:
-            ctx = Context(problem, tables, b)
+            ctx = Context(problem, tables, b, cache)
             contexts[b] = ctx
             if len(contexts) > _CONTEXTS:
                 _, old = contexts.popitem(last=False)

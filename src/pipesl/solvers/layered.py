@@ -33,7 +33,7 @@ import numpy as np
 from pipesl.cost import CostTables
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
-from pipesl.solvers.routes import RouteOracle
+from pipesl.solvers.routes import RouteCache, RouteOracle
 
 __all__ = ["Context", "RelaxedDP", "relaxed_dp"]
 
@@ -41,7 +41,8 @@ __all__ = ["Context", "RelaxedDP", "relaxed_dp"]
 class Context:
     """Everything the planner precomputes for one problem and one micro-batch size b."""
 
-    def __init__(self, problem: Problem, tables: CostTables, b: int):
+    def __init__(self, problem: Problem, tables: CostTables, b: int,
+                 cache: RouteCache | None = None):
         self.problem = problem
         self.tables = tables
         self.b = int(b)
@@ -51,32 +52,37 @@ class Context:
         self.compute = np.flatnonzero(tables.can_compute)
         self.compute_pos = {int(n): i for i, n in enumerate(self.compute)}
         self.source = net.node_index[problem.training.source]
-        self.routes = RouteOracle(problem, tables, self.b, self.compute)
+        self.routes = RouteOracle(problem, tables, self.b, self.compute, cache)
         self.num_layers = tables.num_layers
         self.ids = [n.id for n in net.nodes]
-        self._mem_ok: dict[int, np.ndarray] = {}
-        self._times: dict[int, np.ndarray] = {}
         self.dp_passes = 0
+        self._stage_times: np.ndarray | None = None
+
+    @property
+    def stage_times(self) -> np.ndarray:
+        """(C, L, L+1): t of compute node c running layers l+1..j; +inf where j <= l or the
+        stage does not fit in memory (exact for GPipe, smallest window W = 1 for 1F1B)."""
+        if self._stage_times is None:
+            t = self.tables
+            L = self.num_layers
+            starts = np.arange(L)
+            work = t.work[None, :] - t.work[starts][:, None]  # (L, L+1)
+            need = (t.state_factor * (t.params[None, :] - t.params[starts][:, None])
+                    + float(t.window(self.b, 1)) * (t.acts[None, :] - t.acts[starts][:, None]))
+            ends = np.arange(L + 1)
+            invalid = ends[None, :] <= starts[:, None]
+            inv = t.inv_flops[self.compute]
+            times = self.b * inv[:, None, None] * work[None] \
+                + 2.0 * t.overhead[self.compute][:, None, None]
+            fits = need[None] <= t.memory[self.compute][:, None, None]
+            times[~fits | invalid[None]] = np.inf
+            times.setflags(write=False)
+            self._stage_times = times
+        return self._stage_times
 
     def compute_times(self, start: int) -> np.ndarray:
-        """(compute nodes, L - start): t of stages layers start+1..j, j = start+1..L."""
-        hit = self._times.get(start)
-        if hit is None:
-            hit = self.tables.compute_times(self.b, start, self.compute)
-            hit.setflags(write=False)
-            self._times[start] = hit
-        return hit
-
-    def memory_ok(self, start: int) -> np.ndarray:
-        """(compute nodes, L - start): the stage fits with the smallest window (W = 1 for 1F1B;
-        exact for GPipe)."""
-        hit = self._mem_ok.get(start)
-        if hit is None:
-            need = self.tables.stage_memory(start, self.b, 1)
-            hit = need[None, :] <= self.tables.memory[self.compute][:, None]
-            hit.setflags(write=False)
-            self._mem_ok[start] = hit
-        return hit
+        """(C, L - start): t of stages layers start+1..j, j = start+1..L (+inf: no fit)."""
+        return self.stage_times[:, start, start + 1:]
 
     def plan_from_indices(self, stages: list[tuple[int, int, int]], routes: list[list[int]],
                           label_route: list[int] | None) -> Plan:
@@ -101,10 +107,8 @@ class RelaxedDP:
     """(L, C) H_comp[l, c]."""
     h_dep: np.ndarray
     """(L + 1, C) H_dep[j, c]."""
-    arg_comp: np.ndarray
-    """(L, C) the j reached by the best compute edge."""
-    arg_dep: np.ndarray
-    """(L + 1, C) the compute node (position) the best route goes to."""
+    counts: np.ndarray
+    """(L + 1,) admissible links per layer under tau (route cache keys)."""
 
 
 def relaxed_dp(ctx: Context, tau: float = np.inf) -> RelaxedDP:
@@ -116,35 +120,31 @@ def relaxed_dp(ctx: Context, tau: float = np.inf) -> RelaxedDP:
     ctx.dp_passes += 1
     L = ctx.num_layers
     C = len(ctx.compute)
+    routes = ctx.routes
+    counts = routes.counts(tau)
     h_dep = np.full((L + 1, C), np.inf)
     h_comp = np.full((L, C), np.inf)
-    arg_comp = np.zeros((L, C), dtype=np.int64)
-    arg_dep = np.full((L + 1, C), -1, dtype=np.int64)
-    if ctx.routes.label_node is None:
+    if routes.label_node is None:
         h_dep[L] = 0.0
     else:
-        h_dep[L] = ctx.routes.label_distances(tau)[ctx.compute]
-    diag = np.arange(C)
+        h_dep[L] = routes.label_distances(tau)[ctx.compute]
+    times = ctx.stage_times
+    filtered = tau != np.inf
     for l in range(L - 1, -1, -1):
-        t = ctx.compute_times(l)
-        ok = ctx.memory_ok(l) & (t <= tau)
-        total = np.where(ok, t + h_dep[l + 1:].T, np.inf)
-        best = np.argmin(total, axis=1)
-        h_comp[l] = total[diag, best]
-        arg_comp[l] = l + 1 + best
+        row = times[:, l, l + 1:]
+        total = row + h_dep[l + 1:].T
+        if filtered:
+            total[row > tau] = np.inf
+        h_comp[l] = total.min(axis=1)
         if l >= 1:
-            dist = ctx.routes.distances(l, tau)[:, ctx.compute]
-            cand = dist + h_comp[l][None, :]
-            cand[diag, diag] = np.inf
-            best_m = np.argmin(cand, axis=1)
-            h_dep[l] = cand[diag, best_m]
-            arg_dep[l] = best_m
+            pairs = routes.pair_distances(l, tau, int(counts[l]))
+            h_dep[l] = (pairs + h_comp[l]).min(axis=1)
     src = ctx.compute_pos[ctx.source]
-    return RelaxedDP(tau, float(h_comp[0, src]), h_comp, h_dep, arg_comp, arg_dep)
+    return RelaxedDP(tau, float(h_comp[0, src]), h_comp, h_dep, counts)
 
 
 def relaxed_plan(ctx: Context, dp: RelaxedDP) -> Plan | None:
-    """Follow the DP's argmins from the source into a plan (None when infeasible)."""
+    """Follow the DP's minimisers from the source into a plan (None when infeasible)."""
     if not np.isfinite(dp.value):
         return None
     L = ctx.num_layers
@@ -153,12 +153,15 @@ def relaxed_plan(ctx: Context, dp: RelaxedDP) -> Plan | None:
     stages: list[tuple[int, int, int]] = []
     routes: list[list[int]] = []
     while True:
-        j = int(dp.arg_comp[layer, c])
+        row = ctx.compute_times(layer)[c]
+        total = np.where(row <= dp.tau, row + dp.h_dep[layer + 1:, c], np.inf)
+        j = layer + 1 + int(np.argmin(total))
         node = int(ctx.compute[c])
         stages.append((node, layer + 1, j))
         if j == L:
             break
-        m = int(dp.arg_dep[j, c])
+        pairs = ctx.routes.pair_distances(j, dp.tau, int(dp.counts[j]))
+        m = int(np.argmin(pairs[c] + dp.h_comp[j]))
         routes.append(ctx.routes.path(j, node, int(ctx.compute[m]), dp.tau))
         layer, c = j, m
     label = None

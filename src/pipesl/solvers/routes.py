@@ -21,9 +21,41 @@ from scipy.sparse.csgraph import dijkstra, shortest_path
 from pipesl.cost import CostTables
 from pipesl.problem.types import Problem
 
-__all__ = ["RouteOracle"]
+__all__ = ["RouteCache", "RouteOracle"]
 
 _CACHE_ENTRIES = 512
+_CACHE_BYTES = 48 * 2**20
+"""Route-distance cache budget per micro-batch size."""
+
+
+class RouteCache:
+    """Route distances shared by the oracles of every b of one problem.
+
+    Hop weights depend on b and the layer only through theta = b * out_bytes, so entries are
+    keyed by (theta, admissible links, kind) and reused across micro-batch sizes. Least
+    recently used entries go first once ``budget`` bytes are held.
+    """
+
+    def __init__(self, budget: int = _CACHE_BYTES):
+        self.budget = budget
+        self.held = 0
+        self.entries: OrderedDict[tuple[float, int, str], np.ndarray] = OrderedDict()
+        self.hits = 0
+
+    def get(self, key: tuple[float, int, str]) -> np.ndarray | None:
+        hit = self.entries.get(key)
+        if hit is not None:
+            self.entries.move_to_end(key)
+            self.hits += 1
+        return hit
+
+    def put(self, key: tuple[float, int, str], value: np.ndarray) -> None:
+        value.setflags(write=False)
+        self.entries[key] = value
+        self.held += value.nbytes
+        while self.held > self.budget and len(self.entries) > 1:
+            _, old = self.entries.popitem(last=False)
+            self.held -= old.nbytes
 
 
 class RouteOracle:
@@ -39,7 +71,8 @@ class RouteOracle:
         Node indices that routes start from (the compute nodes).
     """
 
-    def __init__(self, problem: Problem, tables: CostTables, b: int, origins: np.ndarray):
+    def __init__(self, problem: Problem, tables: CostTables, b: int, origins: np.ndarray,
+                 cache: RouteCache | None = None):
         self.tables = tables
         self.b = b
         self.n = len(problem.network.nodes)
@@ -48,12 +81,22 @@ class RouteOracle:
         u, v = tables.link_u, tables.link_v
         self.src = np.concatenate((u, v))
         self.dst = np.concatenate((v, u))
-        self.edge_link = np.concatenate((np.arange(len(u)), np.arange(len(u))))
         labels_at = problem.training.labels_at
         self.label_node = None if labels_at is None else problem.network.node_index[labels_at]
-        self._dist_cache: OrderedDict[tuple[float, int], np.ndarray] = OrderedDict()
+        # Hop times and loads of every link for every layer's output, once per b.
+        self.times = tables.hop_times(b)  # (E, L+1)
+        self.loads = self.times * tables.load_share[:, None]
+        self.sorted_loads = np.sort(self.loads, axis=0)
+        self.num_links = len(u)
+        self.cache = cache if cache is not None else RouteCache()
+        # One CSR structure (directed edges sorted by source); Dijkstra runs rewrite its data.
+        order = np.lexsort((self.dst, self.src))
+        self._edge_link = np.concatenate((np.arange(len(u)), np.arange(len(u))))[order]
+        indptr = np.zeros(self.n + 1, dtype=np.int32)
+        np.cumsum(np.bincount(self.src, minlength=self.n), out=indptr[1:])
+        self._csr = sp.csr_matrix((np.ones(len(order)), self.dst[order].astype(np.int32),
+                                   indptr), shape=(self.n, self.n))
         self._label_cache: dict[int, np.ndarray] = {}
-        self._hop_cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.dijkstra_runs = 0
         self._hops: np.ndarray | None = None
 
@@ -61,26 +104,22 @@ class RouteOracle:
 
     def hop_times(self, layer: int) -> np.ndarray:
         """(E,) t = 2x of one hop over each link carrying layer ``layer``'s output."""
-        return self._layer(layer)[0]
+        return self.times[:, layer]
 
     def hop_loads(self, layer: int) -> np.ndarray:
         """(E,) bottleneck load of one such hop on its link (share_e * t)."""
-        return self._layer(layer)[1]
+        return self.loads[:, layer]
 
-    def _layer(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        hit = self._hop_cache.get(layer)
-        if hit is None:
-            t = self.tables.hop_times(self.b, np.array([layer]))[:, 0]
-            loads = t * self.tables.load_share
-            hit = (t, loads, np.sort(loads))
-            self._hop_cache[layer] = hit
-        return hit
+    def counts(self, tau: float) -> np.ndarray:
+        """(L+1,) number of links admissible under tau for each layer (the cache signature)."""
+        if tau == np.inf:
+            return np.full(self.times.shape[1], self.num_links)
+        return np.count_nonzero(self.sorted_loads <= tau, axis=0)
 
     def _allowed(self, layer: int, tau: float) -> tuple[np.ndarray, int]:
-        """Mask of links admissible under tau, and its size (the cache signature)."""
-        _, loads, ordered = self._layer(layer)
-        count = int(np.searchsorted(ordered, tau, side="right"))
-        return loads <= tau, count
+        """Mask of links admissible under tau, and its size."""
+        mask = self.loads[:, layer] <= tau
+        return mask, int(np.count_nonzero(mask))
 
     @property
     def hop_counts(self) -> np.ndarray:
@@ -92,34 +131,46 @@ class RouteOracle:
         return self._hops
 
     def _graph(self, weights: np.ndarray, allowed: np.ndarray) -> sp.csr_matrix:
-        keep = np.concatenate((allowed, allowed))
-        w = np.concatenate((weights, weights))[keep]
-        return sp.csr_matrix((w, (self.src[keep], self.dst[keep])), shape=(self.n, self.n))
+        """The network with hop weights; inadmissible links weigh +inf (no route uses them)."""
+        self._csr.data = np.where(allowed, weights, np.inf)[self._edge_link]
+        return self._csr
 
     # ------------------------------------------------------------ distances
 
-    def distances(self, layer: int, tau: float = np.inf) -> np.ndarray:
+    def distances(self, layer: int, tau: float = np.inf, count: int | None = None
+                  ) -> np.ndarray:
         """(origins, N): cheapest route time from each origin to every node for layer ``layer``.
 
         ``routing: shortest`` restricts routes to min-hop paths (of the whole network).
+        ``count`` (from :meth:`counts`) saves recounting the admissible links.
         """
-        allowed, count = self._allowed(layer, tau)
-        key = (float(self.tables.out_bytes[layer]), count)
-        hit = self._dist_cache.get(key)
+        if count is None:
+            count = int(np.count_nonzero(self.loads[:, layer] <= tau))
+        key = (self.b * float(self.tables.out_bytes[layer]), count, "dist")
+        hit = self.cache.get(key)
         if hit is not None:
-            self._dist_cache.move_to_end(key)
             return hit
-        t = self.hop_times(layer)
+        t = self.times[:, layer]
+        allowed = self.loads[:, layer] <= tau
         self.dijkstra_runs += 1
         if self.shortest:
             dist = self._dag_distances(self.origins, t, allowed)
         else:
             dist = dijkstra(self._graph(t, allowed), directed=True, indices=self.origins)
-        dist.setflags(write=False)
-        self._dist_cache[key] = dist
-        if len(self._dist_cache) > _CACHE_ENTRIES:
-            self._dist_cache.popitem(last=False)
+        self.cache.put(key, dist)
         return dist
+
+    def pair_distances(self, layer: int, tau: float, count: int) -> np.ndarray:
+        """(origins, origins): route times between origins, +inf on the diagonal (a route
+        joins two distinct nodes)."""
+        key = (self.b * float(self.tables.out_bytes[layer]), count, "pairs")
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        pairs = self.distances(layer, tau, count)[:, self.origins].copy()
+        np.fill_diagonal(pairs, np.inf)
+        self.cache.put(key, pairs)
+        return pairs
 
     def _dag_distances(self, origins: np.ndarray, t: np.ndarray, allowed: np.ndarray
                        ) -> np.ndarray:

@@ -92,7 +92,7 @@ def _transit_heuristic(ctx: Context, dp: RelaxedDP) -> np.ndarray:
     L = ctx.num_layers
     h = np.full((L, len(ctx.ids)), np.inf)
     for j in range(1, L):
-        dist = ctx.routes.distances(j, dp.tau)  # (C, N), symmetric graph
+        dist = ctx.routes.distances(j, dp.tau, int(dp.counts[j]))  # (C, N), symmetric graph
         h[j] = np.min(dist + dp.h_comp[j][:, None], axis=0)
     return h
 
@@ -172,7 +172,7 @@ def exact_min_sum(ctx: Context, dp: RelaxedDP, upper: float = np.inf, *,
             if one_f_one_b and k > 1 and not _window_fits(ctx, s.stages, k):
                 continue
             t_row = ctx.compute_times(l)[c]
-            ok = ctx.memory_ok(l)[c] & (t_row <= tau)
+            ok = np.isfinite(t_row) & (t_row <= tau)
             used = s.used | (1 << m)
             for col in np.flatnonzero(ok).tolist():
                 j = l + 1 + col

@@ -1,0 +1,126 @@
+"""``pipesl simulate``: run one iteration of a plan through the discrete-event simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
+from pipesl.exceptions import ProblemError
+from pipesl.plan import Plan, load_plan
+from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
+from pipesl.schedules import get_schedule, schedule_names
+from pipesl.sim import SimResult
+from pipesl.sim import simulate as simulate_plan
+
+
+def _plan(problem: Problem, path: Path | None) -> Plan:
+    if path is not None:
+        return load_plan(path, problem)
+    from pipesl.solvers import solve
+
+    result = solve(problem)
+    return result.plan
+
+
+def _writable(path: Path | None, option: str) -> None:
+    if path is not None and not path.parent.exists():
+        raise ProblemError(option, f"cannot be written: folder {str(path.parent)!r} does not "
+                           "exist", str(path))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms" if seconds < 2.0 else f"{seconds:.4g} s"
+
+
+def _tables(result: SimResult) -> list[Table]:
+    summary = Table(title=f"Simulated iteration ({result.schedule})", title_justify="left",
+                    show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    rel = f" ({result.relative_gap:+.1%})" if result.analytic_s > 0 else ""
+    rows = [
+        ("micro-batches", f"M = {result.num_micro_batches} of b = {result.micro_batch_size} "
+                          f"(last: {result.last_micro_batch_size}), B = {result.batch_size}"),
+        ("makespan (simulated)", _ms(result.makespan_s)),
+        ("T (analytic, SPEC 3)", _ms(result.analytic_s)),
+        ("gap", f"{result.gap_s * 1e3:+.4g} ms{rel}"),
+        ("first micro-batch trip", _ms(result.first_micro_batch_s)),
+        ("bottleneck (analytic)", f"{result.bottleneck_resource}: "
+                                  f"{_ms(result.bottleneck_s)} per micro-batch"),
+        ("bubble fraction", f"{result.bubble_fraction:.1%} of compute time idle"),
+    ]
+    for what, value in rows:
+        summary.add_row(what, value)
+    resources = Table(title="Resources", title_justify="left")
+    for col in ("resource", "busy", "utilisation"):
+        resources.add_column(col, justify="left" if col == "resource" else "right")
+    for r, busy in result.busy_s.items():
+        resources.add_row(r, _ms(busy), f"{result.utilisation[r]:.1%}")
+    memory = Table(title="Activations in flight (peak)", title_justify="left")
+    for col in ("node", "stage", "micro-batches", "samples", "SPEC W*b"):
+        memory.add_column(col, justify="left" if col == "node" else "right")
+    for node, m in result.memory.items():
+        memory.add_row(node, str(m.stage + 1), str(m.peak_micro_batches), str(m.peak_samples),
+                       "-" if m.spec_samples is None else f"{m.spec_samples:g}")
+    return [summary, resources, memory]
+
+
+@app.command()
+def simulate(
+    problem: str = typer.Argument(DEFAULT_SCENARIO, help=PROBLEM_HELP),
+    plan: Annotated[Path | None, typer.Option(
+        "--plan", help="Plan JSON file (SPEC section 4); default: plan first with the default "
+        "solver.")] = None,
+    schedule: str | None = typer.Option(
+        None, "--schedule", help=f"{' | '.join(schedule_names())}; default: the problem's "
+        "training.schedule."),
+    gantt: Annotated[Path | None, typer.Option(
+        "--gantt", help="Write a Gantt chart (PNG).")] = None,
+    map_path: Annotated[Path | None, typer.Option(
+        "--map", help="Write a placement map (PNG).")] = None,
+    trace: Annotated[Path | None, typer.Option(
+        "--trace", help="Write the trace as Chrome trace JSON (chrome://tracing, "
+        "Perfetto).")] = None,
+    last_micro_batch: str = typer.Option(
+        "full", "--last-micro-batch", help="full (every micro-batch has b samples, as the "
+        "analytic T assumes) | remainder (the last has B - (M-1) b)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result summary as JSON."),
+) -> None:
+    """Simulate one training iteration of a plan; report makespan beside the analytic T."""
+    if schedule is not None:
+        get_schedule(schedule)  # an unknown name fails before any planning
+    if last_micro_batch not in ("full", "remainder"):
+        raise ProblemError("--last-micro-batch", "must be 'full' or 'remainder'",
+                           last_micro_batch)
+    for path, option in ((gantt, "--gantt"), (map_path, "--map"), (trace, "--trace")):
+        _writable(path, option)
+    prob = load_problem(problem)
+    chosen = _plan(prob, plan)
+    result = simulate_plan(prob, chosen, schedule,
+                           last_micro_batch="remainder" if last_micro_batch == "remainder"
+                           else "full")
+    out = err_console if json_out else console
+    written: list[str] = []
+    if trace is not None:
+        result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}")
+        written.append(f"trace {trace}")
+    if gantt is not None or map_path is not None:
+        from pipesl.plotting import gantt_chart, placement_map, save_figure
+
+        if gantt is not None:
+            save_figure(gantt_chart(result), gantt)
+            written.append(f"Gantt chart {gantt}")
+        if map_path is not None:
+            save_figure(placement_map(prob, chosen), map_path)
+            written.append(f"placement map {map_path}")
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        for table in _tables(result):
+            console.print(table)
+    for line in written:
+        out.print(f"wrote {line}")

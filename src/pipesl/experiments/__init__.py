@@ -1,0 +1,1 @@
+"""Scenario generators and experiment sweeps (tidy rows -> CSV/JSON)."""

@@ -1,0 +1,149 @@
+"""Gantt chart of a simulated iteration: one row per resource, one bar per task.
+
+Forward passes are blue, backward passes orange; each bar carries its micro-batch number when
+it is wide enough to hold it. Rows follow the pipeline (the order in which the first
+micro-batch uses the resources); link rows sit on a grey band. A dashed line marks the
+analytic T when the input is a :class:`~pipesl.sim.SimResult`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from pipesl.plotting.style import BACKWARD, FORWARD, new_figure, time_scale
+from pipesl.sim import SimResult, Trace
+
+__all__ = ["MAX_RECTANGLES", "gantt_chart", "resource_label"]
+
+MAX_RECTANGLES = 20_000
+"""Above this many tasks, bars are drawn as two collections instead of one patch each."""
+
+_STEP = re.compile(r"^(?P<node>.+)\[(?P<first>\d+)-(?P<last>\d+)\]$")
+
+
+def resource_label(resource: str, steps: list[str], stage: int | None = None) -> str:
+    """A row label: ``dev0  S1 L1-4`` for a node, ``u <-> v`` / ``u -> v`` for a link."""
+    kind, _, rest = resource.partition(":")
+    if kind == "node":
+        for step in steps:
+            match = _STEP.match(step)
+            if match:
+                layers = f"L{match['first']}" if match["first"] == match["last"] else \
+                    f"L{match['first']}–{match['last']}"
+                where = f"S{stage + 1} " if stage is not None else ""
+                return f"{match['node']}  {where}{layers}"
+        return rest
+    if ">" in rest:
+        u, v = rest.split(">", 1)
+        return f"{u} → {v}"
+    return rest.replace("-", " ↔ ", 1) if rest.count("-") == 1 else rest
+
+
+def _row_labels(trace: Trace) -> list[str]:
+    steps_of: list[list[str]] = [[] for _ in trace.resources]
+    stage_of: list[int | None] = [None] * len(trace.resources)
+    pairs = np.unique(np.stack([trace.resource, trace.step]), axis=1)
+    for r, s in pairs.T.tolist():
+        steps_of[r].append(trace.steps[s])
+        if trace.step_stages[s] is not None:
+            stage_of[r] = trace.step_stages[s]
+    return [resource_label(name, steps_of[i], stage_of[i])
+            for i, name in enumerate(trace.resources)]
+
+
+def gantt_chart(result: SimResult | Trace, *, title: str | None = None,
+                time_unit: str | None = None, ax: Axes | None = None) -> Figure:
+    """Draw the Gantt chart of a simulated iteration.
+
+    Parameters
+    ----------
+    result : SimResult or Trace
+        What :func:`pipesl.sim.simulate` returned (or just its trace).
+    title : str, optional
+        Default: schedule, M, b, makespan and analytic T.
+    time_unit : {"us", "ms", "s"}, optional
+        Default: chosen from the makespan.
+    ax : matplotlib Axes, optional
+        Draw into it instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Save it with :func:`pipesl.plotting.save_figure`. With at most
+        :data:`MAX_RECTANGLES` tasks, ``ax.patches`` holds exactly one rectangle per task.
+    """
+    trace = result.trace if isinstance(result, SimResult) else result
+    rows = len(trace.resources)
+    if ax is None:
+        fig = new_figure(width=12.0, height=1.3 + 0.42 * max(rows, 2))
+        ax = fig.subplots()
+    else:
+        fig = ax.figure  # type: ignore[assignment]
+    makespan = trace.makespan_s
+    scale, unit = time_scale(makespan, time_unit)
+    labels = _row_labels(trace)
+
+    for i, name in enumerate(trace.resources):
+        if name.startswith("link:"):
+            ax.axhspan(i - 0.5, i + 0.5, color="#f2f2f2", zorder=0, linewidth=0)
+    left = trace.start * scale
+    width = (trace.end - trace.start) * scale
+    y = trace.resource
+    colors = np.where(trace.kind == 0, FORWARD, BACKWARD)
+    # Pixels per time unit, to separate wide bars with a white edge but keep narrow ones
+    # visible (a white edge would swallow a bar thinner than itself) and to place labels.
+    fig_width_px = fig.get_figwidth() * fig.dpi * 0.82
+    px_per_unit = fig_width_px / max(makespan * scale * 1.02, 1e-300)
+    if len(trace) <= MAX_RECTANGLES:
+        edges = np.where(width * px_per_unit >= 4.0, "white", colors)
+        ax.barh(y, width, left=left, height=0.72, color=colors, edgecolor=edges,
+                linewidth=0.6, zorder=2)
+    else:
+        for code, color in ((0, FORWARD), (1, BACKWARD)):
+            sel = trace.kind == code
+            for r in range(rows):
+                mask = sel & (y == r)
+                ax.broken_barh(list(zip(left[mask], width[mask], strict=True)),
+                               (r - 0.36, 0.72), facecolors=color, zorder=2)
+
+    # Micro-batch numbers where they fit: about 6.5 px per character plus margins.
+    fits = width * px_per_unit >= 6.5 * (np.floor(np.log10(trace.micro_batch + 1)) + 1) + 5
+    if int(fits.sum()) <= 3000:
+        for x0, w, r, m in zip(left[fits].tolist(), width[fits].tolist(),
+                               y[fits].tolist(), trace.micro_batch[fits].tolist(), strict=True):
+            ax.text(x0 + w / 2, r, str(m), ha="center", va="center", fontsize=7.5,
+                    color="white", fontweight="bold", zorder=3)
+
+    handles: list[Artist] = [Patch(color=FORWARD, label="forward (activation)"),
+               Patch(color=BACKWARD, label="backward (gradient)")]
+    if isinstance(result, SimResult):
+        ax.axvline(result.analytic_s * scale, color="#333333", linestyle="--", linewidth=1.2,
+                   zorder=4)
+        handles.append(Line2D([], [], color="#333333", linestyle="--",
+                              label=f"analytic T = {result.analytic_s * scale:.4g} {unit}"))
+        if title is None:
+            title = (f"{result.schedule} · M = {result.num_micro_batches} micro-batches of "
+                     f"b = {result.micro_batch_size} · makespan {makespan * scale:.4g} {unit} "
+                     f"(analytic {result.analytic_s * scale:.4g} {unit}) · "
+                     f"bubbles {result.bubble_fraction:.1%}")
+    ax.set_yticks(range(rows), labels)
+    ax.set_ylim(rows - 0.5, -0.5)
+    end = max(makespan, result.analytic_s if isinstance(result, SimResult) else 0.0)
+    ax.set_xlim(0, end * scale * 1.02 if end > 0 else 1)
+    ax.set_xlabel(f"time ({unit})")
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6, zorder=1)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False,
+               fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10.5, loc="left")
+    return fig

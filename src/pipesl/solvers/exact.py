@@ -4,11 +4,15 @@ Only the distinct values of M = ceil(B/b) matter: for a fixed M every stage time
 and every memory need is non-decreasing in b, so ``b_M = ceil(B/M)`` dominates the other b with
 the same M. For each such b the threshold method of :mod:`pipesl.solvers.threshold` finds
 T*(b); all gaps of all b share one best-first queue keyed by their lower bounds, so a b whose
-bound cannot beat the incumbent is never solved. Bounds before any work on b:
+bound cannot beat the incumbent is never solved. Bounds before any work on b (class
+``_Bounds``), from the source's cut j — it runs layers 1..j (and must hold them), one of its own
+links carries layer j's output, the rest runs no faster than the fastest other node:
 
-* ``S >= b * sum(work) / max flops + 2 * o_source`` and, because the relaxed first-micro-batch
-  time is non-decreasing in b, S >= the relaxed S of every smaller b already solved;
-* ``beta >= max_l min_c t_c(l..l)`` (every layer runs somewhere) and ``>= t_source(1..1)``.
+* ``S >= min_j [t_src(1..j) + least hop time of layer j + b (W_L - W_j) / max flops + 2 o]``,
+  and, because the relaxed first-micro-batch time is non-decreasing in b, S >= the relaxed S
+  of every smaller b already solved;
+* ``beta >= min_j max(t_src(1..j), least hop load of layer j)`` and ``beta >=
+  max_l min_c t_c(l..l)`` (every layer runs somewhere).
 
 The search stops when the smallest open bound reaches the incumbent: the incumbent is then
 optimal (``optimal = True``, lower bound = objective). A time limit returns the incumbent with
@@ -41,8 +45,8 @@ log = logging.getLogger(__name__)
 
 _BISECT_MIN = 1e-4
 """Gaps narrower than this fraction of their top are walked point by point, not bisected."""
-_CONTEXTS = 6
-"""Per-b contexts (with their route caches) kept alive at once."""
+_CONTEXT_BYTES = 512 * 2**20
+"""Memory budget for the per-b contexts kept alive at once (their stage-time tensors)."""
 
 
 def candidate_micro_batch_sizes(batch_size: int) -> list[int]:
@@ -52,27 +56,73 @@ def candidate_micro_batch_sizes(batch_size: int) -> list[int]:
 
 
 class _Bounds:
-    """Cheap lower bounds on S and beta for any b (module docstring)."""
+    """Cheap lower bounds on S and beta for any b (see the module docstring).
+
+    Besides "every layer runs somewhere", both bounds look at the source's cut j: the source
+    runs layers 1..j (it must fit), then (j < L) one of its own links carries layer j's output,
+    and the rest of the model runs no faster than the fastest other node. With labels at the
+    source, one of its links also carries layer L's output back.
+    """
 
     def __init__(self, problem: Problem, tables: CostTables):
-        net = problem.network
+        net, tr = problem.network, problem.training
         self.tables = tables
-        src = net.node_index[problem.training.source]
-        compute = np.flatnonzero(tables.can_compute)
-        self.src_overhead2 = 2.0 * tables.overhead[src]
-        self.work_total = float(tables.work[-1])
-        self.min_inv = float(tables.inv_flops[compute].min())
-        layer_work = np.diff(tables.work)
-        self.layer_alpha = np.outer(tables.inv_flops[compute], layer_work)  # (C, L)
-        self.layer_beta = 2.0 * tables.overhead[compute][:, None]
-        self.src_first = (layer_work[0] * tables.inv_flops[src], 2.0 * tables.overhead[src])
+        t = tables
+        L = t.num_layers
+        src = net.node_index[tr.source]
+        compute = np.flatnonzero(t.can_compute)
+        others = compute[compute != src]
+        self.src = src
+        layer_work = np.diff(t.work)
+        self.layer_alpha = np.outer(t.inv_flops[compute], layer_work)  # (C, L)
+        self.layer_beta = 2.0 * t.overhead[compute][:, None]
+        cut = np.arange(1, L + 1)
+        self.src_alpha = t.work[cut] * t.inv_flops[src]  # t_src(1..j) = alpha b + beta
+        self.src_beta = 2.0 * t.overhead[src]
+        self.src_state = t.state_factor * t.params[cut]
+        self.src_acts = t.acts[cut]
+        self.src_memory = t.memory[src]
+        if len(others):
+            self.rest_alpha = (t.work[L] - t.work[cut]) * t.inv_flops[others].min()
+            self.rest_beta = np.where(cut < L, 2.0 * t.overhead[others].min(), 0.0)
+        else:
+            self.rest_alpha = np.where(cut < L, np.inf, 0.0)
+            self.rest_beta = np.zeros(L)
+        incident = np.flatnonzero((t.link_u == src) | (t.link_v == src))
+        self.inc_alpha = 16.0 * np.outer(t.inv_bandwidth[incident], t.out_bytes)  # (I, L+1)
+        self.inc_beta = 2.0 * t.latency[incident][:, None]
+        self.inc_share = t.load_share[incident][:, None]
+        self.labels_back = tr.labels_at is not None and tr.labels_at == tr.source
+        self.has_links = len(incident) > 0
+
+    def _cut(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per source cut j = 1..L: (least S, least beta); inf where the cut is impossible."""
+        t = self.tables
+        L = t.num_layers
+        t_src = self.src_alpha * b + self.src_beta
+        fits = self.src_state + float(t.window(b, 1)) * self.src_acts <= self.src_memory
+        if self.has_links:
+            hop = self.inc_alpha * b + self.inc_beta  # (I, L+1)
+            hop_time = hop.min(axis=0)
+            hop_load = (hop * self.inc_share).min(axis=0)
+        else:
+            hop_time = hop_load = np.full(L + 1, np.inf)
+        inner = np.arange(1, L + 1) < L
+        s = t_src + self.rest_alpha * b + self.rest_beta
+        beta = t_src.copy()
+        s = s + np.where(inner, hop_time[1:], 0.0)
+        beta = np.maximum(beta, np.where(inner, hop_load[1:], 0.0))
+        if self.labels_back:
+            s = s + np.where(inner, hop_time[L], 0.0)
+            beta = np.maximum(beta, np.where(inner, hop_load[L], 0.0))
+        return np.where(fits, s, np.inf), np.where(fits, beta, np.inf)
 
     def sum_lb(self, b: int) -> float:
-        return b * self.work_total * self.min_inv + self.src_overhead2
+        return float(self._cut(b)[0].min())
 
     def beta_lb(self, b: int) -> float:
         single = (self.layer_alpha * b + self.layer_beta).min(axis=0).max()
-        return float(max(single, self.src_first[0] * b + self.src_first[1]))
+        return float(max(single, self._cut(b)[1].min()))
 
 
 def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None, *,
@@ -105,15 +155,18 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
     bounds = _Bounds(problem, tables)
     contexts: OrderedDict[int, Context] = OrderedDict()
     cache = RouteCache()
+    per_context = 8 * int(tables.can_compute.sum()) * tables.num_layers * (tables.num_layers + 1)
+    max_contexts = max(4, _CONTEXT_BYTES // max(per_context, 1))
     counters = {"dp_passes": 0, "dijkstra_runs": 0, "thresholds": 0, "searches": 0,
-                "search_nodes": 0, "gaps_pruned": 0, "b_values": len(sizes), "b_solved": 0}
+                "search_nodes": 0, "branches": 0, "gaps_pruned": 0, "b_values": len(sizes),
+                "b_solved": 0}
 
     def context(b: int) -> Context:
         ctx = contexts.get(b)
         if ctx is None:
             ctx = Context(problem, tables, b, cache)
             contexts[b] = ctx
-            if len(contexts) > _CONTEXTS:
+            if len(contexts) > max_contexts:
                 _, old = contexts.popitem(last=False)
                 _absorb(counters, old)
         contexts.move_to_end(b)
@@ -207,6 +260,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
 
 
 def _count(counters: dict[str, int], point: Point) -> None:
+    counters["branches"] += point.branches
     if point.searched:
         counters["searches"] += 1
         counters["search_nodes"] += point.expanded

@@ -35,7 +35,12 @@ from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.routes import RouteCache, RouteOracle
 
-__all__ = ["Context", "RelaxedDP", "relaxed_dp"]
+__all__ = ["Context", "RelaxedDP", "Windows", "branch", "relaxed_dp", "relaxed_plan", "reused_node"]
+
+Windows = tuple[tuple[int, int, int, int, int], ...]
+"""Branch restrictions on compute nodes: ``(c, lo, hi, must_lo, must_hi)`` lets compute node c
+(position in ``ctx.compute``) run layers i..j only when ``lo <= i``, ``j <= hi``,
+``i <= must_lo`` and ``j >= must_hi``. Sorted by c; () means no restriction."""
 
 
 class Context:
@@ -57,6 +62,7 @@ class Context:
         self.ids = [n.id for n in net.nodes]
         self.dp_passes = 0
         self._stage_times: np.ndarray | None = None
+        self._window_times: dict[Windows, np.ndarray] = {}
 
     @property
     def stage_times(self) -> np.ndarray:
@@ -76,13 +82,34 @@ class Context:
                 + 2.0 * t.overhead[self.compute][:, None, None]
             fits = need[None] <= t.memory[self.compute][:, None, None]
             times[~fits | invalid[None]] = np.inf
+            # The source runs stage 1, which starts at layer 1; it computes nothing else.
+            times[self.compute_pos[self.source], 1:, :] = np.inf
             times.setflags(write=False)
             self._stage_times = times
         return self._stage_times
 
-    def compute_times(self, start: int) -> np.ndarray:
+    def compute_times(self, start: int, windows: Windows = ()) -> np.ndarray:
         """(C, L - start): t of stages layers start+1..j, j = start+1..L (+inf: no fit)."""
-        return self.stage_times[:, start, start + 1:]
+        return self.times(windows)[:, start, start + 1:]
+
+    def times(self, windows: Windows = ()) -> np.ndarray:
+        """:attr:`stage_times` with the node windows of a branch applied (see :data:`Windows`)."""
+        if not windows:
+            return self.stage_times
+        hit = self._window_times.get(windows)
+        if hit is None:
+            hit = self.stage_times.copy()
+            L = self.num_layers
+            first = np.arange(1, L + 1)[:, None]  # i = l + 1 for start l
+            last = np.arange(L + 1)[None, :]
+            for c, lo, hi, must_lo, must_hi in windows:
+                bad = (first < lo) | (last > hi) | (first > must_lo) | (last < must_hi)
+                hit[c][bad] = np.inf
+            hit.setflags(write=False)
+            if len(self._window_times) > 32:
+                self._window_times.pop(next(iter(self._window_times)))
+            self._window_times[windows] = hit
+        return hit
 
     def plan_from_indices(self, stages: list[tuple[int, int, int]], routes: list[list[int]],
                           label_route: list[int] | None) -> Plan:
@@ -98,21 +125,42 @@ class Context:
 
 @dataclass(frozen=True, eq=False)
 class RelaxedDP:
-    """Tables of one relaxed DP pass (compute nodes indexed by position in ``ctx.compute``)."""
+    """Tables of one relaxed DP pass (compute nodes indexed by position in ``ctx.compute``).
+
+    Each state keeps two labels so that no plan of the relaxation runs A -> B -> A (2-cycle
+    elimination): the best, and the best whose next compute node differs from the best's.
+    """
 
     tau: float
     value: float
     """Least sum of stage times from the source (inf: no admissible plan)."""
     h_comp: np.ndarray
-    """(L, C) H_comp[l, c]."""
+    """(L, C) H_comp[l, c], best label."""
     h_dep: np.ndarray
-    """(L + 1, C) H_dep[j, c]."""
+    """(L + 1, C) H_dep[j, c], best label."""
     counts: np.ndarray
     """(L + 1,) admissible links per layer under tau (route cache keys)."""
+    windows: Windows = ()
+    """The node windows this pass ran under."""
+    comp_next: np.ndarray | None = None
+    """(L, C) the compute node after c's stage in H_comp's best label (-1: c's stage is last)."""
+    comp_alt: np.ndarray | None = None
+    """(L, C) H_comp's best value whose next node differs from ``comp_next``."""
+    dep_next: np.ndarray | None = None
+    """(L + 1, C) the node the best route from c goes to (-1 after layer L)."""
+    dep_alt: np.ndarray | None = None
+    """(L + 1, C) H_dep's best value going to another node than ``dep_next``."""
+    dep_alt_next: np.ndarray | None = None
+    """(L + 1, C) that other node."""
 
 
-def relaxed_dp(ctx: Context, tau: float = np.inf) -> RelaxedDP:
+def relaxed_dp(ctx: Context, tau: float = np.inf, windows: Windows = (),
+               penalty: np.ndarray | None = None) -> RelaxedDP:
     """Run the backward DP under threshold ``tau`` (see the module docstring).
+
+    Two labels per state eliminate 2-cycles (a node computing stages k and k + 2), the
+    relaxation's most common way to reuse a node; longer cycles are left to branch and bound.
+    ``penalty`` (C,) adds a constant to every stage a node runs (a Lagrange multiplier).
 
     Complexity O(L^2 C + L C^2) array work plus one all-origins Dijkstra per distinct
     (activation size, admissible link set), cached across passes.
@@ -122,49 +170,116 @@ def relaxed_dp(ctx: Context, tau: float = np.inf) -> RelaxedDP:
     C = len(ctx.compute)
     routes = ctx.routes
     counts = routes.counts(tau)
-    h_dep = np.full((L + 1, C), np.inf)
-    h_comp = np.full((L, C), np.inf)
+    inf = np.inf
+    c1 = np.full((L, C), inf)
+    c2 = np.full((L, C), inf)
+    s1 = np.full((L, C), -1, dtype=np.int64)
+    d1 = np.full((L + 1, C), inf)
+    d2 = np.full((L + 1, C), inf)
+    m1 = np.full((L + 1, C), -1, dtype=np.int64)
+    m2 = np.full((L + 1, C), -2, dtype=np.int64)
     if routes.label_node is None:
-        h_dep[L] = 0.0
+        d1[L] = 0.0
     else:
-        h_dep[L] = routes.label_distances(tau)[ctx.compute]
-    times = ctx.stage_times
-    filtered = tau != np.inf
+        d1[L] = routes.label_distances(tau)[ctx.compute]
+    times = ctx.times(windows)
+    filtered = tau != inf
+    rows = np.arange(C)
+    me = rows[:, None]
     for l in range(L - 1, -1, -1):
         row = times[:, l, l + 1:]
-        total = row + h_dep[l + 1:].T
         if filtered:
-            total[row > tau] = np.inf
-        h_comp[l] = total.min(axis=1)
+            row = np.where(row > tau, inf, row)
+        nxt = m1[l + 1:].T
+        tot = row + d1[l + 1:].T
+        j = np.argmin(tot, axis=1)
+        c1[l] = tot[rows, j]
+        s1[l] = nxt[rows, j]
+        alt = row + np.where(nxt == s1[l][:, None], d2[l + 1:].T, d1[l + 1:].T)
+        c2[l] = alt.min(axis=1)
+        if penalty is not None:
+            c1[l] += penalty
+            c2[l] += penalty
         if l >= 1:
             pairs = routes.pair_distances(l, tau, int(counts[l]))
-            h_dep[l] = (pairs + h_comp[l]).min(axis=1)
+            cand = pairs + np.where(s1[l][None, :] == me, c2[l][None, :], c1[l][None, :])
+            best = np.argmin(cand, axis=1)
+            m1[l] = best
+            d1[l] = cand[rows, best]
+            cand[rows, best] = inf
+            second = np.argmin(cand, axis=1)
+            m2[l] = second
+            d2[l] = cand[rows, second]
     src = ctx.compute_pos[ctx.source]
-    return RelaxedDP(tau, float(h_comp[0, src]), h_comp, h_dep, counts)
+    return RelaxedDP(tau, float(c1[0, src]), c1, d1, counts, windows, s1, c2, m1, d2, m2)
 
 
 def relaxed_plan(ctx: Context, dp: RelaxedDP) -> Plan | None:
-    """Follow the DP's minimisers from the source into a plan (None when infeasible)."""
+    """Follow the DP's labels from the source into a plan (None when infeasible)."""
     if not np.isfinite(dp.value):
         return None
+    assert dp.comp_next is not None and dp.dep_alt is not None and dp.dep_alt_next is not None
+    assert dp.dep_next is not None
     L = ctx.num_layers
     c = ctx.compute_pos[ctx.source]
-    layer = 0
+    layer, before = 0, -2
     stages: list[tuple[int, int, int]] = []
     routes: list[list[int]] = []
     while True:
-        row = ctx.compute_times(layer)[c]
-        total = np.where(row <= dp.tau, row + dp.h_dep[layer + 1:, c], np.inf)
-        j = layer + 1 + int(np.argmin(total))
+        row = ctx.compute_times(layer, dp.windows)[c]
+        row = np.where(row <= dp.tau, row, np.inf)
+        d1, d2 = dp.h_dep[layer + 1:, c], dp.dep_alt[layer + 1:, c]
+        nxt = dp.dep_next[layer + 1:, c]
+        first = dp.comp_next[layer, c]
+        if first != before:  # the best label is allowed
+            j = int(np.argmin(row + d1))
+            use_alt = False
+        else:  # the best label returns to the previous node: take the other one
+            alt = np.where(nxt == first, d2, d1)
+            j = int(np.argmin(row + alt))
+            use_alt = bool(nxt[j] == first)
         node = int(ctx.compute[c])
-        stages.append((node, layer + 1, j))
+        stages.append((node, layer + 1, layer + 1 + j))
+        j = layer + 1 + j
         if j == L:
             break
-        pairs = ctx.routes.pair_distances(j, dp.tau, int(dp.counts[j]))
-        m = int(np.argmin(pairs[c] + dp.h_comp[j]))
+        m = int(dp.dep_alt_next[j, c] if use_alt else dp.dep_next[j, c])
         routes.append(ctx.routes.path(j, node, int(ctx.compute[m]), dp.tau))
-        layer, c = j, m
+        layer, before, c = j, c, m
     label = None
     if ctx.routes.label_node is not None:
         label = ctx.routes.label_path(int(ctx.compute[c]), dp.tau)
     return ctx.plan_from_indices(stages, routes, label)
+
+
+def reused_node(ctx: Context, plan: Plan) -> tuple[int, int] | None:
+    """(compute position c, layer p) for the first node that computes two stages: its first
+    stage ends at layer p. None when every stage has its own node."""
+    first_end: dict[str, int] = {}
+    for stage in plan.stages:
+        if stage.node in first_end:
+            node = ctx.problem.network.node_index[stage.node]
+            return ctx.compute_pos[node], first_end[stage.node]
+        first_end[stage.node] = stage.last_layer
+    return None
+
+
+def branch(windows: Windows, c: int, p: int, num_layers: int) -> list[Windows]:
+    """Split the plans where node c runs one stage three ways around layer p: its stage ends
+    at or before p, starts after p, or covers both p and p + 1 (then c runs one stage)."""
+    current = {w[0]: w for w in windows}
+    _, lo, hi, must_lo, must_hi = current.get(c, (c, 1, num_layers, num_layers, 0))
+    children = [(c, lo, min(hi, p), must_lo, must_hi),
+                (c, max(lo, p + 1), hi, must_lo, must_hi),
+                (c, lo, hi, min(must_lo, p), max(must_hi, p + 1))]
+    out: list[Windows] = []
+    for child in children:
+        _, a, z, ml, mh = child
+        if a > z or a > ml or mh > z:  # nothing allowed: the node is not used at all
+            child = (c, 1, 0, num_layers, 0)
+        merged = dict(current)
+        merged[c] = child
+        key = tuple(sorted(merged.values()))
+        if key not in out:
+            out.append(key)
+    return out

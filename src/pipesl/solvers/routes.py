@@ -86,7 +86,7 @@ class RouteOracle:
         # Hop times and loads of every link for every layer's output, once per b.
         self.times = tables.hop_times(b)  # (E, L+1)
         self.loads = self.times * tables.load_share[:, None]
-        self.sorted_loads = np.sort(self.loads, axis=0)
+        self._sorted_loads: np.ndarray | None = None
         self.num_links = len(u)
         self.cache = cache if cache is not None else RouteCache()
         # One CSR structure (directed edges sorted by source); Dijkstra runs rewrite its data.
@@ -114,7 +114,9 @@ class RouteOracle:
         """(L+1,) number of links admissible under tau for each layer (the cache signature)."""
         if tau == np.inf:
             return np.full(self.times.shape[1], self.num_links)
-        return np.count_nonzero(self.sorted_loads <= tau, axis=0)
+        if self._sorted_loads is None:
+            self._sorted_loads = np.sort(self.loads, axis=0)
+        return np.count_nonzero(self._sorted_loads <= tau, axis=0)
 
     def _allowed(self, layer: int, tau: float) -> tuple[np.ndarray, int]:
         """Mask of links admissible under tau, and its size."""

@@ -171,7 +171,7 @@ def exact_min_sum(ctx: Context, dp: RelaxedDP, upper: float = np.inf, *,
             k = len(s.stages) + 1
             if one_f_one_b and k > 1 and not _window_fits(ctx, s.stages, k):
                 continue
-            t_row = ctx.compute_times(l)[c]
+            t_row = ctx.compute_times(l, dp.windows)[c]
             ok = np.isfinite(t_row) & (t_row <= tau)
             used = s.used | (1 << m)
             for col in np.flatnonzero(ok).tolist():

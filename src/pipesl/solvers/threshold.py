@@ -23,6 +23,9 @@ prune by a lower bound) with the thresholds found by bisection instead of enumer
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +33,14 @@ import numpy as np
 from pipesl.cost import resource_loads
 from pipesl.plan import Plan, validate_plan
 from pipesl.problem.types import Problem
-from pipesl.solvers.layered import Context, relaxed_dp, relaxed_plan
+from pipesl.solvers.layered import (
+    Context,
+    RelaxedDP,
+    branch,
+    relaxed_dp,
+    relaxed_plan,
+    reused_node,
+)
 from pipesl.solvers.search import exact_min_sum
 
 __all__ = ["Point", "evaluate_threshold", "plan_loads_ok", "true_bottleneck"]
@@ -57,6 +67,8 @@ class Point:
     expanded: int = 0
     relaxed_s: float = np.inf
     """The relaxed DP's value at tau (a lower bound on S*(tau))."""
+    branches: int = 0
+    """Branch-and-bound children created for nodes the relaxation reused."""
 
 
 def true_bottleneck(problem: Problem, plan: Plan) -> tuple[float, float]:
@@ -88,6 +100,14 @@ def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
                        deadline: float | None = None) -> Point:
     """S*(tau) exactly, with its plan; or a proof that S*(tau) >= ``upper``.
 
+    Best-first branch and bound over the relaxed DP. A relaxed plan that puts two stages on
+    one node is split by :func:`~pipesl.solvers.layered.branch` (that node's stage lies
+    before, after, or across the layer where its first stage ended); a relaxed plan with
+    distinct nodes that still shares a link too much (or breaks the 1F1B window) goes to the
+    A* search (:func:`~pipesl.solvers.search.exact_min_sum`) restricted to the branch. Each
+    branch's DP value is a lower bound for it, so the search ends when the best open bound
+    reaches the best plan found (or ``upper``).
+
     Parameters
     ----------
     ctx : Context
@@ -98,19 +118,53 @@ def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
     deadline : float, optional
         ``time.perf_counter()`` at which the search stops (the point is then incomplete).
     """
-    dp = relaxed_dp(ctx, tau)
-    if not np.isfinite(dp.value):
+    root = relaxed_dp(ctx, tau)
+    if not np.isfinite(root.value):
         return Point(tau, None, np.inf, np.inf)
-    if dp.value >= upper:
-        return Point(tau, None, dp.value, np.inf, relaxed_s=dp.value)
-    plan = relaxed_plan(ctx, dp)
-    assert plan is not None
-    if plan_loads_ok(ctx, plan, tau):
-        s, beta = true_bottleneck(ctx.problem, plan)
-        return Point(tau, plan, s, beta, relaxed_s=dp.value)
-    found = exact_min_sum(ctx, dp, upper, deadline=deadline)
-    if found.plan is None:
-        return Point(tau, None, max(found.value, dp.value), np.inf, found.complete, True,
-                     found.expanded, dp.value)
-    s, beta = true_bottleneck(ctx.problem, found.plan)
-    return Point(tau, found.plan, s, beta, True, True, found.expanded, dp.value)
+    if root.value >= upper:
+        return Point(tau, None, root.value, np.inf, relaxed_s=root.value)
+    best: Plan | None = None
+    best_s = upper
+    searched = False
+    expanded = branches = 0
+    counter = itertools.count()
+    heap: list[tuple[float, int, RelaxedDP]] = [(root.value, next(counter), root)]
+    while heap:
+        bound, _, dp = heapq.heappop(heap)
+        if bound >= best_s:
+            heap.clear()
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            heapq.heappush(heap, (bound, next(counter), dp))
+            break
+        plan = relaxed_plan(ctx, dp)
+        assert plan is not None
+        reuse = reused_node(ctx, plan)
+        if reuse is not None:
+            for windows in branch(dp.windows, reuse[0], reuse[1], ctx.num_layers):
+                branches += 1
+                child = relaxed_dp(ctx, tau, windows)
+                if child.value < best_s:
+                    heapq.heappush(heap, (child.value, next(counter), child))
+            continue
+        if plan_loads_ok(ctx, plan, tau):
+            best, best_s = plan, true_bottleneck(ctx.problem, plan)[0]
+            continue
+        searched = True
+        found = exact_min_sum(ctx, dp, best_s, deadline=deadline)
+        expanded += found.expanded
+        if found.plan is not None:
+            best, best_s = found.plan, true_bottleneck(ctx.problem, found.plan)[0]
+        elif not found.complete:
+            heapq.heappush(heap, (max(found.value, bound), next(counter), dp))
+            break
+    complete = not heap
+    if best is None:
+        bound = min([upper, *(h[0] for h in heap)])
+        return Point(tau, None, max(bound, root.value), np.inf, complete, searched, expanded,
+                     root.value, branches)
+    if not complete:  # a limit stopped the proof: report the bound, not the plan's S
+        bound = min(h[0] for h in heap)
+        return Point(tau, None, bound, np.inf, False, searched, expanded, root.value, branches)
+    s, beta = true_bottleneck(ctx.problem, best)
+    return Point(tau, best, s, beta, True, searched, expanded, root.value, branches)

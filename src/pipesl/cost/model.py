@@ -30,8 +30,8 @@ its backward ``b * sum(bwd_flops) / flops_n + o_n``; a hop's forward (activation
 (gradient) each take x.
 
 The affine forms are stored (:class:`Affine`) so that the planner's decision graph, the
-closed-form micro-batch size and the simulator can never drift apart. :class:`CostTables`
-holds the same formulas vectorised (prefix sums) for the solvers' hot paths.
+closed-form micro-batch size and the simulator can never drift apart. The same formulas,
+vectorised with prefix sums for the solvers' hot paths, are in :mod:`pipesl.cost.tables`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from pipesl.problem.types import Link, Problem
 
 __all__ = [
     "Affine",
-    "CostTables",
     "Evaluation",
     "PlanStage",
     "StagePhases",
@@ -69,6 +68,7 @@ __all__ = [
     "resource_name",
     "stage_memory",
     "stage_phases",
+    "transfer_time",
 ]
 
 
@@ -422,126 +422,3 @@ def plan_document(evaluation: Evaluation, solver: Mapping[str, Any] | None = Non
                          for n, (u, c) in ev.memory.items()}
         doc["stage_times_s"] = [{"stage": name, "time_s": t} for name, t in ev.stage_times]
     return doc
-
-
-# ---------------------------------------------------------------- vectorised tables
-
-
-@dataclass(frozen=True, eq=False)
-class CostTables:
-    """The formulas above as numpy arrays, for the solvers' hot paths.
-
-    Layers are indexed 0..L where index l means "the output of layer l" (0 = raw input), so
-    a stage running layers i..j (1-based) costs ``work[j] - work[i - 1]``. Nodes and links
-    follow the order of the problem's network.
-    """
-
-    work: np.ndarray
-    """(L+1,) prefix sums of fwd_flops + bwd_flops per sample."""
-    params: np.ndarray
-    """(L+1,) prefix sums of param_bytes."""
-    acts: np.ndarray
-    """(L+1,) prefix sums of act_bytes per sample."""
-    out_bytes: np.ndarray
-    """(L+1,) bytes leaving layer l per sample (index 0: input_bytes)."""
-    inv_flops: np.ndarray
-    """(N,) 1 / flops, 0 where the node cannot compute."""
-    overhead: np.ndarray
-    """(N,) per-pass overhead o_n."""
-    memory: np.ndarray
-    """(N,) bytes available."""
-    can_compute: np.ndarray
-    """(N,) bool."""
-    link_u: np.ndarray
-    """(E,) index of each link's ``source``."""
-    link_v: np.ndarray
-    """(E,) index of each link's ``target``."""
-    inv_bandwidth: np.ndarray
-    """(E,) 1 / bandwidth (s per bit)."""
-    latency: np.ndarray
-    """(E,) d_e."""
-    load_share: np.ndarray
-    """(E,) load on the busiest resource of a link per unit of hop time t = 2x: 1 for a
-    half-duplex link (one resource carries 2x), 0.5 for a full-duplex link (each direction
-    carries x)."""
-    batch_size: int
-    state_factor: float
-    schedule: str
-
-    @classmethod
-    def from_problem(cls, problem: Problem) -> CostTables:
-        """Build the tables of ``problem``."""
-        model, net, tr = problem.model, problem.network, problem.training
-
-        def prefix(values: list[float]) -> np.ndarray:
-            return np.concatenate(([0.0], np.cumsum(np.asarray(values, dtype=float))))
-
-        flops = np.array([n.flops for n in net.nodes], dtype=float)
-        can = np.array([n.can_compute for n in net.nodes], dtype=bool)
-        idx = net.node_index
-        return cls(
-            work=prefix([x.fwd_flops + x.bwd_flops for x in model.layers]),
-            params=prefix([x.param_bytes for x in model.layers]),
-            acts=prefix([x.act_bytes for x in model.layers]),
-            out_bytes=np.array([model.input_bytes] + [x.out_bytes for x in model.layers]),
-            inv_flops=np.where(can, 1.0 / np.where(flops > 0, flops, 1.0), 0.0),
-            overhead=np.array([n.overhead for n in net.nodes], dtype=float),
-            memory=np.array([n.memory for n in net.nodes], dtype=float),
-            can_compute=can,
-            link_u=np.array([idx[e.source] for e in net.links], dtype=np.int64),
-            link_v=np.array([idx[e.target] for e in net.links], dtype=np.int64),
-            inv_bandwidth=np.array([1.0 / e.bandwidth for e in net.links], dtype=float),
-            latency=np.array([e.latency for e in net.links], dtype=float),
-            load_share=np.array([0.5 if e.duplex == "full" else 1.0 for e in net.links]),
-            batch_size=tr.batch_size,
-            state_factor=tr.state_factor,
-            schedule=tr.schedule,
-        )
-
-    @property
-    def num_layers(self) -> int:
-        """L."""
-        return len(self.work) - 1
-
-    def compute_times(self, b: float, start: int, nodes: np.ndarray | None = None
-                      ) -> np.ndarray:
-        """t of stages starting after layer ``start`` (i = start + 1) and ending at j > start.
-
-        Returns an array (nodes, L - start) whose column c is j = start + 1 + c. Rows of nodes
-        that cannot compute are +inf.
-        """
-        inv = self.inv_flops if nodes is None else self.inv_flops[nodes]
-        over = self.overhead if nodes is None else self.overhead[nodes]
-        work = self.work[start + 1:] - self.work[start]
-        t = b * np.outer(inv, work) + 2.0 * over[:, None]
-        can = self.can_compute if nodes is None else self.can_compute[nodes]
-        t[~can] = np.inf
-        return t
-
-    def compute_affine(self, node: int, first: int, last: int) -> Affine:
-        """Affine time of node ``node`` (index) running layers first..last (1-based)."""
-        return Affine((self.work[last] - self.work[first - 1]) * self.inv_flops[node],
-                      2.0 * self.overhead[node])
-
-    def hop_times(self, b: float, layers: np.ndarray | None = None) -> np.ndarray:
-        """t = 2x of one hop on every link carrying layer l's output: array (E, layers)."""
-        out = self.out_bytes if layers is None else self.out_bytes[layers]
-        return 2.0 * (8.0 * b * np.outer(self.inv_bandwidth, out) + self.latency[:, None])
-
-    def hop_affine(self, link: int, layer: int) -> Affine:
-        """Affine t = 2x of a hop on link ``link`` (index) carrying layer ``layer``'s output."""
-        return Affine(16.0 * self.out_bytes[layer] * self.inv_bandwidth[link],
-                      2.0 * self.latency[link])
-
-    def window(self, b: int, stages_from_end: int | np.ndarray) -> np.ndarray | float:
-        """W * b of SPEC section 3 for a stage with ``stages_from_end`` = K - k + 1."""
-        if self.schedule == "gpipe":
-            return float(self.batch_size)
-        m = -(-self.batch_size // b)
-        return np.minimum(m, stages_from_end) * b
-
-    def stage_memory(self, start: int, b: int, stages_from_end: int = 1) -> np.ndarray:
-        """Bytes needed by layers start+1..j for every j > start: array (L - start,)."""
-        params = self.params[start + 1:] - self.params[start]
-        acts = self.acts[start + 1:] - self.acts[start]
-        return self.state_factor * params + self.window(b, stages_from_end) * acts

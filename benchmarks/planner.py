@@ -43,7 +43,7 @@ def main() -> None:
                 "DP passes", "Dijkstra", "gaps pruned", "b solved", "branches", "A* nodes",
                 "optimal"):
         table.add_column(col, justify="right")
-    console = Console()
+    console = Console(width=240)
     for size in sizes:
         n, layers, batch = (int(x) for x in size.split("x"))
         for kind in args.kinds:

@@ -10,12 +10,18 @@
 * :mod:`~pipesl.solvers.threshold`, :mod:`~pipesl.solvers.exact` — thresholds and b, exactly;
 * :mod:`~pipesl.solvers.microbatch` — the closed-form micro-batch size;
 * :mod:`~pipesl.solvers.alternating` — the paper's alternating optimisation;
-* :mod:`~pipesl.solvers.bruteforce` — exhaustive enumeration for small problems (tests).
+* :mod:`~pipesl.solvers.bruteforce` — exhaustive enumeration for small problems (tests);
+* :mod:`~pipesl.solvers.milp` — the same problem as a mixed-integer program (HiGHS), per b;
+* :mod:`~pipesl.solvers.baselines`, :mod:`~pipesl.solvers.heuristics` — what the planner is
+  compared with: no pipelining, two tiers, a fixed b, bottleneck-only, and rules of thumb.
 """
 
 from pipesl.solvers import alternating as _alternating  # noqa: F401  (registers)
+from pipesl.solvers import baselines as _baselines  # noqa: F401  (registers)
 from pipesl.solvers import bruteforce as _bruteforce  # noqa: F401  (registers)
 from pipesl.solvers import exact as _exact  # noqa: F401  (registers)
+from pipesl.solvers import heuristics as _heuristics  # noqa: F401  (registers)
+from pipesl.solvers import milp as _milp  # noqa: F401  (registers)
 from pipesl.solvers.basp import BaspResult, bottleneck_aware_shortest_path
 from pipesl.solvers.exact import candidate_micro_batch_sizes, solve_exact
 from pipesl.solvers.microbatch import best_micro_batch_size, search_micro_batch_size

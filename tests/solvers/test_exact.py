@@ -220,3 +220,31 @@ def test_memory_bound_chain_needs_branching(n_layers: int, duplex: str, labels: 
     check_result(problem, exact)
     assert exact.counters["branches"] > 0
     assert exact.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
+
+
+def test_hard_evaluations_hand_b_to_the_milp(monkeypatch) -> None:
+    """When branch and bound runs out of budget the b goes to the MILP; still exact."""
+    import pipesl.solvers.exact as exact_module
+
+    monkeypatch.setattr(exact_module, "_BUDGET", 1)
+    monkeypatch.setattr(exact_module, "_MILP_AFTER", 1)
+    problem = _memory_bound_chain(9, "half", False, slow=2)
+    result = solve(problem)
+    assert result.counters["milp"] > 0 and result.optimal
+    check_result(problem, result)
+    assert result.objective_s == pytest.approx(solve(problem, "bruteforce").objective_s,
+                                               rel=1e-9)
+
+
+@pytest.mark.slow
+def test_memory_bound_resnet_instance_is_proven() -> None:
+    """The instance the experiments found hard (ResNet-50, 1 GiB servers): proven optimal, equal
+    to the MILP at its micro-batch size."""
+    from pipesl.experiments.suite import default_config
+    from pipesl.experiments.sweeps import point_problem
+
+    problem = point_problem(default_config("memory"), 1.0, 1)
+    result = solve(problem, time_limit=600)
+    assert result.optimal
+    milp = solve(problem, "milp", micro_batch_size=result.micro_batch_size)
+    assert result.objective_s == pytest.approx(milp.objective_s, rel=1e-6)

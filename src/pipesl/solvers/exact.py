@@ -32,12 +32,13 @@ import numpy as np
 
 from pipesl.cost import CostTables
 from pipesl.exceptions import InfeasibleError
+from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.solvers.diagnose import diagnose_infeasible
 from pipesl.solvers.layered import Context
 from pipesl.solvers.result import SolveResult, finish, register
 from pipesl.solvers.routes import RouteCache
-from pipesl.solvers.threshold import REL_TOL, Point, evaluate_threshold
+from pipesl.solvers.threshold import REL_TOL, Point, evaluate_threshold, true_bottleneck
 
 __all__ = ["candidate_micro_batch_sizes", "solve_exact"]
 
@@ -45,6 +46,14 @@ log = logging.getLogger(__name__)
 
 _BISECT_MIN = 1e-4
 """Gaps narrower than this fraction of their top are walked point by point, not bisected."""
+_BUDGET = 256
+"""Branch-and-bound nodes a threshold evaluation gets at first; an evaluation that runs out is
+retried later, from the queue, with four times the budget (by then the incumbent may prune)."""
+_MILP_AFTER = 4 * _BUDGET
+"""An evaluation of b that exhausts this budget hands b to the MILP (when it is small enough):
+its LP relaxation is much tighter than the DP's on memory-bound chains that need nearly every
+node, where branching on node reuse grows exponentially."""
+_MILP_MAX_VARIABLES = 60_000
 _CONTEXT_BYTES = 512 * 2**20
 """Memory budget for the per-b contexts kept alive at once (their stage-time tensors)."""
 
@@ -158,7 +167,8 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
     per_context = 8 * int(tables.can_compute.sum()) * tables.num_layers * (tables.num_layers + 1)
     max_contexts = max(4, _CONTEXT_BYTES // max(per_context, 1))
     counters = {"dp_passes": 0, "dijkstra_runs": 0, "thresholds": 0, "searches": 0,
-                "search_nodes": 0, "branches": 0, "gaps_pruned": 0, "b_values": len(sizes),
+                "search_nodes": 0, "branches": 0, "gaps_pruned": 0, "retries": 0, "milp": 0,
+                "b_values": len(sizes),
                 "b_solved": 0}
 
     def context(b: int) -> Context:
@@ -173,35 +183,57 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         return ctx
 
     best_t = np.inf
-    best_plan = None
+    best_plan: Plan | None = None
     relaxed_top: dict[int, float] = {}
-    open_bounds: list[float] = []  # bounds of regions a limit left unresolved
-    heap: list[tuple[float, int, str, int, float, float, float]] = []
+    # (lower bound, seq, kind, b, lo, hi, S at hi, budget): kind "top" is b's first evaluation
+    # (tau = inf), "gap" an open interval (lo, hi) of thresholds of b.
+    heap: list[tuple[float, int, str, int, float, float, float, int]] = []
     seq = itertools.count()
     for b in sizes:
         lam = -(-B // b) - 1
         heapq.heappush(heap, (bounds.sum_lb(b) + lam * bounds.beta_lb(b), next(seq), "top", b,
-                              0.0, np.inf, 0.0))
+                              0.0, np.inf, 0.0, _BUDGET))
 
-    def offer(point: Point, lam: int) -> None:
+    def offer(plan: Plan | None, lam: int) -> None:
         nonlocal best_t, best_plan
-        if point.plan is None:
+        if plan is None:
             return
-        t = point.sum_s + lam * point.bottleneck_s
+        s_plan, beta = true_bottleneck(problem, plan)
+        t = s_plan + lam * beta
         if t < best_t:
-            best_t, best_plan = t, point.plan
-            log.info("incumbent T=%.6g b=%d stages=%d", t, point.plan.micro_batch_size,
-                     point.plan.num_stages)
+            best_t, best_plan = t, plan
+            log.info("incumbent T=%.6g b=%d stages=%d", t, plan.micro_batch_size,
+                     plan.num_stages)
+
+    resolved: set[int] = set()
+    milp_bounds: list[float] = []
+    edges = 2 * len(tables.link_u) * max(tables.num_layers - 1, 0)
+    stage_vars = int(tables.can_compute.sum()) * tables.num_layers * (tables.num_layers + 1) // 2
+    milp_ok = stage_vars + edges <= _MILP_MAX_VARIABLES
+
+    def resolve_by_milp(b: int, lam: int) -> None:
+        """T*(b) by the MILP; b leaves the queue (its bound stays when HiGHS stops early)."""
+        from pipesl.solvers.milp import solve_milp_for_b  # milp imports this module
+
+        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        out = solve_milp_for_b(problem, b, time_limit=left, tables=tables)
+        counters["milp"] += 1
+        resolved.add(b)
+        offer(out.plan, lam)
+        if out.status not in (0, 2):  # stopped by the time limit: keep HiGHS's bound
+            milp_bounds.append(out.bound_s)
 
     stopped = False
     while heap:
-        lb, _, kind, b, lo, hi, s_hi = heap[0]
+        lb, _, kind, b, lo, hi, s_hi, budget = heap[0]
         if lb >= best_t * (1 - REL_TOL):
             break
         if deadline is not None and time.perf_counter() > deadline:
             stopped = True
             break
         heapq.heappop(heap)
+        if b in resolved:
+            continue
         lam = -(-B // b) - 1
         beta_lb = bounds.beta_lb(b)
         counters["thresholds"] += 1
@@ -209,49 +241,66 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
             below = [v for bb, v in relaxed_top.items() if bb < b]
             sharper = max([bounds.sum_lb(b), *below]) + lam * beta_lb
             if sharper > lb * (1 + REL_TOL):
-                heapq.heappush(heap, (sharper, next(seq), "top", b, lo, hi, s_hi))
+                heapq.heappush(heap, (sharper, next(seq), "top", b, lo, hi, s_hi, budget))
                 continue
             ctx = context(b)
             counters["b_solved"] += 1
-            point = evaluate_threshold(ctx, np.inf, best_t - lam * beta_lb, deadline=deadline)
+            point = evaluate_threshold(ctx, np.inf, best_t - lam * beta_lb, deadline=deadline,
+                                       budget=budget)
             relaxed_top[b] = point.relaxed_s if np.isfinite(point.relaxed_s) else point.sum_s
             _count(counters, point)
-            offer(point, lam)
-            if point.plan is None:
-                if not point.complete:
-                    open_bounds.append(point.sum_s + lam * beta_lb)
+            offer(point.plan or point.feasible, lam)
+            if not point.complete and budget >= _MILP_AFTER and milp_ok:
+                resolve_by_milp(b, lam)
                 continue
-            if point.bottleneck_s > beta_lb * (1 + REL_TOL) and lam > 0:
+            if not point.complete:  # retry later with a larger budget
+                counters["retries"] += 1
+                heapq.heappush(heap, (max(lb, point.sum_s + lam * beta_lb), next(seq), "top",
+                                      b, lo, hi, s_hi, budget * 4))
+                continue
+            if point.plan is not None and point.bottleneck_s > beta_lb * (1 + REL_TOL) \
+                    and lam > 0:
                 heapq.heappush(heap, (point.sum_s + lam * beta_lb, next(seq), "gap", b,
-                                      beta_lb, point.bottleneck_s, point.sum_s))
+                                      beta_lb, point.bottleneck_s, point.sum_s, _BUDGET))
             continue
         # a gap (lo, hi) of b
         ctx = context(b)
         walk = hi - lo <= _BISECT_MIN * hi
         tau = hi * (1 - REL_TOL * 10) if walk else (lo + hi) / 2
-        point = evaluate_threshold(ctx, tau, best_t - lam * lo, deadline=deadline)
+        point = evaluate_threshold(ctx, tau, best_t - lam * lo, deadline=deadline,
+                                   budget=budget)
         _count(counters, point)
-        offer(point, lam)
+        offer(point.plan or point.feasible, lam)
+        if not point.complete and budget >= _MILP_AFTER and milp_ok:
+            resolve_by_milp(b, lam)
+            continue
+        if not point.complete:  # retry the same gap later with a larger budget
+            counters["retries"] += 1
+            sharper = min(point.sum_s + lam * lo, (s_hi + lam * tau) if not walk else np.inf)
+            heapq.heappush(heap, (max(lb, sharper), next(seq), "gap", b, lo, hi, s_hi,
+                                  budget * 4))
+            continue
         if point.plan is not None:
             if point.bottleneck_s > lo * (1 + REL_TOL):
                 heapq.heappush(heap, (point.sum_s + lam * lo, next(seq), "gap", b, lo,
-                                      point.bottleneck_s, point.sum_s))
-        elif not point.complete:
-            open_bounds.append(point.sum_s + lam * lo)
+                                      point.bottleneck_s, point.sum_s, _BUDGET))
         else:
             counters["gaps_pruned"] += 1
         if not walk:  # a walk step just below hi leaves nothing open above tau
-            heapq.heappush(heap, (s_hi + lam * tau, next(seq), "gap", b, tau, hi, s_hi))
+            heapq.heappush(heap, (s_hi + lam * tau, next(seq), "gap", b, tau, hi, s_hi,
+                                  _BUDGET))
     for ctx in contexts.values():
         _absorb(counters, ctx)
     if best_plan is None:
-        if stopped or open_bounds:
+        if stopped:
             raise InfeasibleError("time limit: no valid plan found before the limit "
                                   f"({time_limit} s); raise --time-limit")
         raise InfeasibleError(diagnose_infeasible(problem, sizes))
-    remaining = [heap[0][0]] if heap else []
-    lower = min([best_t, *remaining, *open_bounds]) if (stopped or open_bounds) else best_t
-    optimal = not stopped and not open_bounds
+    if milp_bounds:
+        stopped = True
+    open_items = [item[0] for item in heap if item[3] not in resolved]
+    lower = min([best_t, *open_items, *milp_bounds]) if stopped else best_t
+    optimal = not stopped
     status = "optimal" if optimal else "time_limit"
     message = "" if optimal else (f"stopped before a proof; optimality gap "
                                   f"{(best_t - lower) / best_t:.2%}")

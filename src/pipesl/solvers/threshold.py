@@ -69,6 +69,8 @@ class Point:
     """The relaxed DP's value at tau (a lower bound on S*(tau))."""
     branches: int = 0
     """Branch-and-bound children created for nodes the relaxation reused."""
+    feasible: Plan | None = None
+    """When incomplete: the best valid plan met so far (loads <= tau), unproven."""
 
 
 def true_bottleneck(problem: Problem, plan: Plan) -> tuple[float, float]:
@@ -97,7 +99,7 @@ def plan_loads_ok(ctx: Context, plan: Plan, tau: float) -> bool:
 
 
 def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
-                       deadline: float | None = None) -> Point:
+                       deadline: float | None = None, budget: int = 4096) -> Point:
     """S*(tau) exactly, with its plan; or a proof that S*(tau) >= ``upper``.
 
     Best-first branch and bound over the relaxed DP. A relaxed plan that puts two stages on
@@ -106,7 +108,8 @@ def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
     distinct nodes that still shares a link too much (or breaks the 1F1B window) goes to the
     A* search (:func:`~pipesl.solvers.search.exact_min_sum`) restricted to the branch. Each
     branch's DP value is a lower bound for it, so the search ends when the best open bound
-    reaches the best plan found (or ``upper``).
+    reaches the best plan found (or ``upper``). It starts with a dive — always the best
+    child — to meet a valid plan early, whose S then prunes.
 
     Parameters
     ----------
@@ -117,6 +120,10 @@ def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
         Plans with S >= upper are of no interest (prunes the search).
     deadline : float, optional
         ``time.perf_counter()`` at which the search stops (the point is then incomplete).
+    budget : int
+        Branch-and-bound nodes allowed (A* gets 64 expansions per node); beyond it the point
+        is incomplete: its ``sum_s`` is then a lower bound and ``feasible`` the best valid plan
+        met. The caller may retry with a larger budget.
     """
     root = relaxed_dp(ctx, tau)
     if not np.isfinite(root.value):
@@ -126,45 +133,58 @@ def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
     best: Plan | None = None
     best_s = upper
     searched = False
-    expanded = branches = 0
+    expanded = branches = nodes = 0
     counter = itertools.count()
-    heap: list[tuple[float, int, RelaxedDP]] = [(root.value, next(counter), root)]
-    while heap:
-        bound, _, dp = heapq.heappop(heap)
+    heap: list[tuple[float, int, RelaxedDP]] = []
+    dive: RelaxedDP | None = root
+    stopped = False
+    while dive is not None or heap:
+        if dive is not None:
+            dp, bound, dive = dive, dive.value, None
+        else:
+            bound, _, dp = heapq.heappop(heap)
         if bound >= best_s:
-            heap.clear()
-            break
-        if deadline is not None and time.perf_counter() > deadline:
+            continue
+        nodes += 1
+        if nodes > budget or (deadline is not None and time.perf_counter() > deadline):
             heapq.heappush(heap, (bound, next(counter), dp))
+            stopped = True
             break
         plan = relaxed_plan(ctx, dp)
         assert plan is not None
         reuse = reused_node(ctx, plan)
         if reuse is not None:
+            children = []
             for windows in branch(dp.windows, reuse[0], reuse[1], ctx.num_layers):
                 branches += 1
                 child = relaxed_dp(ctx, tau, windows)
                 if child.value < best_s:
-                    heapq.heappush(heap, (child.value, next(counter), child))
+                    children.append(child)
+            if children and best is None:  # still diving: follow the best child first
+                children.sort(key=lambda c: c.value)
+                dive = children.pop(0)
+            for child in children:
+                heapq.heappush(heap, (child.value, next(counter), child))
             continue
         if plan_loads_ok(ctx, plan, tau):
             best, best_s = plan, true_bottleneck(ctx.problem, plan)[0]
             continue
         searched = True
-        found = exact_min_sum(ctx, dp, best_s, deadline=deadline)
+        allowance = 64 * max(1, budget - nodes)
+        found = exact_min_sum(ctx, dp, best_s, deadline=deadline, max_expansions=allowance)
         expanded += found.expanded
         if found.plan is not None:
             best, best_s = found.plan, true_bottleneck(ctx.problem, found.plan)[0]
         elif not found.complete:
             heapq.heappush(heap, (max(found.value, bound), next(counter), dp))
+            stopped = True
             break
-    complete = not heap
+    if stopped:  # a limit stopped the proof: report the bound, and what was found
+        bound = min([best_s, *(h[0] for h in heap)])
+        return Point(tau, None, max(bound, root.value), np.inf, False, searched, expanded,
+                     root.value, branches, best)
     if best is None:
-        bound = min([upper, *(h[0] for h in heap)])
-        return Point(tau, None, max(bound, root.value), np.inf, complete, searched, expanded,
+        return Point(tau, None, max(upper, root.value), np.inf, True, searched, expanded,
                      root.value, branches)
-    if not complete:  # a limit stopped the proof: report the bound, not the plan's S
-        bound = min(h[0] for h in heap)
-        return Point(tau, None, bound, np.inf, False, searched, expanded, root.value, branches)
     s, beta = true_bottleneck(ctx.problem, best)
     return Point(tau, best, s, beta, True, searched, expanded, root.value, branches)

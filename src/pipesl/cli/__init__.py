@@ -20,6 +20,7 @@ from pipesl.cli import plan as _plan  # noqa: F401  isort: skip
 from pipesl.cli import replan as _replan  # noqa: F401  isort: skip
 from pipesl.cli import profile as _profile  # noqa: F401  isort: skip
 from pipesl.cli import simulate as _simulate  # noqa: F401  isort: skip
+from pipesl.cli import train as _train  # noqa: F401  isort: skip
 from pipesl.cli import experiment as _experiment  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

@@ -1,0 +1,272 @@
+"""``pipesl train`` (local processes) and ``pipesl worker`` (one rank under torchrun).
+
+torch is imported only when a command runs, so the rest of the CLI works without it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
+from pipesl.exceptions import ProblemError, RuntimeSetupError
+from pipesl.plan import Plan, load_plan
+from pipesl.problem import Problem, load_problem
+
+if TYPE_CHECKING:
+    from pipesl.runtime import IterationReport, RunConfig, TrainResult
+
+__all__ = ["result_tables", "train", "worker", "write_outputs"]
+
+TRAIN_DEFAULT = "iot-digits"
+"""The built-in scenario `pipesl train` runs by default: small enough to train here."""
+
+
+def _runtime() -> Any:
+    try:
+        import pipesl.runtime as runtime
+    except ImportError as exc:
+        raise RuntimeSetupError(f"training needs PyTorch ({exc.name} is missing): pip install "
+                                "'pipesl[torch]'") from None
+    return runtime
+
+
+def _plan(problem: Problem, path: Path | None) -> Plan:
+    if path is not None:
+        return load_plan(path, problem)
+    from pipesl.solvers import solve
+
+    return solve(problem).plan
+
+
+def _writable(path: Path | None, option: str) -> None:
+    if path is not None and not path.parent.exists():
+        raise ProblemError(option, f"cannot be written: folder {str(path.parent)!r} does not "
+                           "exist", str(path))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms" if seconds < 2.0 else f"{seconds:.4g} s"
+
+
+def _n(seconds: float) -> str:
+    """Milliseconds as a plain number (the column header carries the unit)."""
+    return f"{seconds * 1e3:.2f}"
+
+
+def _config(runtime: Any, **options: Any) -> RunConfig:
+    return runtime.build_config(runtime.RunConfig(), **options)
+
+
+def result_tables(result: TrainResult) -> list[Table]:
+    """Iterations (measured vs simulated vs analytic), stages and hops, for people."""
+    scale = result.config.time_scale if result.config.emulate else 1.0
+    clock = "virtual" if result.config.virtual_clock else "wall"
+    emu = (f"emulated, time scale {scale:g}, {clock} clock" if result.config.emulate
+           else "real devices and network")
+    its = Table(title=f"Iterations ({result.schedule}, b = {result.plan.micro_batch_size}, "
+                f"{emu})", title_justify="left")
+    for col in ("iter", "loss", "measured", "simulated", "analytic", "measured/simulated"):
+        its.add_column(col, justify="right")
+    for it in result.iterations:
+        its.add_row(str(it.iteration + 1), f"{it.loss:.4f}", _ms(it.measured_s),
+                    _ms(it.simulated_s), _ms(it.analytic_s), f"{it.error:+.1%}")
+    stages = Table(title="Compute per pass of b samples, ms (mean over iterations after the "
+                   "first)", title_justify="left")
+    for col in ("stage", "node", "layers", "pass", "planned", "real", "occupied", "overruns"):
+        stages.add_column(col, justify="left" if col in ("node", "pass") else "right")
+    for s in result.stages:
+        stages.add_row(str(s.stage + 1), s.node, s.layers,
+                       "forward" if s.kind == "F" else "backward", _n(s.planned_s),
+                       _n(s.real_mean_s), _n(s.busy_mean_s), f"{s.overruns}/{s.passes}")
+    hops = Table(title="Transfers per hop, ms (mean over iterations after the first)",
+                 title_justify="left")
+    for col in ("hop", "what", "resource", "planned x", "busy", "hop time", "lag"):
+        hops.add_column(col, justify="left" if col in ("hop", "what", "resource") else "right")
+    for h in result.hops:
+        hops.add_row(h.hop, "act." if h.kind == "F" else "grad", h.resource, _n(h.planned_s),
+                     _n(h.busy_mean_s), _n(h.hop_mean_s), _n(h.lag_mean_s))
+    hops.caption = ("busy: the link serving it; hop time: handed over -> delivered, queueing "
+                    "included; lag: the receiving process got it this much later than the "
+                    "emulated network delivered it")
+    return [its, stages, hops]
+
+
+def summary_line(result: TrainResult) -> str:
+    """One line: median measured against simulated and analytic."""
+    med = result.median_measured_s()
+    err = med / result.simulated_s - 1.0 if result.simulated_s else 0.0
+    over = sum(s.overruns for s in result.stages)
+    line = (f"median measured iteration {_ms(med)} vs simulated {_ms(result.simulated_s)} "
+            f"({err:+.1%}) and analytic {_ms(result.analytic_s)}; loss "
+            f"{result.losses[0]:.4f} -> {result.losses[-1]:.4f}; startup "
+            f"{result.startup_s:.1f} s")
+    if over and result.config.emulate:
+        line += (f"\n[yellow]warning:[/] {over} passes computed longer than their planned "
+                 "duration, so emulation could not pad them; raise --time-scale")
+    return line
+
+
+def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path | None = None,
+                  trace: Path | None = None) -> list[str]:
+    """Write the JSON result, the measured Gantt chart (last iteration) and its trace."""
+    written: list[str] = []
+    last = result.iterations[-1]
+    if out is not None:
+        out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        written.append(f"result {out}")
+    if trace is not None:
+        last.trace.dump_chrome(trace, name=f"pipesl measured {result.problem}")
+        written.append(f"measured trace {trace}")
+    if gantt is not None:
+        from pipesl.plotting import gantt_chart, save_figure
+
+        title = (f"measured · {result.schedule} · b = {result.plan.micro_batch_size} · "
+                 f"iteration {last.iteration + 1}: {_ms(last.measured_s)} (simulated "
+                 f"{_ms(last.simulated_s)}, {last.error:+.1%})")
+        save_figure(gantt_chart(last.trace, title=title), gantt)
+        written.append(f"measured Gantt chart {gantt}")
+    return written
+
+
+def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunConfig,
+                      description: str = "training") -> TrainResult:
+    """``runtime.train`` with a rich progress bar on stderr (loss and time per step)."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(f"{description} (starting {len(plan.stages)} stages)",
+                                 total=config.steps, status="")
+
+        def update(it: IterationReport) -> None:
+            progress.update(task, advance=1, description=description,
+                            status=f"loss {it.loss:.4f} · {_ms(it.measured_s)} "
+                                   f"(sim {_ms(it.simulated_s)})")
+
+        return runtime.train(problem, plan, config,
+                             on_iteration=update)
+
+
+Steps = Annotated[int, typer.Option("--steps", "-n", min=1, help="Training iterations.")]
+Schedule = Annotated[str | None, typer.Option(
+    "--schedule", help="gpipe | 1f1b; default: the problem's training.schedule.")]
+Model = Annotated[str | None, typer.Option(
+    "--model", help="Zoo name or package.module:factory; default: the zoo model named like "
+    "the problem's model profile.")]
+Backend = Annotated[str, typer.Option("--backend", help="gloo (CPU) | nccl (CUDA GPUs).")]
+Data = Annotated[str, typer.Option(
+    "--data", help="synthetic | digits (scikit-learn's 8x8 digits).")]
+TimeScale = Annotated[float, typer.Option(
+    "--time-scale", help="Multiply every emulated duration (raise it when real compute "
+    "overruns the planned pass times).")]
+PlanOpt = Annotated[Path | None, typer.Option(
+    "--plan", help="Plan JSON (SPEC section 4); default: plan with the default solver.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write the result JSON.")]
+GanttOpt = Annotated[Path | None, typer.Option(
+    "--gantt", help="Write the measured Gantt chart of the last iteration (PNG).")]
+TraceOpt = Annotated[Path | None, typer.Option(
+    "--trace", help="Write the measured trace of the last iteration (Chrome trace JSON).")]
+
+
+@app.command()
+def train(
+    problem: str = typer.Argument(TRAIN_DEFAULT, help=PROBLEM_HELP.replace(
+        "edge-campus scenario", f"{TRAIN_DEFAULT} scenario (small enough to train here)")),
+    plan: PlanOpt = None,
+    model: Model = None,
+    steps: Steps = 3,
+    schedule: Schedule = None,
+    emulate: bool = typer.Option(True, "--emulate/--no-emulate", help="Emulate the problem's "
+                                 "devices and links (pad passes, pace links)."),
+    time_scale: TimeScale = 1.0,
+    virtual_clock: bool = typer.Option(
+        True, "--virtual-clock/--wall-clock", help="Emulated time: start each pass and "
+        "transfer when its input is available on the emulated network (absorbs this host's "
+        "loopback and scheduling delays), or when the process really gets it."),
+    backend: Backend = "gloo",
+    data: Data = "synthetic",
+    lr: float = typer.Option(0.05, "--lr", help="SGD learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and data."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 | float64."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds any receive may wait."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Rendezvous address; the default "
+                             "keeps every socket on loopback."),
+    json_out: JsonOpt = False,
+    out: OutOpt = None,
+    gantt: GanttOpt = None,
+    trace: TraceOpt = None,
+) -> None:
+    """Train for real: one local process per network node of the plan (stages and relays)."""
+    runtime = _runtime()
+    cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
+                  time_scale=time_scale, virtual_clock=virtual_clock, backend=backend,
+                  data=data, model=model, seed=seed, lr=lr, dtype=dtype, timeout_s=timeout,
+                  host=host)
+    for path, option in ((out, "--out"), (gantt, "--gantt"), (trace, "--trace")):
+        _writable(path, option)
+    prob = load_problem(problem)
+    chosen = _plan(prob, plan)
+    runtime.make_job(prob, chosen, cfg)  # every check before any process starts
+    result = run_with_progress(runtime, prob, chosen, cfg)
+    written = write_outputs(result, out=out, gantt=gantt, trace=trace)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        for table in result_tables(result):
+            console.print(table)
+        console.print(summary_line(result))
+    for line in written:
+        (err_console if json_out else console).print(f"wrote {line}")
+
+
+@app.command()
+def worker(
+    problem: str = typer.Argument(..., help=PROBLEM_HELP),
+    plan: PlanOpt = None,
+    host_nodes: str | None = typer.Option(
+        None, "--host-nodes", help="Comma-separated nodes this host runs, one per local "
+        "process (LOCAL_RANK i runs the i-th); default: global RANK r runs node r of the "
+        "plan's rank order."),
+    model: Model = None,
+    steps: Steps = 3,
+    schedule: Schedule = None,
+    emulate: bool = typer.Option(False, "--emulate/--no-emulate", help="Emulate the "
+                                 "problem's devices and links (off on real ones)."),
+    time_scale: TimeScale = 1.0,
+    backend: Backend = "gloo",
+    data: Data = "synthetic",
+    lr: float = typer.Option(0.05, "--lr", help="SGD learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and data."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds any receive may wait."),
+    json_out: JsonOpt = False,
+    out: OutOpt = None,
+    gantt: GanttOpt = None,
+) -> None:
+    """Run one rank of a multi-host job under torchrun (see docs/runtime.md)."""
+    runtime = _runtime()
+    cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
+                  time_scale=time_scale, backend=backend, data=data, model=model, seed=seed,
+                  lr=lr, timeout_s=timeout)
+    for path, option in ((out, "--out"), (gantt, "--gantt")):
+        _writable(path, option)
+    prob = load_problem(problem)
+    chosen = _plan(prob, plan)
+    nodes = [n.strip() for n in host_nodes.split(",") if n.strip()] if host_nodes else None
+    result = runtime.run_torchrun_worker(prob, chosen, cfg, host_nodes=nodes)
+    if result is None:
+        return
+    written = write_outputs(result, out=out, gantt=gantt)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        for table in result_tables(result):
+            console.print(table)
+        console.print(summary_line(result))
+    for line in written:
+        (err_console if json_out else console).print(f"wrote {line}")

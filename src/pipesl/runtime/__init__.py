@@ -1,0 +1,42 @@
+"""Real pipelined split training across processes and hosts (torch.distributed).
+
+Given a problem and a plan, :func:`train` runs one process per network node of the plan —
+compute stages and the relays of every route — passes activations forward and gradients
+backward hop by hop along the planned routes, executes the same GPipe/1F1B action lists as
+the simulator, and reports measured iteration times beside the simulated and analytic ones.
+Locally, emulation makes a few processes on one machine behave like the problem's devices and
+links (see :mod:`pipesl.runtime.transport` and :mod:`pipesl.runtime.worker`); ``pipesl worker``
+runs one rank of a multi-host job under ``torchrun``. See ``docs/runtime.md``.
+
+Layers: :mod:`~pipesl.runtime.topology` (ranks, roles, hops; no torch) <-
+:mod:`~pipesl.runtime.transport` (channels, pacers) <- :mod:`~pipesl.runtime.worker` (one
+rank) <- :mod:`~pipesl.runtime.launch` (processes) -> :mod:`~pipesl.runtime.report`.
+"""
+
+from pipesl.runtime.config import RunConfig, build_config
+from pipesl.runtime.data import BatchSource, DataSpec, make_batches
+from pipesl.runtime.launch import make_job, run_torchrun_worker, train
+from pipesl.runtime.reference import train_reference
+from pipesl.runtime.report import HopStats, IterationReport, StageStats, TrainResult
+from pipesl.runtime.topology import Hop, StageRole, Topology, build_topology, micro_batch_sizes
+
+__all__ = [
+    "BatchSource",
+    "DataSpec",
+    "Hop",
+    "HopStats",
+    "IterationReport",
+    "RunConfig",
+    "StageRole",
+    "StageStats",
+    "Topology",
+    "TrainResult",
+    "build_config",
+    "build_topology",
+    "make_batches",
+    "make_job",
+    "micro_batch_sizes",
+    "run_torchrun_worker",
+    "train",
+    "train_reference",
+]

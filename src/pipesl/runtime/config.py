@@ -1,0 +1,106 @@
+"""Options of a training run, as one validated dataclass (:class:`RunConfig`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from pipesl.exceptions import ProblemError
+from pipesl.schedules import get_schedule
+
+__all__ = ["BACKENDS", "DATA_KINDS", "DTYPES", "RunConfig", "build_config"]
+
+BACKENDS = ("gloo", "nccl")
+DATA_KINDS = ("synthetic", "digits")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How to train: steps, schedule, emulation, data, optimiser and process-group options.
+
+    Build one with :func:`build_config`, which validates every field.
+    """
+
+    steps: int = 3
+    """Training iterations (mini-batches); one optimiser step each."""
+    schedule: str | None = None
+    """``gpipe`` or ``1f1b``; None: the problem's ``training.schedule``."""
+    emulate: bool = True
+    """Pad every pass to its planned duration and pace every link to its bandwidth and latency
+    (SPEC section 3), so that local processes behave like the problem's devices and network.
+    Turn off on real devices and networks."""
+    virtual_clock: bool = True
+    """Under emulation, start every pass and transfer from the emulated time its input became
+    available (carried by the message) instead of the moment the process got it, so that
+    loopback delivery and thread scheduling on an oversubscribed host do not add to the
+    emulated network's times wherever the next task can absorb them. Needs one clock for
+    every process: used only when all ranks run on one host."""
+    time_scale: float = 1.0
+    """Multiplies every emulated duration (and the predicted times reported beside the
+    measured ones). Raise it when the real compute of a pass does not fit in its planned
+    duration on this machine."""
+    backend: str = "gloo"
+    """torch.distributed backend of the data plane: ``gloo`` (CPU) or ``nccl`` (CUDA)."""
+    data: str = "synthetic"
+    """``synthetic`` (random inputs and labels, seeded per iteration) or ``digits``
+    (scikit-learn's bundled 8x8 digits). A Python ``Dataset`` can be passed to
+    :func:`pipesl.runtime.train` instead."""
+    model: str | None = None
+    """Zoo name or ``package.module:factory``; None: the zoo model named like the problem's
+    model profile."""
+    seed: int = 0
+    """Seeds the model's initial weights and the data order."""
+    lr: float = 0.05
+    """SGD learning rate."""
+    momentum: float = 0.0
+    """SGD momentum."""
+    dtype: str = "float32"
+    """Parameter and activation dtype (``float64`` for bit-for-bit comparisons)."""
+    timeout_s: float = 120.0
+    """Longest wait for any message or collective before the run fails."""
+    host: str = "127.0.0.1"
+    """Address of the local rendezvous; the default binds every socket to loopback."""
+    return_state: bool = False
+    """Collect the trained parameters of every stage into the result (tests, checkpoints)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a JSON-ready mapping."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def with_options(self, **changes: Any) -> RunConfig:
+        """A validated copy with some fields changed."""
+        return build_config(replace(self, **changes))
+
+
+def build_config(config: RunConfig | None = None, **options: Any) -> RunConfig:
+    """Validate (and optionally override) a :class:`RunConfig`.
+
+    Raises
+    ------
+    ProblemError
+        Naming the option, its value and the rule.
+    """
+    cfg = replace(config or RunConfig(), **options)
+    if isinstance(cfg.steps, bool) or not isinstance(cfg.steps, int) or cfg.steps < 1:
+        raise ProblemError("steps", "must be an integer >= 1", cfg.steps)
+    if cfg.schedule is not None:
+        cfg = replace(cfg, schedule=get_schedule(cfg.schedule).name)
+    for name in ("time_scale", "lr", "timeout_s"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise ProblemError(name, "must be a positive finite number", value)
+    if not isinstance(cfg.momentum, int | float) or not 0 <= cfg.momentum < 1:
+        raise ProblemError("momentum", "must be in [0, 1)", cfg.momentum)
+    if cfg.backend not in BACKENDS:
+        raise ProblemError("backend", f"must be one of {', '.join(BACKENDS)}", cfg.backend)
+    if cfg.data not in DATA_KINDS:
+        raise ProblemError("data", f"must be one of {', '.join(DATA_KINDS)}", cfg.data)
+    if cfg.dtype not in DTYPES:
+        raise ProblemError("dtype", f"must be one of {', '.join(DTYPES)}", cfg.dtype)
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        raise ProblemError("seed", "must be a non-negative integer", cfg.seed)
+    if not cfg.host or not isinstance(cfg.host, str):
+        raise ProblemError("host", "must be a host name or address", cfg.host)
+    return cfg

@@ -174,7 +174,7 @@ R = [("s", "r", "e1")]
     (_plan(TWO, [("s", "r")]), r"plan.routes\[0\]", "must run from 's' to 'e1'"),
     (_plan(TWO, [()]), r"plan.routes\[0\]", "must run from 's' to 'e1'"),
     (_plan(TWO, [("s", "e1")]), r"plan.routes\[0\]", "is not a link"),   # non-link hop
-    (_plan(TWO, [("s", "zz", "e1")]), r"plan.routes\[0\]\[0\]", "is not a node"),
+    (_plan(TWO, [("s", "zz", "e1")]), r"plan.routes\[0\]\[1\]", "is not a node"),
     (_plan(TWO, [("s", "r", "e2", "r", "e1")]), r"plan.routes\[0\]",
      "visits a node twice"),                                            # non-simple
     (_plan(TWO, R, b=0), "plan.micro_batch_size", r"must be an integer in \[1, "),

@@ -12,6 +12,8 @@ one line and exits with code 1. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import reprlib
+
 __all__ = [
     "InfeasibleError",
     "PipeslError",
@@ -21,9 +23,36 @@ __all__ = [
 ]
 
 
+class _Repr(reprlib.Repr):
+    """A few items per level, so a huge or self-referencing value (a YAML alias bomb) costs
+    no more to render than a small one; integers too long for ``str`` are described."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 4
+        self.maxdeque = self.maxarray = 4
+        self.maxstring = self.maxother = self.maxlong = 60
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 1000:
+            return f"<an integer of about {int(x.bit_length() * 0.30103)} digits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _Repr()
+# Control characters would break the one-line rule of every message.
+_ONE_LINE = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+
+
 def _short(value: object, limit: int = 60) -> str:
     """Render a value for an error message, truncated to ``limit`` characters."""
-    text = repr(value)
+    if isinstance(value, str | bytes):
+        text = repr(value[: limit + 1])
+    elif isinstance(value, int | float) or value is None:
+        text = _REPR.repr(value) if type(value) is int else repr(value)
+    else:
+        text = _REPR.repr(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
@@ -56,7 +85,7 @@ class ProblemError(PipeslError, ValueError):
             text = f"{field}: {message}" if field else message
         else:
             text = f"{field}: {_short(value)} {message}" if field else f"{_short(value)} {message}"
-        super().__init__(text)
+        super().__init__(text.translate(_ONE_LINE))
 
 
 class PlanError(PipeslError, ValueError):

@@ -17,7 +17,7 @@ from typing import Any
 
 import networkx as nx
 
-from pipesl.exceptions import PlanError, ProblemError
+from pipesl.exceptions import PlanError, ProblemError, _short
 from pipesl.problem.types import Problem
 
 __all__ = [
@@ -160,16 +160,22 @@ def validate_plan(problem: Problem, plan: Plan) -> Plan:
 
 def _check_route(problem: Problem, route: Sequence[str], start: str, end: str, field: str) -> None:
     net = problem.network
+    got = _short(list(route), 80)
     if len(route) == 0 or route[0] != start or route[-1] != end:
-        raise _fail(field, f"must run from {start!r} to {end!r}; got {list(route)}")
+        raise _fail(field, f"must run from {start!r} to {end!r}; got {got}")
     if start != end and len(route) < 2:
-        raise _fail(field, f"must run from {start!r} to {end!r}; got {list(route)}")
+        raise _fail(field, f"must run from {start!r} to {end!r}; got {got}")
     if len(set(route)) != len(route):
-        raise _fail(field, f"{list(route)} visits a node twice; a route is a simple path")
-    for i, (u, v) in enumerate(pairwise(route)):
-        for node in (u, v):
-            if node not in net.node_index:
-                raise _fail(f"{field}[{i}]", f"{node!r} is not a node of the network")
+        seen: set[str] = set()
+        for twice in route:
+            if twice in seen:
+                break
+            seen.add(twice)
+        raise _fail(field, f"{got} visits a node twice ({twice!r}); a route is a simple path")
+    for i, node in enumerate(route):
+        if node not in net.node_index:
+            raise _fail(f"{field}[{i}]", f"{node!r} is not a node of the network")
+    for u, v in pairwise(route):
         if net.link_index(u, v) is None:
             raise _fail(field, f"hop {u!r} -> {v!r} is not a link of the network")
     if problem.training.routing == "shortest" and len(route) > 1:
@@ -209,16 +215,38 @@ def _route_field(value: Any, field: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+PLAN_FIELDS = ("micro_batch_size", "stages", "routes", "label_route", "batch_size")
+"""The decision fields of a plan document (``batch_size`` is checked against the problem)."""
+DERIVED_FIELDS = ("objective_s", "num_micro_batches", "first_micro_batch_s", "bottleneck_s",
+                  "bottleneck_resource", "resource_loads", "solver", "feasible", "violations",
+                  "memory", "stage_times_s")
+"""Fields that ``cost.plan_document`` writes and reading ignores (they are recomputed)."""
+_STAGE_FIELDS = ("node", "first_layer", "last_layer")
+
+
+def _check_keys(doc: Mapping[Any, Any], allowed: Sequence[str], field: str,
+                hint: str) -> None:
+    for key in doc:
+        if key not in allowed:
+            label = key if isinstance(key, str) and key.isprintable() and len(key) <= 60 \
+                else repr(key)[:60]
+            raise ProblemError(f"{field}.{label}", f"is not a known field of a plan; {hint}")
+
+
 def plan_from_dict(doc: Any, problem: Problem | None = None, name: str = "plan") -> Plan:
     """Read the decision fields of a SPEC plan JSON object.
 
     Derived fields (``objective_s``, loads, ``solver`` ...) are ignored: they are recomputed.
+    Any other key is an error (a misspelt ``micro_batch_sise`` must not fall back silently).
     With ``problem`` given, a missing ``micro_batch_size`` falls back to the problem's fixed
     one, and ``batch_size`` must match the problem's.
     """
     if not isinstance(doc, Mapping):
         raise ProblemError(name, "must be a JSON object with stages, routes and "
                            "micro_batch_size", doc)
+    _check_keys(doc, PLAN_FIELDS + DERIVED_FIELDS, name,
+                f"the decisions are {', '.join(PLAN_FIELDS)} (the fields pipesl derives, such"
+                " as objective_s, are ignored)")
     stages_raw = doc.get("stages")
     if isinstance(stages_raw, str | bytes) or not isinstance(stages_raw, Sequence):
         raise ProblemError(f"{name}.stages", "must be a list of {node, first_layer, last_layer}",
@@ -228,6 +256,7 @@ def plan_from_dict(doc: Any, problem: Problem | None = None, name: str = "plan")
         f = f"{name}.stages[{k}]"
         if not isinstance(s, Mapping):
             raise ProblemError(f, "must be an object {node, first_layer, last_layer}", s)
+        _check_keys(s, _STAGE_FIELDS, f, f"expected {', '.join(_STAGE_FIELDS)}")
         for key in ("node", "first_layer", "last_layer"):
             if s.get(key) is None:
                 raise ProblemError(f"{f}.{key}", "is missing; it is required")
@@ -268,7 +297,7 @@ def load_plan(path: str | Path, problem: Problem | None = None) -> Plan:
     """Load a plan JSON (or YAML) file; see :func:`plan_from_dict`."""
     from pipesl.problem.io import load_document
 
-    return plan_from_dict(load_document(path), problem, str(path))
+    return plan_from_dict(load_document(path), problem, f"{path}: plan")
 
 
 def dump_plan(document: Mapping[str, Any], path: str | Path) -> None:

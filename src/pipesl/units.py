@@ -90,7 +90,10 @@ _EXAMPLE = {
     "bandwidth": '"100 Mbps"', "bytes": '"8 GB"', "flop_rate": '"10 TFLOPS"',
     "flops": '"1.5 GFLOP"', "seconds": '"2 ms"',
 }
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
+# Applied to a stripped string: no nested or adjacent ambiguous repeats, so matching is linear.
+_NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S.*)?", re.DOTALL)
+MAX_QUANTITY_CHARS = 100
+"""Longest quantity string accepted (``"100 Mbps"`` needs 8)."""
 
 
 def _unit_factor(unit: str, kind: str) -> float | None:
@@ -127,13 +130,15 @@ def parse_quantity(value: object, kind: Kind | str, field: str = "") -> float:
     -------
     float
         The value in the SI unit of ``kind`` (bit/s, bytes, FLOP/s, FLOP or seconds). It may
-        be negative, zero or infinite; range checks belong to the caller.
+        be negative, zero or (for a float ``inf`` given as such) infinite; range checks belong
+        to the caller.
 
     Raises
     ------
     ProblemError
-        If the value is not a number, the string does not parse, the unit is not one of
-        ``kind``, or the number is NaN.
+        If the value is not a number, the string does not parse or is longer than
+        :data:`MAX_QUANTITY_CHARS`, the unit is not one of ``kind``, the number is NaN, or a
+        finite literal overflows the float range (``"1e400"``, ``"1e307 TB"``).
     """
     if kind not in _BASES:
         raise ValueError(f"unknown quantity kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -147,13 +152,19 @@ def parse_quantity(value: object, kind: Kind | str, field: str = "") -> float:
         except OverflowError:  # an int beyond the float range, e.g. from JSON
             raise ProblemError(field, "is too large to be a quantity", value) from None
     else:
-        match = _NUMBER.match(value)
+        text = value.strip()
+        if len(text) > MAX_QUANTITY_CHARS:
+            raise ProblemError(field, f"is longer than {MAX_QUANTITY_CHARS} characters; it is "
+                               f"not a quantity such as {_EXAMPLE[kind]}", value)
+        match = _NUMBER.fullmatch(text)
         if match is None:
             raise ProblemError(
                 field, f"is not a quantity; write a number with a unit, e.g. {_EXAMPLE[kind]}",
                 value,
             )
         number = float(match.group(1))
+        if math.isinf(number):  # a finite literal such as "1e400" beyond the float range
+            raise ProblemError(field, "is too large to be a quantity", value)
         unit = match.group(2)
         if unit:
             factor = _unit_factor(unit, kind)
@@ -166,6 +177,8 @@ def parse_quantity(value: object, kind: Kind | str, field: str = "") -> float:
                     value,
                 )
             number *= factor
+            if math.isinf(number):  # "1e307 TB"
+                raise ProblemError(field, "is too large to be a quantity", value)
     if math.isnan(number):
         raise ProblemError(field, "is NaN; must be a number", value)
     return number

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pipesl.cli.app import app, console, print_json
-from pipesl.cli.render import evaluation_tables, objective_line
+from pipesl.cli.render import escape, evaluation_tables, objective_line
 from pipesl.cost import evaluate as evaluate_plan
 from pipesl.cost import plan_document
 from pipesl.plan import load_plan
@@ -36,4 +36,4 @@ def evaluate(
         console.print("[green]feasible[/]: every stage fits in its node's memory")
     else:
         for v in ev.violations:
-            console.print(f"[bold red]infeasible[/]: {v}")
+            console.print(f"[bold red]infeasible[/]: {escape(v)}")

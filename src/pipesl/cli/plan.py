@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 
 from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
-from pipesl.cli.render import objective_line
+from pipesl.cli.render import escape, objective_line
 from pipesl.cost import plan_stages
-from pipesl.exceptions import InfeasibleError
+from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.plan import dump_plan
 from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
 from pipesl.solvers import SolveResult, solve, solver_names
@@ -30,10 +30,11 @@ def plan_table(problem: Problem, result: SolveResult) -> Table:
     for k, (stage, cst) in enumerate(zip(result.plan.stages, compute, strict=True), 1):
         used, cap = ev.memory[stage.node]
         names = problem.model.layers
-        layers = (f"{stage.first_layer}-{stage.last_layer} ({names[stage.first_layer - 1].name}"
-                  f"..{names[stage.last_layer - 1].name})")
+        layers = escape(f"{stage.first_layer}-{stage.last_layer} "
+                        f"({names[stage.first_layer - 1].name}"
+                        f"..{names[stage.last_layer - 1].name})")
         cap_s = "unbounded" if cap == float("inf") else format_quantity(cap, "bytes")
-        table.add_row(str(k), stage.node, layers, format_quantity(cst.time(b), "seconds"),
+        table.add_row(str(k), escape(stage.node), layers, format_quantity(cst.time(b), "seconds"),
                       f"{format_quantity(used, 'bytes')} / {cap_s}")
     return table
 
@@ -53,10 +54,11 @@ def plan(
                                  help="Also solve without pipelining (b = B) to compare."),
 ) -> None:
     """Plan a problem: where to cut the model, where each stage runs, the routes and b."""
+    if out is not None and not out.parent.is_dir():
+        raise ProblemError("--out", f"cannot be written: folder {str(out.parent)!r} does not "
+                           "exist", str(out))
     prob = load_problem(problem)
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
-        from pipesl.exceptions import ProblemError
-
         raise ProblemError("--micro-batch-size", f"must be <= batch_size "
                            f"({prob.training.batch_size})", micro_batch_size)
     options: dict[str, object] = {}
@@ -68,16 +70,20 @@ def plan(
         result = solve(prob, method, **options)
     document = result.document()
     if out is not None:
-        dump_plan(document, out)
+        try:
+            dump_plan(document, out)
+        except OSError as exc:
+            raise ProblemError("--out", f"cannot be written ({exc.strerror or exc})",
+                               str(out)) from None
     if json_out:
         print_json(document)
         return
-    console.rule(f"[bold]{prob.name or problem}")
+    console.rule(f"[bold]{escape(prob.name or problem)}")
     console.print(plan_table(prob, result))
     for k, route in enumerate(result.plan.routes, 1):
-        console.print(f"route {k}: {' -> '.join(route)}")
+        console.print(f"route {k}: {escape(' -> '.join(route))}")
     if result.plan.label_route is not None and len(result.plan.label_route) > 1:
-        console.print(f"label route: {' -> '.join(result.plan.label_route)}")
+        console.print(f"label route: {escape(' -> '.join(result.plan.label_route))}")
     assert result.evaluation is not None
     console.print(objective_line(result.evaluation))
     proof = ("optimal (proven)" if result.optimal else
@@ -90,10 +96,11 @@ def plan(
         except InfeasibleError:
             console.print("without pipelining (b = B): no plan fits in memory")
         else:
+            speedup = (f"[bold]{flat.objective_s / result.objective_s:.2f}x[/] faster"
+                       if result.objective_s > 0 else "no faster (both take no time)")
             console.print(
                 f"without pipelining (b = B = {prob.training.batch_size}): "
                 f"T = {format_quantity(flat.objective_s, 'seconds')} on "
-                f"{flat.plan.num_stages} stage(s); pipelining is "
-                f"[bold]{flat.objective_s / result.objective_s:.2f}x[/] faster")
+                f"{flat.plan.num_stages} stage(s); pipelining is {speedup}")
     if out is not None:
-        console.print(f"plan written to {out}")
+        console.print(f"plan written to {escape(str(out))}")

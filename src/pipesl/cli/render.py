@@ -1,16 +1,22 @@
-"""Rich renderings of problems, plans and evaluations for people (cli/ only)."""
+"""Rich renderings of problems, plans and evaluations for people (cli/ only).
+
+Every string that comes from a user's file (ids, names, descriptions, resource names) goes
+through :func:`rich.markup.escape`: rich reads ``[...]`` as markup, so a node called ``[/]``
+would otherwise crash the command (and ``[link=...]`` would be obeyed).
+"""
 
 from __future__ import annotations
 
 import math
 
+from rich.markup import escape
 from rich.table import Table
 
 from pipesl.cost import Evaluation
 from pipesl.problem.types import Problem
 from pipesl.units import format_quantity
 
-__all__ = ["evaluation_tables", "problem_tables"]
+__all__ = ["escape", "evaluation_tables", "problem_tables"]
 
 
 def _q(value: float, kind: str) -> str:
@@ -29,21 +35,22 @@ def problem_tables(problem: Problem) -> list[Table]:
             role += " (source)"
         if n.id == tr.labels_at:
             role += " (labels)"
-        nodes.add_row(n.id, role, "yes" if n.can_compute else "relay",
+        nodes.add_row(escape(n.id), escape(role), "yes" if n.can_compute else "relay",
                       _q(n.flops, "flop_rate") if n.flops else "-",
                       _q(n.memory, "bytes"), _q(n.overhead, "seconds"))
     links = Table(title=f"Links ({len(net.links)})", title_justify="left")
     for col in ("link", "bandwidth", "latency", "duplex"):
         links.add_column(col, justify="left" if col == "link" else "right")
     for e in net.links:
-        links.add_row(f"{e.source} - {e.target}", _q(e.bandwidth, "bandwidth"),
+        links.add_row(escape(f"{e.source} - {e.target}"), _q(e.bandwidth, "bandwidth"),
                       _q(e.latency, "seconds"), e.duplex)
-    layers = Table(title=f"Model {model.name}: {model.num_layers} layers, input "
+    layers = Table(title=f"Model {escape(model.name)}: {model.num_layers} layers, input "
                    f"{_q(model.input_bytes, 'bytes')}/sample", title_justify="left")
     for col in ("#", "layer", "fwd FLOP", "bwd FLOP", "output", "params", "saved act."):
         layers.add_column(col, justify="left" if col == "layer" else "right")
     for i, x in enumerate(model.layers, 1):
-        layers.add_row(str(i), x.name, _q(x.fwd_flops, "flops"), _q(x.bwd_flops, "flops"),
+        layers.add_row(str(i), escape(x.name), _q(x.fwd_flops, "flops"),
+                       _q(x.bwd_flops, "flops"),
                        _q(x.out_bytes, "bytes"), _q(x.param_bytes, "bytes"),
                        _q(x.act_bytes, "bytes"))
     total_f = sum(x.fwd_flops for x in model.layers)
@@ -57,7 +64,7 @@ def problem_tables(problem: Problem) -> list[Table]:
                 "routing", "labels_at"):
         value = getattr(tr, key)
         training.add_row(key, "optimise" if value is None and key == "micro_batch_size"
-                         else str(value))
+                         else escape(str(value)))
     return [nodes, links, layers, training]
 
 
@@ -68,18 +75,19 @@ def evaluation_tables(problem: Problem, ev: Evaluation) -> list[Table]:
     for col in ("#", "stage", "time"):
         stages.add_column(col, justify="left" if col == "stage" else "right")
     for i, (name, t) in enumerate(ev.stage_times, 1):
-        stages.add_row(str(i), name, _q(t, "seconds"))
+        stages.add_row(str(i), escape(name), _q(t, "seconds"))
     loads = Table(title="Resource loads per micro-batch", title_justify="left")
     loads.add_column("resource")
     loads.add_column("load", justify="right")
     loads.add_column("", justify="left")
     for r, v in sorted(ev.resource_loads.items(), key=lambda kv: -kv[1]):
-        loads.add_row(r, _q(v, "seconds"), "bottleneck" if r == ev.bottleneck_resource else "")
+        loads.add_row(escape(r), _q(v, "seconds"),
+                      "bottleneck" if r == ev.bottleneck_resource else "")
     mem = Table(title="Memory", title_justify="left")
     for col in ("node", "used", "capacity", "fits"):
         mem.add_column(col, justify="left" if col == "node" else "right")
     for n, (used, cap) in ev.memory.items():
-        mem.add_row(n, _q(used, "bytes"), _q(cap, "bytes"),
+        mem.add_row(escape(n), _q(used, "bytes"), _q(cap, "bytes"),
                     "yes" if used <= cap else "[bold red]NO[/]")
     return [stages, loads, mem]
 
@@ -88,6 +96,6 @@ def objective_line(ev: Evaluation) -> str:
     """``T = first + (M-1) x bottleneck`` spelled out."""
     return (f"T = {format_quantity(ev.first_micro_batch_s, 'seconds')} (first micro-batch) + "
             f"({ev.num_micro_batches} - 1) x {format_quantity(ev.bottleneck_s, 'seconds')} "
-            f"({ev.bottleneck_resource}) = [bold]{format_quantity(ev.objective_s, 'seconds')}"
-            f"[/]   b = {ev.micro_batch_size}, M = {ev.num_micro_batches}, "
-            f"B = {ev.batch_size}")
+            f"({escape(ev.bottleneck_resource)}) = "
+            f"[bold]{format_quantity(ev.objective_s, 'seconds')}[/]   "
+            f"b = {ev.micro_batch_size}, M = {ev.num_micro_batches}, B = {ev.batch_size}")

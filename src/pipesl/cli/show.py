@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from pipesl.cli.app import PROBLEM_HELP, app, console, print_json
-from pipesl.cli.render import problem_tables
+from pipesl.cli.render import escape, problem_tables
 from pipesl.problem import DEFAULT_SCENARIO, list_builtins, load_problem, problem_to_dict
 
 
@@ -21,9 +21,9 @@ def show(
         print_json(problem_to_dict(prob))
         return
     title = prob.name or problem
-    console.rule(f"[bold]{title}")
+    console.rule(f"[bold]{escape(title)}")
     if prob.description:
-        console.print(prob.description)
+        console.print(escape(prob.description))
     for table in problem_tables(prob):
         console.print(table)
 

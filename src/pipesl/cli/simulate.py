@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
+from pipesl.cli.render import escape
 from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan, load_plan
 from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
@@ -49,7 +50,7 @@ def _tables(result: SimResult) -> list[Table]:
         ("T (analytic, SPEC 3)", _ms(result.analytic_s)),
         ("gap", f"{result.gap_s * 1e3:+.4g} ms{rel}"),
         ("first micro-batch trip", _ms(result.first_micro_batch_s)),
-        ("bottleneck (analytic)", f"{result.bottleneck_resource}: "
+        ("bottleneck (analytic)", f"{escape(result.bottleneck_resource)}: "
                                   f"{_ms(result.bottleneck_s)} per micro-batch"),
         ("bubble fraction", f"{result.bubble_fraction:.1%} of compute time idle"),
     ]
@@ -59,12 +60,13 @@ def _tables(result: SimResult) -> list[Table]:
     for col in ("resource", "busy", "utilisation"):
         resources.add_column(col, justify="left" if col == "resource" else "right")
     for r, busy in result.busy_s.items():
-        resources.add_row(r, _ms(busy), f"{result.utilisation[r]:.1%}")
+        resources.add_row(escape(r), _ms(busy), f"{result.utilisation[r]:.1%}")
     memory = Table(title="Activations in flight (peak)", title_justify="left")
     for col in ("node", "stage", "micro-batches", "samples", "SPEC W*b"):
         memory.add_column(col, justify="left" if col == "node" else "right")
     for node, m in result.memory.items():
-        memory.add_row(node, str(m.stage + 1), str(m.peak_micro_batches), str(m.peak_samples),
+        memory.add_row(escape(node), str(m.stage + 1), str(m.peak_micro_batches),
+                       str(m.peak_samples),
                        "-" if m.spec_samples is None else f"{m.spec_samples:g}")
     return [summary, resources, memory]
 
@@ -123,4 +125,4 @@ def simulate(
         for table in _tables(result):
             console.print(table)
     for line in written:
-        out.print(f"wrote {line}")
+        out.print(f"wrote {escape(line)}")

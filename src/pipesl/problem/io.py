@@ -13,23 +13,32 @@ Formats
 
 Every malformed input raises :class:`~pipesl.exceptions.ProblemError` with one line naming the
 file and the field.
+
+Limits (``docs/errors.md``)
+---------------------------
+Files are read only up to :data:`MAX_FILE_BYTES` (:data:`MAX_YAML_BYTES` for YAML, which is
+parsed far more slowly); a parsed document may nest at most :data:`MAX_DEPTH` levels and, with
+YAML aliases expanded, hold at most :data:`MAX_VALUES` values (a "billion laughs" alias bomb is
+refused, and counting it costs no more than the file's size); a key may appear once per
+mapping; every number literal must fit in a double (``1e400`` is refused, not read as
+infinity; only YAML's ``.inf`` is infinite).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import yaml
 
 from pipesl.exceptions import ProblemError
+from pipesl.problem.graphml import read_graphml, write_graphml
 from pipesl.problem.parse import (
     Fields,
+    _key_name,
     model_from_dict,
     network_from_dict,
     training_from_dict,
@@ -38,6 +47,10 @@ from pipesl.problem.types import ChainModel, Network, Problem, TrainingSpec
 from pipesl.problem.validate import validate_problem
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_VALUES",
+    "MAX_YAML_BYTES",
     "compose_problem",
     "dump_network",
     "dump_problem",
@@ -53,43 +66,174 @@ __all__ = [
 ]
 
 MAX_FILE_BYTES = 64 * 2**20
-"""Largest input file read (64 MiB)."""
+"""Largest input file read (64 MiB): JSON, GraphML."""
+MAX_YAML_BYTES = 8 * 2**20
+"""Largest YAML file read (8 MiB); YAML parses at about 1 MB/s, so write bigger files as JSON."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists in a document (pipesl's own files need 5)."""
+MAX_VALUES = 2_000_000
+"""Most values a document may hold with YAML aliases expanded (an alias bomb has billions)."""
 
 
-def read_text(path: str | Path) -> str:
-    """Read a UTF-8 text file, turning I/O and decoding failures into ProblemError."""
+def _exists(path: Path) -> bool:
+    """``Path.exists`` that is False, not an error, for names the OS refuses (too long...)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
+    """Read a UTF-8 text file of at most ``limit`` bytes, turning I/O and decoding failures
+    into ProblemError. Never reads more than ``limit + 1`` bytes (``/dev/zero`` is refused)."""
     p = Path(path)
+    too_big = f"is larger than {limit} bytes ({limit / 2**20:g} MiB); bigger files are refused"
     try:
         if p.is_dir():
             raise ProblemError(str(p), "is a directory, not a file")
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ProblemError(str(p), f"is {size} bytes; files over {MAX_FILE_BYTES} are refused")
-        data = p.read_bytes()
+        if p.stat().st_size > limit:
+            raise ProblemError(str(p), too_big)
+        with p.open("rb") as stream:
+            data = stream.read(limit + 1)
     except FileNotFoundError:
         raise ProblemError(str(p), "does not exist") from None
-    except OSError as exc:
-        raise ProblemError(str(p), f"cannot be read ({exc.strerror or exc})") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ProblemError(str(p), f"cannot be read ({reason})") from None
+    if len(data) > limit:
+        raise ProblemError(str(p), too_big)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ProblemError(str(p), "is UTF-16 text (it starts with a UTF-16 byte-order mark);"
+                           " save it as UTF-8")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ProblemError(str(p), f"is not UTF-8 text (byte {exc.start})") from None
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a valid JSON number")
+_TOO_LARGE = "is too large: beyond the range of a double (about 1.8e308)"
+
+
+class _BadNumber(float):
+    """A number literal pipesl refuses (``1e400`` beyond the float range, JSON's ``NaN``), kept
+    with its text and rule until :func:`_check_document` names its field. Never leaves this
+    module."""
+
+    text: str
+    rule: str
+
+    def __new__(cls, text: str, rule: str = _TOO_LARGE) -> _BadNumber:
+        number = super().__new__(cls, "-inf" if text.lstrip().startswith("-") else "inf")
+        number.text = text
+        number.rule = rule
+        return number
+
+
+def _json_constant(text: str) -> _BadNumber:
+    return _BadNumber(text, f"is not valid JSON: {text} is not a valid JSON number (leave the "
+                      'field out, or write an unbounded memory as "inf")')
+
+
+def _json_int(text: str) -> int | float:
+    if len(text) <= 300:
+        return int(text)
+    return _BadNumber(text) if len(text) > 400 or _beyond_float(int(text)) else int(text)
+
+
+def _json_float(text: str) -> float:
+    number = float(text)
+    return _BadNumber(text) if math.isinf(number) else number
+
+
+def _beyond_float(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return True
+    return False
+
+
+_YAML_BASE: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _YamlLoader(_YAML_BASE):
+    """``yaml.safe_load`` that records duplicate keys and marks numbers beyond the float range.
+
+    libyaml (``CSafeLoader``) caps nesting at 1000 levels by itself; the pure-Python fallback
+    raises RecursionError, which :func:`_parse_text` reports.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: dict[int, list[tuple[Any, int | None]]] = {}
+
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Any:
+        data: dict[Any, Any] = {}
+        yield data
+        seen: set[Any] = set()
+        duplicates = []
+        for key_node, _ in node.value:  # the node's own keys; merged ones (<<) may be replaced
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                duplicates.append((key, key_node.start_mark.line + 1))
+            seen.add(key)
+        data.update(self.construct_mapping(node))
+        if duplicates:
+            self.duplicates[id(data)] = duplicates
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        text = str(node.value)
+        if len(text) > 400:  # beyond any float, and beyond Python's int(str) digit limit
+            return _BadNumber(text)
+        number = super().construct_yaml_int(node)
+        return _BadNumber(text) if _beyond_float(number) else number
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> Any:
+        number = super().construct_yaml_float(node)
+        if math.isinf(number) and "inf" not in str(node.value).lower():
+            return _BadNumber(str(node.value))
+        return number
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:map", _YamlLoader.construct_yaml_map)
+_YamlLoader.add_constructor("tag:yaml.org,2002:int", _YamlLoader.construct_yaml_int)
+_YamlLoader.add_constructor("tag:yaml.org,2002:float", _YamlLoader.construct_yaml_float)
 
 
 def _parse_text(text: str, name: str, fmt: str) -> Any:
-    """Parse JSON or YAML text; ``fmt`` is 'json', 'yaml' or 'auto'."""
+    """Parse JSON or YAML text (``fmt`` 'json' or 'yaml') and check the document's limits."""
+    duplicates: dict[int, list[tuple[Any, int | None]]] = {}
+
+    def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            seen: set[str] = set()
+            repeated: list[tuple[Any, int | None]] = []
+            for key, _ in pairs:
+                if key in seen:
+                    repeated.append((key, None))
+                seen.add(key)
+            duplicates[id(data)] = repeated
+        return data
+
     try:
         if fmt == "json":
-            return json.loads(text, parse_constant=_reject_constant)
-        return yaml.safe_load(text)
+            doc = json.loads(text, parse_constant=_json_constant, parse_int=_json_int,
+                             parse_float=_json_float, object_pairs_hook=json_object)
+        else:
+            loader = _YamlLoader(text)
+            try:
+                doc = loader.get_single_data()
+            finally:
+                loader.dispose()
+            duplicates = loader.duplicates
     except json.JSONDecodeError as exc:
         raise ProblemError(name, f"is not valid JSON: {exc.msg} at line {exc.lineno}, "
                            f"column {exc.colno}") from None
-    except ValueError as exc:  # NaN / Infinity in JSON
+    except ValueError as exc:  # pragma: no cover - every number literal is parsed above
         raise ProblemError(name, f"is not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -97,7 +241,73 @@ def _parse_text(text: str, name: str, fmt: str) -> Any:
         what = getattr(exc, "problem", None) or type(exc).__name__
         raise ProblemError(name, f"is not valid YAML: {what}{where}") from None
     except RecursionError:
-        raise ProblemError(name, "is nested too deeply to be a problem file") from None
+        raise ProblemError(name, f"is nested too deeply (more than {MAX_DEPTH} levels)") from None
+    _check_document(doc, name, duplicates)
+    return doc
+
+
+def _check_document(doc: Any, name: str,
+                    duplicates: Mapping[int, list[tuple[Any, int | None]]]) -> None:
+    """Refuse what no field rule sees: numbers beyond the float range, repeated keys, nesting
+    deeper than :data:`MAX_DEPTH`, self-reference and alias expansion beyond
+    :data:`MAX_VALUES`.
+
+    Each mapping and list is visited once (shared ones, i.e. YAML aliases, are measured from a
+    memo), so the cost is the size of the file, not of its expansion.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
+    entered: set[int] = set()  # containers on the current path
+
+    def where(path: str) -> str:
+        if len(path) > 80:  # a path 64 levels deep
+            path = path[:77] + "..."
+        return f"{name}: {path}" if path else name
+
+    def child(path: str, key: Any) -> str:
+        if isinstance(key, int) and not isinstance(key, bool):
+            return f"{path}[{key}]"
+        label = _key_name(key)
+        return f"{path}.{label}" if path else label
+
+    stack: list[tuple[Any, str, int, bool]] = [(doc, "", 1, False)]
+    while stack:
+        value, path, depth, done = stack.pop()
+        if isinstance(value, _BadNumber):
+            raise ProblemError(where(path), value.rule, value.text)
+        if not isinstance(value, dict | list):
+            continue
+        key = id(value)
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        if done:
+            entered.discard(key)
+            inner = [sizes[id(v)] for _, v in items if isinstance(v, dict | list)]
+            total = 1 + len(items) + sum(n - 1 for n, _ in inner)
+            sizes[key] = (total, 1 + max((d for _, d in inner), default=0))
+            if total > MAX_VALUES:
+                raise ProblemError(where(path), f"expands to {total} values, more than "
+                                   f"{MAX_VALUES} (YAML aliases repeat parts of the document; "
+                                   "is it an alias bomb?)")
+            continue
+        if key in entered:
+            raise ProblemError(where(path), "contains itself (a recursive YAML alias)")
+        if key in sizes:
+            if depth - 1 + sizes[key][1] > MAX_DEPTH:
+                raise ProblemError(where(path), f"is nested too deeply (more than {MAX_DEPTH} "
+                                   "levels)")
+            continue
+        if depth > MAX_DEPTH:
+            raise ProblemError(where(path), f"is nested too deeply (more than {MAX_DEPTH} "
+                               "levels)")
+        for repeated, line in duplicates.get(key, ()):
+            at = f" (line {line})" if line else ""
+            raise ProblemError(where(child(path, repeated)), f"is given twice{at}; a key may "
+                               "appear once in a mapping")
+        entered.add(key)
+        stack.append((value, path, depth, True))
+        for k, v in reversed(items):
+            if isinstance(k, _BadNumber):
+                raise ProblemError(where(path), f"has a key that {k.rule}", k.text)
+            stack.append((v, child(path, k), depth + 1, False))
 
 
 def _format_of(path: Path) -> str:
@@ -117,113 +327,62 @@ def load_document(path: str | Path) -> Any:
     fmt = _format_of(p)
     if fmt == "graphml":
         raise ProblemError(str(p), "is GraphML; only a network can be given as GraphML")
-    return _parse_text(read_text(p), str(p), "yaml" if fmt == "auto" else fmt)
+    fmt = "yaml" if fmt == "auto" else fmt
+    text = read_text(p, MAX_YAML_BYTES if fmt == "yaml" else MAX_FILE_BYTES)
+    return _parse_text(text, str(p), fmt)
 
 
 # ---------------------------------------------------------------- networks
 
 
-_GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
+def _unwrap(doc: Any, key: str, name: str) -> Any:
+    """The section under a top-level ``network:``/``model:`` key. Its neighbours may be the
+    other keys of a problem file (a problem file serves as a network or model file), but a
+    typo beside it is an error, not silently dropped."""
+    if isinstance(doc, Mapping) and key in doc and not ({"nodes", "layers"} & set(doc)):
+        allowed = (key, "name", "description", *(k for k in ("network", "model", "training")
+                                                  if k != key))
+        for other in doc:
+            if other not in allowed:
+                raise ProblemError(f"{name}: {_key_name(other)}" if name else _key_name(other),
+                                   f"is not a known field of a {key} file; expected one of "
+                                   f"{', '.join(allowed)}")
+        try:
+            Fields(doc, "", allowed).text("name")
+            Fields(doc, "", allowed).text("description")
+        except ProblemError as exc:
+            raise ProblemError(f"{name}: {exc.field}" if name else exc.field, exc.rule,
+                               exc.value) from None
+        return doc[key]
+    return doc
 
 
-def _graph_to_network(g: nx.Graph, name: str,
-                      edge_order: list[tuple[str, str]] | None = None) -> Network:
-    """A networkx graph -> Network; ``edge_order`` gives the links' order and orientation."""
-    if g.is_multigraph():
-        raise ProblemError(name, "is a multigraph; give at most one link per pair of nodes")
-    if g.is_directed():
-        raise ProblemError(name, "is a directed graph; links are undirected (bandwidth applies"
-                           " to each direction)")
-    nodes = [{"id": n, **_coerce_bools(d)} for n, d in g.nodes(data=True)]
-    links = [{"source": u, "target": v, **d} for u, v, d in g.edges(data=True)]
-    # An undirected networkx graph forgets which end was written first (it matters: a
-    # half-duplex link is named link:<source>-<target>); the file remembers it.
-    if (edge_order is not None and len(edge_order) == len(links)
-            and all(g.has_edge(u, v) for u, v in edge_order)):
-        links = [{"source": u, "target": v, **g.edges[u, v]} for u, v in edge_order]
-    return network_from_dict({"nodes": nodes, "links": links}, f"{name}: network", strict=False)
-
-
-def _coerce_bools(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """GraphML string attributes 'true'/'false' for ``compute`` become booleans; numeric
-    ``x`` and ``y`` attributes (as written by :func:`dump_network` or Gephi) become ``pos``."""
-    out = dict(attrs)
-    value = out.get("compute")
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        out["compute"] = value.strip().lower() == "true"
-    x, y = out.get("x"), out.get("y")
-    if "pos" not in out and all(isinstance(c, int | float) and not isinstance(c, bool)
-                                for c in (x, y)):
-        out["pos"] = [x, y]
-    return out
-
-
-def _graphml_edge_order(text: str) -> list[tuple[str, str]] | None:
-    """(source, target) of each edge of the first graph of a GraphML text, in file order."""
-    try:
-        graph = ET.fromstring(text).find(f"{{{_GRAPHML_NS}}}graph")
-    except ET.ParseError:  # pragma: no cover - networkx parsed the same text already
-        return None
-    if graph is None:
-        return None
-    return [(str(e.get("source")), str(e.get("target")))
-            for e in graph.findall(f"{{{_GRAPHML_NS}}}edge")]
-
-
-def _write_graphml(network: Network, path: Path) -> None:
-    """GraphML with the SPEC attribute names; links keep their order and orientation."""
-    keys = [("node", "flops", "double"), ("node", "memory", "double"),
-            ("node", "overhead", "double"), ("node", "compute", "boolean"),
-            ("node", "kind", "string"), ("node", "x", "double"), ("node", "y", "double"),
-            ("edge", "bandwidth", "double"), ("edge", "latency", "double"),
-            ("edge", "duplex", "string")]
-    root = ET.Element("graphml", xmlns=_GRAPHML_NS)
-    key_id = {}
-    for i, (owner, attr, kind) in enumerate(keys):
-        key_id[attr] = f"d{i}"
-        ET.SubElement(root, "key", {"id": f"d{i}", "for": owner, "attr.name": attr,
-                                    "attr.type": kind})
-    graph = ET.SubElement(root, "graph", edgedefault="undirected")
-
-    def data(element: ET.Element, attr: str, value: Any) -> None:
-        text = (("true" if value else "false") if isinstance(value, bool)
-                else repr(float(value)) if isinstance(value, int | float) else str(value))
-        ET.SubElement(element, "data", key=key_id[attr]).text = text
-
-    doc = network_to_dict(network)
-    for d in doc["nodes"]:
-        element = ET.SubElement(graph, "node", id=d["id"])
-        for attr, value in d.items():
-            if attr == "pos":
-                data(element, "x", value[0])
-                data(element, "y", value[1])
-            elif attr != "id":
-                data(element, attr, value)
-    for e in doc["links"]:
-        element = ET.SubElement(graph, "edge", source=e["source"], target=e["target"])
-        for attr in ("bandwidth", "latency", "duplex"):
-            data(element, attr, e[attr])
-    ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+_NODE_LINK_KEYS = ("directed", "multigraph", "graph", "edges")
 
 
 def _network_from_document(doc: Any, name: str) -> Network:
-    if isinstance(doc, Mapping) and "network" in doc and "nodes" not in doc:
-        doc = doc["network"]
+    doc = _unwrap(doc, "network", name)
     if not isinstance(doc, Mapping):
         raise ProblemError(name, "must hold a network: a mapping with nodes and links")
-    keys = set(doc)
-    if keys <= {"nodes", "links", "name", "description"}:
+    if not any(key in doc for key in _NODE_LINK_KEYS):  # the SPEC section: strict
         return network_from_dict(doc, f"{name}: network" if name else "network")
     # networkx node-link JSON: directed/multigraph/graph/nodes/edges (or links).
-    if doc.get("multigraph"):
-        raise ProblemError(f"{name}: multigraph", "must be false; one link per pair of nodes")
-    if doc.get("directed"):
-        raise ProblemError(f"{name}: directed", "must be false; links are undirected")
-    f = Fields(doc, name, ("directed", "multigraph", "graph", "nodes", "edges", "links"))
-    edges = doc.get("edges", doc.get("links", []))
-    return network_from_dict({"nodes": f.sequence("nodes"), "links": edges},
-                             f"{name}: network", strict=False)
+    for key, why in (("multigraph", "one link per pair of nodes"),
+                     ("directed", "links are undirected")):
+        if doc.get(key) not in (None, False, 0):
+            raise ProblemError(f"{name}: {key}", f"must be false; {why}")
+    try:
+        Fields(doc, "", ("directed", "multigraph", "graph", "nodes", "edges", "links"))
+    except ProblemError as exc:
+        raise ProblemError(f"{name}: {exc.field}" if name else exc.field, exc.rule) from None
+    if "edges" in doc and "links" in doc:
+        raise ProblemError(f"{name}: links" if name else "links", "is given beside edges; "
+                           "node-link JSON holds its links under one of the two keys")
+    # Checked as the SPEC network section: errors name network.nodes[i] and network.links[i]
+    # (the file's edges).
+    edges = doc["edges"] if "edges" in doc else doc.get("links")
+    return network_from_dict({"nodes": doc.get("nodes"), "links": edges},
+                             f"{name}: network" if name else "network", strict=False)
 
 
 def load_network(path: str | Path) -> Network:
@@ -239,18 +398,13 @@ def load_network(path: str | Path) -> Network:
     Network
     """
     p = Path(path)
-    if not p.exists():
+    if not _exists(p):
         from pipesl.problem.scenarios import builtin_path
 
         p = builtin_path("network", str(path))
     if _format_of(p) == "graphml":
-        text = read_text(p)
-        try:
-            g = nx.parse_graphml(text)
-        except Exception as exc:  # networkx raises several types for bad GraphML
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ProblemError(str(p), f"is not valid GraphML: {msg}") from None
-        return _graph_to_network(g, str(p), _graphml_edge_order(text))
+        doc = read_graphml(read_text(p), str(p))
+        return network_from_dict(doc, f"{p}: network", strict=False)
     return _network_from_document(load_document(p), str(p))
 
 
@@ -278,7 +432,7 @@ def dump_network(network: Network, path: str | Path) -> None:
     p = Path(path)
     fmt = _format_of(p)
     if fmt == "graphml":
-        _write_graphml(network, p)
+        write_graphml(network_to_dict(network), p)
         return
     if fmt == "json":
         # networkx node-link JSON, written directly so that links keep order and orientation.
@@ -294,15 +448,13 @@ def dump_network(network: Network, path: str | Path) -> None:
 
 
 def _model_from_document(doc: Any, name: str) -> ChainModel:
-    if isinstance(doc, Mapping) and "model" in doc and "layers" not in doc:
-        doc = doc["model"]
-    return model_from_dict(doc, f"{name}: model" if name else "model")
+    return model_from_dict(_unwrap(doc, "model", name), f"{name}: model" if name else "model")
 
 
 def load_model(path: str | Path) -> ChainModel:
     """Load a model profile (SPEC ``model`` section) from JSON/YAML, or a built-in by name."""
     p = Path(path)
-    if not p.exists():
+    if not _exists(p):
         from pipesl.problem.scenarios import builtin_path
 
         p = builtin_path("model", str(path))
@@ -327,7 +479,7 @@ def _resolve(value: Any, kind: str, base: Path | None, field: str) -> Network | 
     """An inline section, or a string naming a file (relative to ``base``) or a built-in."""
     if isinstance(value, str):
         candidate = (base / value) if base is not None else Path(value)
-        if candidate.exists():
+        if value.strip() and _exists(candidate) and not candidate.is_dir():
             return load_network(candidate) if kind == "network" else load_model(candidate)
         from pipesl.problem.scenarios import builtin_names, builtin_path
 
@@ -347,8 +499,8 @@ def problem_from_dict(doc: Any, base: Path | None = None, name: str = "") -> Pro
     network = _resolve(f.raw("network", required=True), "network", base, "network")
     model = _resolve(f.raw("model", required=True), "model", base, "model")
     training = training_from_dict(f.raw("training", required=True))
-    title = f.raw("name")
-    desc = f.raw("description")
+    title = f.text("name")
+    desc = f.text("description")
     assert isinstance(network, Network) and isinstance(model, ChainModel)
     problem = Problem(network, model, training, str(title or name), str(desc or ""))
     return validate_problem(problem)
@@ -376,7 +528,7 @@ def load_problem(path: str | Path) -> Problem:
         The source reaches no other compute node and the model does not fit on it.
     """
     p = Path(path)
-    if not p.exists():
+    if not _exists(p):
         from pipesl.problem.scenarios import builtin_path
 
         p = builtin_path("scenario", str(path))

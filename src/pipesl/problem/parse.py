@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipesl.exceptions import ProblemError
+from pipesl.exceptions import ProblemError, _short
 from pipesl.problem.types import (
     DUPLEX_MODES,
     ROUTING_MODES,
@@ -28,6 +28,7 @@ from pipesl.units import parse_quantity
 __all__ = [
     "MAX_BATCH_SIZE",
     "MAX_QUANTITY",
+    "MIN_RATE",
     "model_from_dict",
     "network_from_dict",
     "training_from_dict",
@@ -35,6 +36,9 @@ __all__ = [
 
 MAX_QUANTITY = 1e30
 """Largest finite quantity accepted in any field (keeps every product finite)."""
+MIN_RATE = 1 / MAX_QUANTITY
+"""Smallest positive rate (a node's ``flops``, a link's ``bandwidth``): the cost model divides
+by rates, and a rate near the float minimum (5e-324) would make stage times infinite."""
 MAX_BATCH_SIZE = 1_000_000
 """Largest batch size accepted (the planner's work grows with sqrt(B))."""
 
@@ -64,7 +68,7 @@ class Fields:
             for key in data:
                 if key not in allowed:
                     raise ProblemError(
-                        self.sub(str(key)),
+                        self.sub(_key_name(key)),
                         f"is not a known field; expected one of {', '.join(allowed)}",
                     )
 
@@ -92,8 +96,13 @@ class Fields:
         *,
         positive: bool = False,
         allow_inf: bool = False,
+        rate: bool = False,
     ) -> float:
-        """A non-negative (or positive) finite quantity, units allowed."""
+        """A non-negative (or positive) finite quantity, units allowed.
+
+        ``rate``: a divisor of the cost model; a positive value below :data:`MIN_RATE` is
+        refused.
+        """
         value = self.raw(name, required=default is None)
         if value is None:
             assert default is not None
@@ -109,7 +118,10 @@ class Fields:
             raise ProblemError(field, f"is {'zero' if number == 0 else 'negative'}; {rule}", value)
         if number > MAX_QUANTITY and not math.isinf(number):
             raise ProblemError(field, f"is too large; must be at most {MAX_QUANTITY:g}", value)
-        return number
+        if rate and 0 < number < MIN_RATE:
+            rule = "" if positive else "0 (a relay) or "
+            raise ProblemError(field, f"is too small; must be {rule}at least {MIN_RATE:g}", value)
+        return number + 0.0  # -0.0 -> 0.0
 
     def number(self, name: str, default: float) -> float:
         """A plain non-negative finite number (no unit)."""
@@ -140,6 +152,15 @@ class Fields:
         if maximum is not None and number > maximum:
             raise ProblemError(field, f"must be <= {maximum}", value)
         return number
+
+    def text(self, name: str) -> str | None:
+        """Optional free text (a name or a description); a number (``name: 2024``) is text."""
+        value = self.raw(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ProblemError(self.sub(name), "must be a string", value)
+        return str(value)
 
     def string(self, name: str, default: str | None = None) -> str:
         """A non-empty string; integers are accepted as ids and converted."""
@@ -177,6 +198,14 @@ class Fields:
         return value
 
 
+def _key_name(key: object) -> str:
+    """A mapping key as a field name: plain keys as they are, odd ones quoted and truncated."""
+    text = str(key) if isinstance(key, str | int | float | bool) or key is None else repr(key)
+    if len(text) > 60 or not text.isprintable() or not text.strip():
+        text = _short(text)
+    return text
+
+
 def _finite(value: float) -> bool:
     """``math.isfinite`` that is False (not OverflowError) for ints beyond the float range."""
     try:
@@ -205,7 +234,7 @@ def node_from_dict(data: object, path: str, strict: bool = True) -> Node:
     """Parse one node (SPEC section 2)."""
     f = Fields(data, path, _NODE_FIELDS, strict)
     node_id = f.string("id")
-    flops = f.quantity("flops", "flop_rate", 0.0)
+    flops = f.quantity("flops", "flop_rate", 0.0, rate=True)
     compute = f.boolean("compute", flops > 0)
     if compute and flops == 0 and f.has("compute"):
         raise ProblemError(f.sub("flops"), "must be > 0 on a node with compute: true", 0)
@@ -231,7 +260,7 @@ def link_from_dict(data: object, path: str, strict: bool = True) -> Link:
     return Link(
         source=f.string("source"),
         target=f.string("target"),
-        bandwidth=f.quantity("bandwidth", "bandwidth", positive=True),
+        bandwidth=f.quantity("bandwidth", "bandwidth", positive=True, rate=True),
         latency=f.quantity("latency", "seconds", 0.0),
         duplex=f.choice("duplex", DUPLEX_MODES, "half"),  # type: ignore[arg-type]
     )
@@ -243,6 +272,9 @@ def network_from_dict(data: object, path: str = "network", strict: bool = True) 
     Checks ids are unique, links join known, distinct nodes, and no pair is linked twice.
     """
     f = Fields(data, path, ("nodes", "links", "name", "description"), strict)
+    if strict:
+        f.text("name")
+        f.text("description")
     raw_nodes = f.sequence("nodes")
     if not raw_nodes:
         raise ProblemError(f.sub("nodes"), "is empty; a network needs at least one node")
@@ -293,6 +325,8 @@ def layer_from_dict(data: object, path: str) -> Layer:
 def model_from_dict(data: object, path: str = "model") -> ChainModel:
     """Parse the ``model`` section (a model profile)."""
     f = Fields(data, path, ("name", "input_bytes", "layers", "description", "source"))
+    f.text("description")
+    f.text("source")
     raw_layers = f.sequence("layers")
     if not raw_layers:
         raise ProblemError(f.sub("layers"), "is empty; a model needs at least one layer")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from pipesl.exceptions import ProblemError
+from pipesl.exceptions import ProblemError, _short
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -55,7 +55,7 @@ def builtin_path(kind: str, name: str) -> Path:
     files = _files(kind)
     if name not in files:
         names = ", ".join(sorted(files)) or "none"
-        raise ProblemError((name and repr(name)) or "name",
+        raise ProblemError((name and _short(name, 300)) or "name",
                            f"is neither an existing file nor a built-in {kind} (built-in "
                            f"{_DIRS[kind]}: {names})")
     return files[name]

@@ -9,6 +9,7 @@ import networkx as nx
 
 from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.problem.types import Problem
+from pipesl.units import format_quantity
 
 __all__ = ["validate_problem"]
 
@@ -60,4 +61,7 @@ def _check_fits_alone(problem: Problem) -> None:
     if need > src.memory:
         raise InfeasibleError(
             f"memory: the source {src.id!r} reaches no other compute node and the whole model "
-            f"needs {need:.4g} bytes at the smallest micro-batch, but it has {src.memory:.4g}")
+            f"needs {format_quantity(need, 'bytes', 4)} at the smallest micro-batch size "
+            f"({problem.training.micro_batch_size or 1}), but it has "
+            f"{format_quantity(src.memory, 'bytes', 4)} (short by "
+            f"{format_quantity(need - src.memory, 'bytes', 4)})")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from pipesl.cli.app import app, console
 from pipesl.cli.plan import plan_table
@@ -50,7 +51,7 @@ def _plan_and_simulate(prob: Problem, name: str, out: Path) -> tuple[SolveResult
         result = solve(prob)
     console.print(plan_table(prob, result))
     for k, route in enumerate(result.plan.routes, 1):
-        console.print(f"route {k}: {' -> '.join(route)}")
+        console.print(f"route {k}: {escape(' -> '.join(route))}")
     line = (f"T = {_s(result.objective_s)} per iteration with b = {result.micro_batch_size} "
             f"(M = {result.num_micro_batches})")
     batch = prob.training.batch_size
@@ -89,9 +90,9 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     prob = load_problem(problem)
     name = prob.name or Path(problem).stem
-    console.rule(f"[bold]1. Plan and simulate: {name}")
+    console.rule(f"[bold]1. Plan and simulate: {escape(name)}")
     if prob.description:
-        console.print(prob.description)
+        console.print(escape(prob.description))
     _plan_and_simulate(prob, name, out)
     if not train:
         return
@@ -99,9 +100,9 @@ def demo(
     runtime = _runtime()  # fails with one line when torch is missing
     tprob = load_problem(train_problem)
     tname = tprob.name or Path(train_problem).stem
-    console.rule(f"[bold]2. Train for real: {tname}")
+    console.rule(f"[bold]2. Train for real: {escape(tname)}")
     if tprob.description:
-        console.print(tprob.description)
+        console.print(escape(tprob.description))
     result, _ = _plan_and_simulate(tprob, tname, out)
     cfg = runtime.build_config(runtime.RunConfig(), steps=steps, data="digits", lr=0.1,
                                momentum=0.9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipesl.adapt import replan as replan_problem
@@ -59,7 +60,8 @@ def replan(
     table.add_row("migration time (estimated)", seconds(decision.migration.seconds))
     console.print(table)
     for t in decision.migration.transfers:
-        console.print(f"  move {format_quantity(t.nbytes, 'bytes')} {t.source} -> {t.target} "
-                      f"via {' -> '.join(t.route)}")
+        route = escape(" -> ".join(t.route))
+        console.print(f"  move {format_quantity(t.nbytes, 'bytes')} "
+                      f"{escape(t.source)} -> {escape(t.target)} via {route}")
     verdict = "[bold green]SWITCH[/]" if decision.switch else "[bold]STAY[/]"
-    console.print(f"{verdict}: {decision.reason}")
+    console.print(f"{verdict}: {escape(decision.reason)}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -81,7 +82,7 @@ def result_tables(result: TrainResult) -> list[Table]:
     for col in ("stage", "node", "layers", "pass", "planned", "real", "occupied", "overruns"):
         stages.add_column(col, justify="left" if col in ("node", "pass") else "right")
     for s in result.stages:
-        stages.add_row(str(s.stage + 1), s.node, s.layers,
+        stages.add_row(str(s.stage + 1), escape(s.node), s.layers,
                        "forward" if s.kind == "F" else "backward", _n(s.planned_s),
                        _n(s.real_mean_s), _n(s.busy_mean_s), f"{s.overruns}/{s.passes}")
     hops = Table(title="Transfers per hop, ms (mean over iterations after the first)",
@@ -89,8 +90,8 @@ def result_tables(result: TrainResult) -> list[Table]:
     for col in ("hop", "what", "resource", "planned x", "busy", "hop time", "lag"):
         hops.add_column(col, justify="left" if col in ("hop", "what", "resource") else "right")
     for h in result.hops:
-        hops.add_row(h.hop, "act." if h.kind == "F" else "grad", h.resource, _n(h.planned_s),
-                     _n(h.busy_mean_s), _n(h.hop_mean_s), _n(h.lag_mean_s))
+        hops.add_row(escape(h.hop), "act." if h.kind == "F" else "grad", escape(h.resource),
+                     _n(h.planned_s), _n(h.busy_mean_s), _n(h.hop_mean_s), _n(h.lag_mean_s))
     hops.caption = ("busy: the link serving it; hop time: handed over -> delivered, queueing "
                     "included; lag: the receiving process got it this much later than the "
                     "emulated network delivered it")

@@ -63,6 +63,7 @@ class Context:
         self.dp_passes = 0
         self._stage_times: np.ndarray | None = None
         self._window_times: dict[Windows, np.ndarray] = {}
+        self._reach: list[int] | None = None
 
     @property
     def stage_times(self) -> np.ndarray:
@@ -87,6 +88,17 @@ class Context:
             times.setflags(write=False)
             self._stage_times = times
         return self._stage_times
+
+    @property
+    def reach(self) -> list[int]:
+        """reach[l] - 1 is the last layer any stage starting after layer l can end at (memory);
+        the DP slices its rows there, which on memory-bound models shrinks them a lot."""
+        if self._reach is None:
+            finite = np.isfinite(self.stage_times).any(axis=0)  # (L, L+1)
+            last = np.where(finite.any(axis=1), finite.shape[1] - 1
+                            - np.argmax(finite[:, ::-1], axis=1), 0)
+            self._reach = [max(int(x) + 1, l + 2) for l, x in enumerate(last)]
+        return self._reach
 
     def compute_times(self, start: int, windows: Windows = ()) -> np.ndarray:
         """(C, L - start): t of stages layers start+1..j, j = start+1..L (+inf: no fit)."""
@@ -183,26 +195,32 @@ def relaxed_dp(ctx: Context, tau: float = np.inf, windows: Windows = (),
     else:
         d1[L] = routes.label_distances(tau)[ctx.compute]
     times = ctx.times(windows)
+    reach = ctx.reach
     filtered = tau != inf
     rows = np.arange(C)
-    me = rows[:, None]
     for l in range(L - 1, -1, -1):
-        row = times[:, l, l + 1:]
+        hi = reach[l]  # no stage starting after layer l can end beyond it (memory)
+        row = times[:, l, l + 1:hi]
         if filtered:
             row = np.where(row > tau, inf, row)
-        nxt = m1[l + 1:].T
-        tot = row + d1[l + 1:].T
+        nxt = m1[l + 1:hi].T
+        tot = row + d1[l + 1:hi].T
         j = np.argmin(tot, axis=1)
         c1[l] = tot[rows, j]
         s1[l] = nxt[rows, j]
-        alt = row + np.where(nxt == s1[l][:, None], d2[l + 1:].T, d1[l + 1:].T)
+        alt = row + np.where(nxt == s1[l][:, None], d2[l + 1:hi].T, d1[l + 1:hi].T)
         c2[l] = alt.min(axis=1)
         if penalty is not None:
             c1[l] += penalty
             c2[l] += penalty
         if l >= 1:
             pairs = routes.pair_distances(l, tau, int(counts[l]))
-            cand = pairs + np.where(s1[l][None, :] == me, c2[l][None, :], c1[l][None, :])
+            cand = pairs + c1[l]
+            # m's best label continues to s1[l][m]; a route from that node must use m's other
+            # label (no A -> m -> A).
+            back = s1[l] >= 0
+            src_rows, dst_cols = s1[l][back], rows[back]
+            cand[src_rows, dst_cols] = pairs[src_rows, dst_cols] + c2[l][back]
             best = np.argmin(cand, axis=1)
             m1[l] = best
             d1[l] = cand[rows, best]

@@ -22,7 +22,7 @@ from pipesl.problem import Problem, load_problem
 if TYPE_CHECKING:
     from pipesl.runtime import IterationReport, RunConfig, TrainResult
 
-__all__ = ["result_tables", "train", "worker", "write_outputs"]
+__all__ = ["reliability_lines", "result_tables", "train", "worker", "write_outputs"]
 
 TRAIN_DEFAULT = "iot-digits"
 """The built-in scenario `pipesl train` runs by default: small enough to train here."""
@@ -113,6 +113,22 @@ def summary_line(result: TrainResult) -> str:
     return line
 
 
+def reliability_lines(result: TrainResult) -> list[str]:
+    """Where the run resumed from, the checkpoints it saved, and the audit's verdict."""
+    lines = []
+    if result.start_iteration:
+        lost = result.lost_iterations
+        lines.append(f"resumed from the checkpoint after iteration {result.start_iteration}"
+                     + ("" if lost is None else f" ({lost} completed iterations after it "
+                        "were lost and run again, besides the one in flight)"))
+    if result.checkpoints:
+        lines.append(f"checkpoints after iterations {', '.join(map(str, result.checkpoints))} "
+                     f"in {result.config.checkpoint_dir}")
+    if result.audit is not None:
+        lines.append(f"{result.audit.summary()} (records in {result.config.audit})")
+    return lines
+
+
 def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path | None = None,
                   trace: Path | None = None) -> list[str]:
     """Write the JSON result, the measured Gantt chart (last iteration) and its trace."""
@@ -173,6 +189,23 @@ GanttOpt = Annotated[Path | None, typer.Option(
     "--gantt", help="Write the measured Gantt chart of the last iteration (PNG).")]
 TraceOpt = Annotated[Path | None, typer.Option(
     "--trace", help="Write the measured trace of the last iteration (Chrome trace JSON).")]
+HangOpt = Annotated[float, typer.Option(
+    "--hang-timeout", help="Seconds a worker may stay busy on one task (or every worker "
+    "wait without progress) before the job is stopped as hung.")]
+CkptDirOpt = Annotated[Path | None, typer.Option(
+    "--checkpoint-dir", help="Save every stage's units and optimiser state here "
+    "(per unit, so that a run can resume under another plan).")]
+CkptEveryOpt = Annotated[int, typer.Option(
+    "--checkpoint-every", min=1, help="Checkpoint after every K iterations (and the last).")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Start from the newest complete checkpoint in --checkpoint-dir; "
+    "--steps counts every iteration, those before the checkpoint included.")]
+AuditOpt = Annotated[Path | None, typer.Option(
+    "--audit", help="Test mode: record every tensor that crosses a hop (JSON lines) and "
+    "check that raw inputs (and labels with labels_at) never leave their node.")]
+FaultOpt = Annotated[str | None, typer.Option(
+    "--inject-fault", help="Test mode: make a worker fail, e.g. "
+    "'kill:node=a,iteration=2,phase=F' (kill | hang | raise; see docs/runtime.md).")]
 
 
 @app.command()
@@ -193,11 +226,18 @@ def train(
     backend: Backend = "gloo",
     data: Data = "synthetic",
     lr: float = typer.Option(0.05, "--lr", help="SGD learning rate."),
+    momentum: float = typer.Option(0.0, "--momentum", help="SGD momentum, in [0, 1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and data."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | float64."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds any receive may wait."),
     host: str = typer.Option("127.0.0.1", "--host", help="Rendezvous address; the default "
                              "keeps every socket on loopback."),
+    hang_timeout: HangOpt = 15.0,
+    checkpoint_dir: CkptDirOpt = None,
+    checkpoint_every: CkptEveryOpt = 10,
+    resume: ResumeOpt = False,
+    audit: AuditOpt = None,
+    inject_fault: FaultOpt = None,
     json_out: JsonOpt = False,
     out: OutOpt = None,
     gantt: GanttOpt = None,
@@ -207,8 +247,11 @@ def train(
     runtime = _runtime()
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
                   time_scale=time_scale, virtual_clock=virtual_clock, backend=backend,
-                  data=data, model=model, seed=seed, lr=lr, dtype=dtype, timeout_s=timeout,
-                  host=host)
+                  data=data, model=model, seed=seed, lr=lr, momentum=momentum, dtype=dtype,
+                  timeout_s=timeout, host=host, hang_timeout_s=hang_timeout,
+                  checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                  checkpoint_every=checkpoint_every, resume=resume,
+                  audit=None if audit is None else str(audit), fault=inject_fault)
     for path, option in ((out, "--out"), (gantt, "--gantt"), (trace, "--trace")):
         _writable(path, option)
     prob = load_problem(problem)
@@ -222,8 +265,11 @@ def train(
         for table in result_tables(result):
             console.print(table)
         console.print(summary_line(result))
-    for line in written:
-        (err_console if json_out else console).print(f"wrote {line}")
+    for line in [*reliability_lines(result), *(f"wrote {w}" for w in written)]:
+        (err_console if json_out else console).print(escape(line))
+    if result.audit is not None and not result.audit.ok:
+        raise RuntimeSetupError(f"the transport audit found {len(result.audit.violations)} "
+                                f"violations: {'; '.join(result.audit.violations[:3])}")
 
 
 @app.command()
@@ -245,6 +291,11 @@ def worker(
     lr: float = typer.Option(0.05, "--lr", help="SGD learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and data."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds any receive may wait."),
+    hang_timeout: HangOpt = 15.0,
+    checkpoint_dir: CkptDirOpt = None,
+    checkpoint_every: CkptEveryOpt = 10,
+    resume: ResumeOpt = False,
+    audit: AuditOpt = None,
     json_out: JsonOpt = False,
     out: OutOpt = None,
     gantt: GanttOpt = None,
@@ -253,7 +304,10 @@ def worker(
     runtime = _runtime()
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
                   time_scale=time_scale, backend=backend, data=data, model=model, seed=seed,
-                  lr=lr, timeout_s=timeout)
+                  lr=lr, timeout_s=timeout, hang_timeout_s=hang_timeout,
+                  checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                  checkpoint_every=checkpoint_every, resume=resume,
+                  audit=None if audit is None else str(audit))
     for path, option in ((out, "--out"), (gantt, "--gantt")):
         _writable(path, option)
     prob = load_problem(problem)
@@ -269,5 +323,5 @@ def worker(
         for table in result_tables(result):
             console.print(table)
         console.print(summary_line(result))
-    for line in written:
-        (err_console if json_out else console).print(f"wrote {line}")
+    for line in [*reliability_lines(result), *(f"wrote {w}" for w in written)]:
+        (err_console if json_out else console).print(escape(line))

@@ -11,16 +11,23 @@ runs one rank of a multi-host job under ``torchrun``. See ``docs/runtime.md``.
 Layers: :mod:`~pipesl.runtime.topology` (ranks, roles, hops; no torch) <-
 :mod:`~pipesl.runtime.transport` (channels, pacers) <- :mod:`~pipesl.runtime.worker` (one
 rank) <- :mod:`~pipesl.runtime.launch` (processes) -> :mod:`~pipesl.runtime.report`.
+Reliability: :mod:`~pipesl.runtime.liveness` (what each rank is doing) and
+:mod:`~pipesl.runtime.supervise` (the launcher's watch), :mod:`~pipesl.runtime.faults`
+(injection, test mode), :mod:`~pipesl.runtime.checkpoint` (per-unit, atomic),
+:mod:`~pipesl.runtime.audit` (every tensor that crosses a hop), :mod:`~pipesl.runtime.procfs`.
 """
 
+from pipesl.runtime.audit import AuditReport
 from pipesl.runtime.config import RunConfig, build_config
 from pipesl.runtime.data import BatchSource, DataSpec, make_batches
 from pipesl.runtime.launch import make_job, run_torchrun_worker, train
+from pipesl.runtime.liveness import WorkerFailure
 from pipesl.runtime.reference import train_reference
 from pipesl.runtime.report import HopStats, IterationReport, StageStats, TrainResult
 from pipesl.runtime.topology import Hop, StageRole, Topology, build_topology, micro_batch_sizes
 
 __all__ = [
+    "AuditReport",
     "BatchSource",
     "DataSpec",
     "Hop",
@@ -31,6 +38,7 @@ __all__ = [
     "StageStats",
     "Topology",
     "TrainResult",
+    "WorkerFailure",
     "build_config",
     "build_topology",
     "make_batches",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from pipesl.exceptions import ProblemError
+from pipesl.runtime.faults import parse_fault
 from pipesl.schedules import get_schedule
 
 __all__ = ["BACKENDS", "DATA_KINDS", "DTYPES", "RunConfig", "build_config"]
@@ -64,6 +66,26 @@ class RunConfig:
     """Address of the local rendezvous; the default binds every socket to loopback."""
     return_state: bool = False
     """Collect the trained parameters of every stage into the result (tests, checkpoints)."""
+    hang_timeout_s: float = 15.0
+    """Local runs: the launcher stops the job when a worker has been busy on one task (a
+    pass, an optimiser step, a checkpoint) this long, or when every worker has been waiting
+    without any progress this long (see :mod:`pipesl.runtime.liveness`). Under torchrun each
+    rank applies the first rule to itself. Must exceed the longest emulated pass or
+    transfer."""
+    checkpoint_dir: str | None = None
+    """Save every stage's units and optimiser state here (see
+    :mod:`pipesl.runtime.checkpoint`); None: no checkpoints."""
+    checkpoint_every: int = 10
+    """Save after every this many iterations (and after the last one)."""
+    resume: bool = False
+    """Start from the newest complete checkpoint in ``checkpoint_dir`` (any plan)."""
+    audit: str | None = None
+    """Test mode: record every tensor that crosses a hop into this JSON-lines file and check
+    that raw inputs (and, with ``labels_at``, labels) never leave their node (see
+    :mod:`pipesl.runtime.audit`)."""
+    fault: str | None = None
+    """Test mode: make a worker fail, e.g. ``kill:node=a,iteration=2,phase=F`` (see
+    :mod:`pipesl.runtime.faults`); None: the ``PIPESL_FAULT`` environment variable, if set."""
 
     def to_dict(self) -> dict[str, Any]:
         """The options as a JSON-ready mapping."""
@@ -87,7 +109,7 @@ def build_config(config: RunConfig | None = None, **options: Any) -> RunConfig:
         raise ProblemError("steps", "must be an integer >= 1", cfg.steps)
     if cfg.schedule is not None:
         cfg = replace(cfg, schedule=get_schedule(cfg.schedule).name)
-    for name in ("time_scale", "lr", "timeout_s"):
+    for name in ("time_scale", "lr", "timeout_s", "hang_timeout_s"):
         value = getattr(cfg, name)
         if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
             raise ProblemError(name, "must be a positive finite number", value)
@@ -103,4 +125,23 @@ def build_config(config: RunConfig | None = None, **options: Any) -> RunConfig:
         raise ProblemError("seed", "must be a non-negative integer", cfg.seed)
     if not cfg.host or not isinstance(cfg.host, str):
         raise ProblemError("host", "must be a host name or address", cfg.host)
+    every = cfg.checkpoint_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ProblemError("checkpoint_every", "must be an integer >= 1", every)
+    if cfg.resume and not cfg.checkpoint_dir:
+        raise ProblemError("resume", "needs a checkpoint folder (--checkpoint-dir)")
+    for name in ("checkpoint_dir", "audit"):
+        value = getattr(cfg, name)
+        if value is not None:
+            path = Path(value)
+            if name == "checkpoint_dir":
+                bad = (path.exists() and not path.is_dir()) or not path.parent.is_dir()
+            else:
+                bad = path.is_dir() or not path.parent.is_dir()
+            if bad:
+                what = "a folder" if name == "checkpoint_dir" else "a file"
+                raise ProblemError(name, f"must be {what} in an existing folder", value)
+            cfg = replace(cfg, **{name: str(path)})
+    if cfg.fault is not None:
+        parse_fault(cfg.fault)
     return cfg

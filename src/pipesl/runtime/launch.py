@@ -1,10 +1,11 @@
 """Start a run: one process per network node of the plan, locally or under torchrun.
 
 * :func:`train` spawns every rank on this machine (``spawn`` start method, gloo, every socket
-  on loopback, a file rendezvous in a private temporary folder), watches them, and returns a
-  :class:`~pipesl.runtime.report.TrainResult`. A rank that fails or dies ends the whole run
-  with :class:`~pipesl.exceptions.RuntimeSetupError` naming the node; no process is left
-  behind.
+  on loopback, a file rendezvous in a private temporary folder), watches them
+  (:mod:`pipesl.runtime.supervise`), and returns a :class:`~pipesl.runtime.report.TrainResult`.
+  A rank that dies, raises or hangs ends the whole run with
+  :class:`~pipesl.runtime.liveness.WorkerFailure` naming the node; no process is left behind
+  (each worker also dies with the launcher, through ``PR_SET_PDEATHSIG`` on Linux).
 * :func:`run_torchrun_worker` is one rank of a multi-host job started by ``torchrun`` (the
   standard ``MASTER_ADDR``/``MASTER_PORT``/``RANK``/``WORLD_SIZE`` environment); the rank
   runs the plan's node of the same index in :attr:`Topology.nodes`, or the host's
@@ -17,8 +18,8 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
-import queue
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -27,13 +28,18 @@ from dataclasses import replace
 from typing import Any
 
 from pipesl.exceptions import ProblemError, RuntimeSetupError
-from pipesl.plan import Plan
+from pipesl.plan import Plan, plan_to_dict
 from pipesl.problem.types import Problem
+from pipesl.runtime import checkpoint as ckpt
+from pipesl.runtime.audit import AuditReport, check_audit, collect_audit
 from pipesl.runtime.config import RunConfig, build_config
-from pipesl.runtime.data import DataSpec
+from pipesl.runtime.data import DataSpec, make_batches
+from pipesl.runtime.faults import FAULT_ENV, FaultSpec, parse_fault
+from pipesl.runtime.liveness import Board
 from pipesl.runtime.report import IterationReport, TrainResult, summarise
 from pipesl.runtime.stages import inspect_model
-from pipesl.runtime.topology import build_topology
+from pipesl.runtime.supervise import Supervisor, stop_processes
+from pipesl.runtime.topology import Topology, build_topology
 from pipesl.runtime.worker import Job, Rendezvous, Sink, run_worker
 from pipesl.sim import simulate
 
@@ -48,9 +54,10 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
              dataset: Any = None) -> Job:
     """Validate everything a run needs and describe it as a :class:`Job`.
 
-    Checks the plan, the schedule, the model (units against the profile's layers) and the
-    data before any process starts; computes the predictions (simulated makespan for the
-    actual micro-batch sizes, analytic T), scaled by the time scale under emulation.
+    Checks the plan, the schedule, the model (units against the profile's layers), the data,
+    the fault to inject and the checkpoint folder (the checkpoint to resume from) before any
+    process starts; computes the predictions (simulated makespan for the actual micro-batch
+    sizes, analytic T), scaled by the time scale under emulation.
 
     Raises
     ------
@@ -74,9 +81,75 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
         make_batches(data)  # shape and class checks before spawning
     sim = simulate(problem, plan, topology.table, last_micro_batch="remainder")
     scale = cfg.time_scale if cfg.emulate else 1.0
-    cfg = replace(cfg, model=info.ref, schedule=topology.table.name)
+    _check_hang_timeout(topology, cfg)
+    fault_text = cfg.fault or os.environ.get(FAULT_ENV) or None
+    fault = _check_fault(parse_fault(fault_text), topology, cfg) if fault_text else None
+    cfg = replace(cfg, model=info.ref, schedule=topology.table.name,
+                  fault=None if fault is None else fault.to_text())
+    meta = ckpt.meta_of(info.ref, problem.model.num_layers, data.kind, cfg.seed,
+                        data.batch_size, cfg.dtype,
+                        {"plan": plan_to_dict(plan), "schedule": cfg.schedule,
+                         "optimizer": {"name": "SGD", "lr": cfg.lr, "momentum": cfg.momentum},
+                         "data_position": "batch i of iteration i (seeded)"})
+    resume: ckpt.Checkpoint | None = None
+    lost: int | None = None
+    if cfg.checkpoint_dir is not None:
+        resume, lost = ckpt.prepare_resume(cfg.checkpoint_dir, cfg.resume, meta, cfg.steps)
     return Job(problem, plan, topology, cfg, info, data, sim.makespan_s * scale,
-               sim.analytic_s * scale, sim.trace.resources)
+               sim.analytic_s * scale, sim.trace.resources,
+               start_iteration=resume.completed if resume is not None else 0,
+               resume_folder=str(resume.folder) if resume is not None else None,
+               resume_manifest=resume.manifest if resume is not None else None,
+               resume_lost=lost, checkpoint_meta=meta, fault=fault,
+               audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts")
+
+
+def _check_hang_timeout(topology: Topology, cfg: RunConfig) -> None:
+    """Under emulation, no single pass or transfer may look like a hang."""
+    if not cfg.emulate:
+        return
+    b = max(topology.sizes)
+    longest = max([st.forward(b) for st in topology.stages]
+                  + [st.backward(b) for st in topology.stages]
+                  + [h.duration(k, b) for route in topology.hops for h in route
+                     for k in ("F", "B")]) * cfg.time_scale
+    if cfg.hang_timeout_s < 2 * longest + 1.0:
+        raise ProblemError("hang_timeout", f"must exceed twice the longest emulated pass or "
+                           f"transfer plus a second ({2 * longest + 1.0:.3g} s here): raise "
+                           "--hang-timeout", cfg.hang_timeout_s)
+
+
+def _check_fault(fault: FaultSpec, topology: Topology, cfg: RunConfig) -> FaultSpec:
+    """The fault must be able to fire: its node runs what its phase names."""
+    if fault.node not in topology.nodes:
+        raise ProblemError("fault.node", f"is not a node of the plan ({', '.join(topology.nodes)})",
+                           fault.node)
+    stage = topology.stage_of(fault.node)
+    relays = {n for r in topology.routes for n in r[1:-1]}
+    can = {"F": stage is not None, "B": stage is not None, "step": stage is not None,
+           "checkpoint": stage is not None and cfg.checkpoint_dir is not None,
+           "L": topology.has_label_route and fault.node == topology.loss_node,
+           "relay": fault.node in relays}
+    if not can[fault.phase]:
+        raise ProblemError("fault.phase", f"cannot happen on {fault.node} "
+                           f"({', '.join(topology.roles(fault.node)) or 'no role'})",
+                           fault.phase)
+    if not 0 <= fault.iteration < cfg.steps:
+        raise ProblemError("fault.iteration", f"must be below --steps ({cfg.steps})",
+                           fault.iteration)
+    if fault.micro_batch is not None and fault.micro_batch >= topology.num_micro_batches:
+        raise ProblemError("fault.micro_batch", f"must be below M = "
+                           f"{topology.num_micro_batches}", fault.micro_batch)
+    return fault
+
+
+def _finish_audit(job: Job) -> AuditReport | None:
+    """Merge the workers' audit files and check them (rank 0 / the launcher)."""
+    if job.audit_folder is None or job.config.audit is None:
+        return None
+    records, tensors = collect_audit(job.audit_folder, job.config.audit)
+    return check_audit(records, tensors, topology=job.topology, batches=make_batches(job.data),
+                       iterations=range(job.start_iteration, job.config.steps))
 
 
 def _result(job: Job, reports: Sequence[IterationReport], state: dict[str, Any] | None,
@@ -84,11 +157,18 @@ def _result(job: Job, reports: Sequence[IterationReport], state: dict[str, Any] 
     topo, cfg = job.topology, job.config
     stages, hops = summarise(topo, reports, cfg.time_scale, cfg.emulate)
     nodes = tuple((n, r, tuple(topo.roles(n))) for r, n in enumerate(topo.nodes))
+    saved: tuple[int, ...] = ()
+    if cfg.checkpoint_dir is not None:
+        saved = tuple(n for n in range(job.start_iteration + 1, cfg.steps + 1)
+                      if n % cfg.checkpoint_every == 0 or n == cfg.steps)
     return TrainResult(problem=job.problem.name or job.problem.model.name, plan=job.plan,
                        schedule=topo.table.name, config=cfg, nodes=nodes,
                        iterations=tuple(sorted(reports, key=lambda r: r.iteration)),
                        stages=stages, hops=hops, simulated_s=job.simulated_s,
-                       analytic_s=job.analytic_s, startup_s=startup_s, state=state)
+                       analytic_s=job.analytic_s, startup_s=startup_s, state=state,
+                       start_iteration=job.start_iteration,
+                       lost_iterations=job.resume_lost, checkpoints=saved,
+                       audit=_finish_audit(job))
 
 
 # ---------------------------------------------------------------------- local processes
@@ -126,9 +206,9 @@ class _QueueSink(Sink):
         # with this process: send bytes instead.
         self.channel.put(("done", None if state is None else _to_bytes(state)))
 
-    def error(self, rank: int, node: str, message: str) -> None:
+    def error(self, rank: int, node: str, message: str, primary: bool = True) -> None:
         with contextlib.suppress(Exception):  # the launcher may be gone already
-            self.channel.put(("error", (rank, node, message)))
+            self.channel.put(("error", (rank, node, message, primary)))
             self.channel.close()
             self.channel.join_thread()  # flush before the process exits
 
@@ -139,6 +219,7 @@ def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> 
     After a clean run the process flushes its results and leaves with ``os._exit(0)``:
     finalising torch takes seconds per process, which only delays the launcher.
     """
+    _die_with_parent()
     node = job.topology.nodes[rendezvous.rank]
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{node}] %(name)s: %(message)s")
     run_worker(job, rendezvous, _QueueSink(channel))
@@ -148,32 +229,25 @@ def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> 
     os._exit(0)
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when the launcher dies, so that no worker
+    outlives a launcher that was itself killed."""
+    parent = mp.parent_process()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl
+        os._exit(1)
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def _dead_worker(processes: Sequence[Any], nodes: Sequence[str]) -> str | None:
-    """The first worker that died with an error, as a message; None when none did."""
-    for r, p in enumerate(processes):
-        if p.exitcode not in (None, 0):
-            return f"worker {nodes[r]} (rank {r}) exited with code {p.exitcode}"
-    return None
-
-
-def _stop(processes: Sequence[Any], grace_s: float = 5.0) -> None:
-    """Terminate every process of ours still alive, then kill the stubborn ones."""
-    for p in processes:
-        if p.is_alive():
-            p.terminate()
-    deadline = time.monotonic() + grace_s
-    for p in processes:
-        p.join(max(0.0, deadline - time.monotonic()))
-    for p in processes:
-        if p.is_alive():
-            p.kill()
-            p.join(1.0)
 
 
 def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None = None, *,
@@ -227,50 +301,46 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
         init = f"file://{os.path.join(folder, 'store')}"
     else:
         init = f"tcp://{cfg.host}:{_free_port(cfg.host)}"
+    if job.audit_folder is not None:
+        shutil.rmtree(job.audit_folder, ignore_errors=True)
     ctx = mp.get_context("spawn")
     channel = ctx.Queue()
+    board = Board(ctx, world)
     level = logging.getLogger("pipesl").getEffectiveLevel()
     processes = [ctx.Process(target=_spawned, name=f"pipesl-{node}", daemon=True,
-                             args=(job, Rendezvous(init, r, world, loopback), channel, level))
+                             args=(job, Rendezvous(init, r, world, loopback, board), channel,
+                                   level))
                  for r, node in enumerate(topo.nodes)]
     reports: list[IterationReport] = []
     state: dict[str, Any] | None = None
     first_at: float | None = None
+
+    def received(kind: str, payload: Any) -> None:
+        nonlocal first_at, state
+        if kind == "iteration":
+            if first_at is None:
+                first_at = time.perf_counter() - payload.wall_s
+            reports.append(payload)
+            if on_iteration is not None:
+                on_iteration(payload)
+        elif kind == "done":
+            state = None if payload is None else _from_bytes(payload)
+
     try:
         for p in processes:
             p.start()
-        done, error = False, None
-        while not done and error is None:
-            try:
-                kind, payload = channel.get(timeout=0.2)
-            except queue.Empty:
-                error = _dead_worker(processes, topo.nodes)
-                if error is None and all(p.exitcode is not None for p in processes):
-                    try:  # rank 0 may have reported and exited since the last look
-                        kind, payload = channel.get(timeout=2.0)
-                    except queue.Empty:
-                        error = "every worker exited before the run completed"
-                if error is not None or not all(p.exitcode is not None for p in processes):
-                    continue
-            if kind == "iteration":
-                if first_at is None:
-                    first_at = time.perf_counter() - payload.wall_s
-                reports.append(payload)
-                if on_iteration is not None:
-                    on_iteration(payload)
-            elif kind == "done":
-                state, done = (None if payload is None else _from_bytes(payload)), True
-            else:
-                rank, node, message = payload
-                error = f"worker {node} (rank {rank}) failed: {message}"
-        if error is not None:
-            raise RuntimeSetupError(error)
+        logger.info("started %s", ", ".join(f"{n} (pid {p.pid})"
+                                           for n, p in zip(topo.nodes, processes, strict=True)))
+        Supervisor(processes, topo.nodes, [", ".join(topo.roles(n)) for n in topo.nodes],
+                   board, channel, hang_timeout_s=cfg.hang_timeout_s,
+                   startup_timeout_s=2 * cfg.timeout_s + 30.0,
+                   start_iteration=job.start_iteration, on_message=received).run()
         deadline = time.monotonic() + min(cfg.timeout_s, 30.0)
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
             logger.debug("%s exited with %s", p.name, p.exitcode)
     finally:
-        _stop(processes)
+        stop_processes(processes)
         channel.close()
         shutil.rmtree(folder, ignore_errors=True)
     startup = (first_at - started) if first_at is not None else 0.0
@@ -351,8 +421,10 @@ def run_torchrun_worker(problem: Problem, plan: Plan, config: RunConfig | None =
     sink = _CollectSink(on_iteration)
     host = env["MASTER_ADDR"]
     one_host = int(env.get("LOCAL_WORLD_SIZE", "0")) == world
+    if rank == 0 and job.audit_folder is not None:
+        shutil.rmtree(job.audit_folder, ignore_errors=True)
     run_worker(job, Rendezvous("env://", rank, world, loopback=host in _LOOPBACK), sink,
-               one_host=one_host)
+               one_host=one_host, self_watch=True)
     if rank != 0:
         return None
     startup = (sink.first_at - started) if sink.first_at is not None else 0.0

@@ -153,6 +153,15 @@ class TrainResult:
     """Seconds from launch to the first iteration (process start, imports, model build)."""
     state: dict[str, Any] | None = field(default=None, repr=False)
     """With ``return_state``: the trained parameters (``state_dict`` of the whole chain)."""
+    start_iteration: int = 0
+    """The first iteration this run executed (a resumed run starts after its checkpoint)."""
+    lost_iterations: int | None = None
+    """Resumed runs: iterations the stopped run had completed after the checkpoint, run
+    again here (besides the one in flight); None when unknown or not resumed."""
+    checkpoints: tuple[int, ...] = ()
+    """Checkpoints this run saved, by iterations completed."""
+    audit: Any = field(default=None, repr=False)
+    """With ``audit``: the :class:`~pipesl.runtime.audit.AuditReport`."""
 
     @property
     def losses(self) -> list[float]:
@@ -181,6 +190,11 @@ class TrainResult:
             "analytic_s": self.analytic_s,
             "median_measured_s": self.median_measured_s(),
             "startup_s": self.startup_s,
+            "start_iteration": self.start_iteration,
+            "lost_iterations": self.lost_iterations,
+            "checkpoints": list(self.checkpoints),
+            "checkpoint_dir": cfg.checkpoint_dir,
+            "audit": None if self.audit is None else self.audit.to_dict(),
             "iterations": [it.to_dict() for it in self.iterations],
             "stages": [vars(s) for s in self.stages],
             "hops": [vars(h) for h in self.hops],

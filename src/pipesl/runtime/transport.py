@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -51,12 +51,18 @@ import torch.distributed as dist
 from pipesl.exceptions import RuntimeSetupError
 from pipesl.runtime.topology import Direction, Hop, Topology
 
+if TYPE_CHECKING:
+    from pipesl.runtime.audit import Auditor
+    from pipesl.runtime.faults import FaultInjector
+    from pipesl.runtime.liveness import Liveness
+
 __all__ = [
     "HEADER_LEN",
     "Event",
     "Mailbox",
     "Message",
     "Pacer",
+    "PeerFailure",
     "Transport",
     "decode_header",
     "encode_header",
@@ -77,6 +83,11 @@ _TAG = 7
 
 Event = tuple[Any, ...]
 """A timing record: ``(what, iteration, ...)`` with absolute ``time.perf_counter`` times."""
+
+
+class PeerFailure(RuntimeSetupError):
+    """This process failed because another one did (a dead peer, a message that never came):
+    the launcher blames the other process when it can."""
 
 
 def sleep_until(deadline: float) -> None:
@@ -128,9 +139,13 @@ def decode_header(h: torch.Tensor) -> tuple[Message, torch.dtype, tuple[int, ...
 
 
 class Mailbox:
-    """Messages delivered to this process's stage or loss role, by key, with arrival times."""
+    """Messages delivered to this process's stage or loss role, by key, with arrival times.
 
-    def __init__(self) -> None:
+    Waits are published as *waiting* on ``liveness`` (see :mod:`pipesl.runtime.liveness`).
+    """
+
+    def __init__(self, liveness: Liveness | None = None) -> None:
+        self.liveness = liveness
         self._lock = threading.Lock()
         self._slots: dict[tuple[Any, ...], queue.SimpleQueue[tuple[float, Any]]] = {}
         self._error: BaseException | None = None
@@ -155,18 +170,24 @@ class Mailbox:
 
         Raises
         ------
-        RuntimeSetupError
+        PeerFailure
             After ``timeout_s`` seconds, or when the transport failed.
         """
+        if self.liveness is None:
+            return self._get(key, timeout_s, what)
+        with self.liveness.waiting(what):
+            return self._get(key, timeout_s, what)
+
+    def _get(self, key: tuple[Any, ...], timeout_s: float, what: str) -> tuple[float, Any]:
         slot = self._slot(key)
         deadline = time.monotonic() + timeout_s
         while True:
             if self._error is not None:
-                raise RuntimeSetupError(f"transport failed while waiting for {what}: "
-                                        f"{self._error}") from self._error
+                raise PeerFailure(f"transport failed while waiting for {what}: "
+                                  f"{self._error}") from self._error
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeSetupError(f"timed out after {timeout_s:g} s waiting for {what}")
+                raise PeerFailure(f"timed out after {timeout_s:g} s waiting for {what}")
             try:
                 item = slot.get(timeout=min(left, 0.25))
             except queue.Empty:
@@ -233,10 +254,11 @@ class _OutChannel:
     """
 
     def __init__(self, peer: str, rank: int, group: Any, timeout_s: float, device: torch.device,
-                 on_error: Callable[[str], None]) -> None:
+                 on_error: Callable[[str], None], auditor: Auditor | None = None) -> None:
         self.peer, self.rank, self.group = peer, rank, group
         self.timeout = timedelta(seconds=timeout_s)
         self.device = device
+        self.auditor = auditor
         self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._on_error = on_error
@@ -266,6 +288,9 @@ class _OutChannel:
             self._send(encode_header(msg))
             if msg.tensor is not None:
                 self._send(msg.tensor.contiguous())
+                if self.auditor is not None:
+                    self.auditor.message("send", self.peer, msg.kind, msg.iteration, msg.route,
+                                         msg.position, msg.micro_batch, msg.tensor)
 
     def _run(self) -> None:
         try:
@@ -283,11 +308,12 @@ class _InChannel:
     """Receives messages from one peer, in order, on one thread, until the peer's STOP."""
 
     def __init__(self, peer: str, rank: int, group: Any, timeout_s: float, device: torch.device,
-                 on_message: Callable[[Message], None],
-                 on_error: Callable[[str], None]) -> None:
+                 on_message: Callable[[Message], None], on_error: Callable[[str, bool], None],
+                 auditor: Auditor | None = None) -> None:
         self.peer, self.rank, self.group = peer, rank, group
         self.timeout = timedelta(seconds=timeout_s)
         self.device = device
+        self.auditor = auditor
         self._on_message, self._on_error = on_message, on_error
         self._thread = threading.Thread(target=self._run, name=f"recv {peer}", daemon=True)
 
@@ -314,9 +340,17 @@ class _InChannel:
                 if msg.kind not in (FORWARD, BACKWARD, LABELS):
                     raise RuntimeSetupError(f"unknown message kind {msg.kind}")
                 msg.tensor = self._recv(torch.empty(shape, dtype=dtype, device=self.device))
-                self._on_message(msg)
+                if self.auditor is not None:
+                    self.auditor.message("recv", self.peer, msg.kind, msg.iteration, msg.route,
+                                         msg.position, msg.micro_batch, msg.tensor)
+                try:
+                    self._on_message(msg)
+                except BaseException as exc:  # this node's own handling failed, not the peer
+                    self._on_error(f"raised {type(exc).__name__}: {exc} (handling a message "
+                                   f"from {self.peer})", True)
+                    return
         except BaseException as exc:
-            self._on_error(f"receiving from {self.peer}: {exc}")
+            self._on_error(f"receiving from {self.peer}: {exc}", False)
 
 
 class Transport:
@@ -336,12 +370,20 @@ class Transport:
     timeout_s : float
         Longest wait for a send or a receive.
     on_fatal : callable
+        ``on_fatal(message, primary)``: ``primary`` is False when the failure is most likely
+        a consequence of another process's (a closed connection, a send that timed out).
         Called with a message when a transport thread fails (the worker then exits).
     device : torch.device
         Where received tensors live (CPU for gloo).
     virtual_clock : bool
         Under emulation, time transfers and deliveries from the emulated availability time
         carried by each message (all processes on one host; see the module docstring).
+    liveness : Liveness, optional
+        Told of every delivery (progress) and every wait of the mailbox.
+    auditor : Auditor, optional
+        Records every tensor sent and received (test mode, :mod:`pipesl.runtime.audit`).
+    faults : FaultInjector, optional
+        Checked (phase ``relay``) before this node forwards a message (test mode).
 
     Notes
     -----
@@ -355,24 +397,28 @@ class Transport:
     """
 
     def __init__(self, topology: Topology, node: str, group: Any, *, emulate: bool,
-                 time_scale: float, timeout_s: float, on_fatal: Callable[[str], None],
-                 device: torch.device | None = None, virtual_clock: bool = False) -> None:
+                 time_scale: float, timeout_s: float, on_fatal: Callable[[str, bool], None],
+                 device: torch.device | None = None, virtual_clock: bool = False,
+                 liveness: Liveness | None = None, auditor: Auditor | None = None,
+                 faults: FaultInjector | None = None) -> None:
         self.topology = topology
         self.node = node
         self.emulate = emulate
         self.virtual = emulate and virtual_clock
         self.time_scale = time_scale
         self.timeout_s = timeout_s
-        self.mailbox = Mailbox()
+        self.liveness = liveness
+        self.faults = faults
+        self.mailbox = Mailbox(liveness)
         self._events: list[Event] = []
         self._events_lock = threading.Lock()
         self._fatal = on_fatal
         device = device or torch.device("cpu")
         peers = topology.neighbours(node)
         self._out = {p: _OutChannel(p, topology.rank(p), group, timeout_s, device,
-                                    self._failed) for p in peers}
+                                    self._failed, auditor) for p in peers}
         self._in = {p: _InChannel(p, topology.rank(p), group, timeout_s, device,
-                                  self._received, self._failed) for p in peers}
+                                  self._received, self._failed, auditor) for p in peers}
         self._pacers = {r: Pacer(r, self._failed) for r, owner in topology.owners.items()
                         if owner == node and emulate}
 
@@ -399,10 +445,10 @@ class Transport:
         for c in self._in.values():
             c.join(max(0.0, deadline - time.monotonic()))
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, primary: bool = False) -> None:
         error = RuntimeSetupError(f"{self.node}: {message}")
         self.mailbox.fail(error)
-        self._fatal(str(error))
+        self._fatal(message if primary else f"failed: {error}", primary)
 
     # ------------------------------------------------------------------ sending
 
@@ -475,6 +521,16 @@ class Transport:
     def _deliver(self, msg: Message, kind: Direction, hop: Hop, at: float) -> None:
         """The transfer is complete here at (emulated) time ``at``: relay it on, or hand it to
         the stage or loss role."""
+        if self.liveness is None:
+            self._hand_on(msg, kind, hop, at)
+            return
+        what = "activation" if kind == "F" else "gradient"
+        with self.liveness.busy(f"the hand-over of {what} {msg.micro_batch} of iteration "
+                                f"{msg.iteration} from {hop.ends(kind)[0]}"):
+            self._hand_on(msg, kind, hop, at)
+        self.liveness.progress()
+
+    def _hand_on(self, msg: Message, kind: Direction, hop: Hop, at: float) -> None:
         it, m, r, p = msg.iteration, msg.micro_batch, msg.route, msg.position
         self.record(("deliver", it, hop.step, kind, m, at, time.perf_counter()))
         route = self.topology.routes[r]
@@ -483,11 +539,17 @@ class Transport:
             if p + 1 == len(route) - 1:
                 self.mailbox.put(("act", it, r + 1, m), msg.tensor, at)
             else:
+                self._relay(it, m)
                 self.send("F", it, r, p + 1, m, msg.tensor, at)
         elif p == 0:
             self.mailbox.put(("grad", it, r, m), msg.tensor, at)
         else:
+            self._relay(it, m)
             self.send("B", it, r, p - 1, m, msg.tensor, at)
+
+    def _relay(self, iteration: int, micro_batch: int) -> None:
+        if self.faults is not None:
+            self.faults.check(iteration, "relay", micro_batch)
 
     def _forward_labels(self, msg: Message) -> None:
         path = self.topology.label_path

@@ -152,7 +152,7 @@ def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path |
 
 
 def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunConfig,
-                      description: str = "training") -> TrainResult:
+                      description: str = "training", events: Any = None) -> TrainResult:
     """``runtime.train`` with a rich progress bar on stderr (loss and time per step)."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
@@ -165,8 +165,7 @@ def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunCon
                             status=f"loss {it.loss:.4f} · {_ms(it.measured_s)} "
                                    f"(sim {_ms(it.simulated_s)})")
 
-        return runtime.train(problem, plan, config,
-                             on_iteration=update)
+        return runtime.train(problem, plan, config, on_iteration=update, events=events)
 
 
 Steps = Annotated[int, typer.Option("--steps", "-n", min=1, help="Training iterations.")]
@@ -206,6 +205,19 @@ AuditOpt = Annotated[Path | None, typer.Option(
 FaultOpt = Annotated[str | None, typer.Option(
     "--inject-fault", help="Test mode: make a worker fail, e.g. "
     "'kill:node=a,iteration=2,phase=F' (kill | hang | raise; see docs/runtime.md).")]
+AdaptOpt = Annotated[bool, typer.Option(
+    "--adapt", help="Watch measured stage and hop times; on drift (or a failed node) re-plan "
+    "and move the job to the new plan at an iteration boundary when that pays off "
+    "(docs/adaptation.md).")]
+EventsOpt = Annotated[Path | None, typer.Option(
+    "--events", help="Emulation: a script of network changes during the run (YAML/JSON list, "
+    "e.g. '- {iteration: 5, link: [a, b], bandwidth_factor: 0.2}' or "
+    "'- {iteration: 8, node_leaves: c}'); the planner is not told.")]
+ThresholdOpt = Annotated[float, typer.Option(
+    "--drift-threshold", help="With --adapt: relative deviation of a pass's or transfer's "
+    "median time from the plan that counts as drift.")]
+WindowOpt = Annotated[int, typer.Option(
+    "--drift-window", min=1, help="With --adapt: iterations pooled for the medians.")]
 
 
 @app.command()
@@ -234,10 +246,17 @@ def train(
                              "keeps every socket on loopback."),
     hang_timeout: HangOpt = 15.0,
     checkpoint_dir: CkptDirOpt = None,
-    checkpoint_every: CkptEveryOpt = 10,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        "--checkpoint-every", min=1, help="Checkpoint after every K iterations (and the "
+        "last); default 10, or 1 with --adapt (a failure then loses only the iteration in "
+        "flight).")] = None,
     resume: ResumeOpt = False,
     audit: AuditOpt = None,
     inject_fault: FaultOpt = None,
+    adapt: AdaptOpt = False,
+    events: EventsOpt = None,
+    drift_threshold: ThresholdOpt = 0.25,
+    drift_window: WindowOpt = 3,
     json_out: JsonOpt = False,
     out: OutOpt = None,
     gantt: GanttOpt = None,
@@ -245,19 +264,35 @@ def train(
 ) -> None:
     """Train for real: one local process per network node of the plan (stages and relays)."""
     runtime = _runtime()
+    every = checkpoint_every if checkpoint_every is not None else (1 if adapt else 10)
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
                   time_scale=time_scale, virtual_clock=virtual_clock, backend=backend,
                   data=data, model=model, seed=seed, lr=lr, momentum=momentum, dtype=dtype,
                   timeout_s=timeout, host=host, hang_timeout_s=hang_timeout,
                   checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-                  checkpoint_every=checkpoint_every, resume=resume,
+                  checkpoint_every=every, resume=resume,
                   audit=None if audit is None else str(audit), fault=inject_fault)
     for path, option in ((out, "--out"), (gantt, "--gantt"), (trace, "--trace")):
         _writable(path, option)
+    if adapt and audit is not None:
+        raise ProblemError("--audit", "is not supported with --adapt (audit a plain run of "
+                           "each plan instead)")
+    if events is not None and not emulate:
+        raise ProblemError("--events", "needs --emulate: on a real network the changes are "
+                           "the network's own")
     prob = load_problem(problem)
+    script = None
+    if events is not None:
+        from pipesl.adapt.events import load_network_events
+
+        script = load_network_events(events, prob)
     chosen = _plan(prob, plan)
-    runtime.make_job(prob, chosen, cfg)  # every check before any process starts
-    result = run_with_progress(runtime, prob, chosen, cfg)
+    runtime.make_job(prob, chosen, cfg, events=script)  # every check before any process
+    if adapt:
+        _train_adaptive(runtime, prob, chosen, cfg, script, drift_threshold, drift_window,
+                        json_out=json_out, out=out, gantt=gantt, trace=trace)
+        return
+    result = run_with_progress(runtime, prob, chosen, cfg, events=script)
     written = write_outputs(result, out=out, gantt=gantt, trace=trace)
     if json_out:
         print_json(result.to_dict())
@@ -270,6 +305,32 @@ def train(
     if result.audit is not None and not result.audit.ok:
         raise RuntimeSetupError(f"the transport audit found {len(result.audit.violations)} "
                                 f"violations: {'; '.join(result.audit.violations[:3])}")
+
+
+def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, script: Any,
+                    threshold: float, window: int, *, json_out: bool, out: Path | None,
+                    gantt: Path | None, trace: Path | None) -> None:
+    from pipesl.cli.adaptive import (
+        adaptive_summary,
+        adaptive_tables,
+        replan_lines,
+        run_adaptive_with_progress,
+        write_adaptive_outputs,
+    )
+
+    adapt = runtime.AdaptConfig(threshold=threshold, window=window,
+                                checkpoint_every=cfg.checkpoint_every)
+    result = run_adaptive_with_progress(runtime, problem, plan, cfg, adapt, script)
+    written = write_adaptive_outputs(result, out=out, gantt=gantt, trace=trace)
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        for table in adaptive_tables(result):
+            console.print(table)
+        for line in [*replan_lines(result), adaptive_summary(result)]:
+            console.print(escape(line))
+    for line in (f"wrote {w}" for w in written):
+        (err_console if json_out else console).print(escape(line))
 
 
 @app.command()

@@ -15,8 +15,13 @@ Reliability: :mod:`~pipesl.runtime.liveness` (what each rank is doing) and
 :mod:`~pipesl.runtime.supervise` (the launcher's watch), :mod:`~pipesl.runtime.faults`
 (injection, test mode), :mod:`~pipesl.runtime.checkpoint` (per-unit, atomic),
 :mod:`~pipesl.runtime.audit` (every tensor that crosses a hop), :mod:`~pipesl.runtime.procfs`.
+Adaptation: :func:`train_adaptive` (:mod:`~pipesl.runtime.adaptive`) re-plans on measured
+drift or a failed node and moves the job at an iteration boundary
+(:mod:`~pipesl.runtime.control`, :mod:`~pipesl.runtime.pool`); scripted network changes are
+emulated by :mod:`~pipesl.runtime.conditions`. See ``docs/adaptation.md``.
 """
 
+from pipesl.runtime.adaptive import AdaptConfig, AdaptiveResult, train_adaptive
 from pipesl.runtime.audit import AuditReport
 from pipesl.runtime.config import RunConfig, build_config
 from pipesl.runtime.data import BatchSource, DataSpec, make_batches
@@ -27,6 +32,8 @@ from pipesl.runtime.report import HopStats, IterationReport, StageStats, TrainRe
 from pipesl.runtime.topology import Hop, StageRole, Topology, build_topology, micro_batch_sizes
 
 __all__ = [
+    "AdaptConfig",
+    "AdaptiveResult",
     "AuditReport",
     "BatchSource",
     "DataSpec",
@@ -46,5 +53,6 @@ __all__ = [
     "micro_batch_sizes",
     "run_torchrun_worker",
     "train",
+    "train_adaptive",
     "train_reference",
 ]

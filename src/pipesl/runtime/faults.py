@@ -25,6 +25,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipesl.exceptions import ProblemError
@@ -124,39 +125,45 @@ class FaultInjector:
 
     Parameters
     ----------
-    spec : FaultSpec or None
-        None: :meth:`check` does nothing.
+    spec : FaultSpec, sequence of FaultSpec, or None
+        The faults to play (those of other nodes are ignored); None: :meth:`check` does
+        nothing. A scripted node departure (:mod:`pipesl.runtime.conditions`) is one more.
     node : str
         The node this process runs.
     """
 
-    def __init__(self, spec: FaultSpec | None, node: str) -> None:
-        self.spec = spec if spec is not None and spec.node == node else None
-        self._fired = False
+    def __init__(self, spec: FaultSpec | Sequence[FaultSpec] | None, node: str) -> None:
+        specs = [spec] if isinstance(spec, FaultSpec) else list(spec or ())
+        self.specs = [s for s in specs if s.node == node]
+        self.spec = self.specs[0] if self.specs else None
+        self._fired: set[int] = set()
         self._lock = threading.Lock()
 
     def check(self, iteration: int, phase: str, micro_batch: int | None = None) -> None:
-        """Fire the fault if this is its point (once).
+        """Fire a fault if this is its point (each once).
 
         Raises
         ------
         InjectedFault
             For a ``raise`` fault.
         """
-        spec = self.spec
-        if spec is None or not spec.matches(spec.node, iteration, phase, micro_batch):
-            return
-        with self._lock:
-            if self._fired:
-                return
-            self._fired = True
-        logger.warning("injecting fault %s (wall clock %.6f)", spec.describe(), time.time())
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        if spec.kind == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(60)  # pragma: no cover - the signal arrives first
-        if spec.kind == "hang":
-            while True:  # stop responding, but stay alive: only a monitor can tell
-                time.sleep(3600)
-        raise InjectedFault(f"injected fault ({spec.describe()})")
+        for i, spec in enumerate(self.specs):
+            if spec.matches(spec.node, iteration, phase, micro_batch):
+                with self._lock:
+                    if i in self._fired:
+                        continue
+                    self._fired.add(i)
+                _fire(spec)
+
+
+def _fire(spec: FaultSpec) -> None:
+    logger.warning("injecting fault %s (wall clock %.6f)", spec.describe(), time.time())
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    if spec.kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(60)  # pragma: no cover - the signal arrives first
+    if spec.kind == "hang":
+        while True:  # stop responding, but stay alive: only a monitor can tell
+            time.sleep(3600)
+    raise InjectedFault(f"injected fault ({spec.describe()})")

@@ -18,21 +18,26 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import queue
 import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipesl.adapt.events import NetworkScript
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.plan import Plan, plan_to_dict
 from pipesl.problem.types import Problem
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.runtime.audit import AuditReport, check_audit, collect_audit
+from pipesl.runtime.conditions import Conditions
 from pipesl.runtime.config import RunConfig, build_config
+from pipesl.runtime.control import Control
 from pipesl.runtime.data import DataSpec, make_batches
 from pipesl.runtime.faults import FAULT_ENV, FaultSpec, parse_fault
 from pipesl.runtime.liveness import Board
@@ -43,7 +48,10 @@ from pipesl.runtime.topology import Topology, build_topology
 from pipesl.runtime.worker import Job, Rendezvous, Sink, run_worker
 from pipesl.sim import simulate
 
-__all__ = ["make_job", "run_torchrun_worker", "train"]
+if TYPE_CHECKING:
+    from pipesl.runtime.pool import WorkerPool
+
+__all__ = ["PipeChannel", "make_job", "pooled_entry", "run_torchrun_worker", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +59,19 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
-             dataset: Any = None) -> Job:
+             dataset: Any = None, events: NetworkScript | None = None,
+             truth: Problem | None = None, stoppable: bool = False) -> Job:
     """Validate everything a run needs and describe it as a :class:`Job`.
 
     Checks the plan, the schedule, the model (units against the profile's layers), the data,
     the fault to inject and the checkpoint folder (the checkpoint to resume from) before any
     process starts; computes the predictions (simulated makespan for the actual micro-batch
     sizes, analytic T), scaled by the time scale under emulation.
+
+    ``events`` (under emulation) changes the emulated network during the run, relative to
+    ``truth`` (default ``problem``): the planner's ``problem`` only predicts
+    (:mod:`pipesl.runtime.conditions`). ``stoppable``: the launcher may stop the run at an
+    iteration boundary (:mod:`pipesl.runtime.control`).
 
     Raises
     ------
@@ -81,7 +95,12 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
         make_batches(data)  # shape and class checks before spawning
     sim = simulate(problem, plan, topology.table, last_micro_batch="remainder")
     scale = cfg.time_scale if cfg.emulate else 1.0
-    _check_hang_timeout(topology, cfg)
+    conditions = None
+    if events and cfg.emulate:
+        base = truth if truth is not None else problem
+        events.validate(base)
+        conditions = Conditions(base, plan, events, cfg.seed)
+    _check_hang_timeout(topology, cfg, conditions)
     fault_text = cfg.fault or os.environ.get(FAULT_ENV) or None
     fault = _check_fault(parse_fault(fault_text), topology, cfg) if fault_text else None
     cfg = replace(cfg, model=info.ref, schedule=topology.table.name,
@@ -101,18 +120,29 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
                resume_folder=str(resume.folder) if resume is not None else None,
                resume_manifest=resume.manifest if resume is not None else None,
                resume_lost=lost, checkpoint_meta=meta, fault=fault,
-               audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts")
+               audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts",
+               conditions=conditions, stoppable=stoppable)
 
 
-def _check_hang_timeout(topology: Topology, cfg: RunConfig) -> None:
-    """Under emulation, no single pass or transfer may look like a hang."""
+def _check_hang_timeout(topology: Topology, cfg: RunConfig,
+                        conditions: Conditions | None = None) -> None:
+    """Under emulation, no single pass or transfer may look like a hang (under scripted
+    events too: every state the network goes through, jitter at its worst)."""
     if not cfg.emulate:
         return
     b = max(topology.sizes)
     longest = max([st.forward(b) for st in topology.stages]
                   + [st.backward(b) for st in topology.stages]
                   + [h.duration(k, b) for route in topology.hops for h in route
-                     for k in ("F", "B")]) * cfg.time_scale
+                     for k in ("F", "B")])
+    if conditions is not None:
+        for it in {0, *(e.iteration for e in conditions.script.events),
+                   *(e.until for e in conditions.script.events if e.until is not None)}:
+            worst = 1.0 + max([0.0, *(e.jitter or 0.0 for e in conditions.script.events)])
+            steps = conditions.steps_at(it)
+            longest = max(longest, worst * max(max(st.forward(b), st.backward(b))
+                                               for st in steps))
+    longest *= cfg.time_scale
     if cfg.hang_timeout_s < 2 * longest + 1.0:
         raise ProblemError("hang_timeout", f"must exceed twice the longest emulated pass or "
                            f"transfer plus a second ({2 * longest + 1.0:.3g} s here): raise "
@@ -143,13 +173,13 @@ def _check_fault(fault: FaultSpec, topology: Topology, cfg: RunConfig) -> FaultS
     return fault
 
 
-def _finish_audit(job: Job) -> AuditReport | None:
+def _finish_audit(job: Job, end: int) -> AuditReport | None:
     """Merge the workers' audit files and check them (rank 0 / the launcher)."""
     if job.audit_folder is None or job.config.audit is None:
         return None
     records, tensors = collect_audit(job.audit_folder, job.config.audit)
     return check_audit(records, tensors, topology=job.topology, batches=make_batches(job.data),
-                       iterations=range(job.start_iteration, job.config.steps))
+                       iterations=range(job.start_iteration, end))
 
 
 def _result(job: Job, reports: Sequence[IterationReport], state: dict[str, Any] | None,
@@ -157,10 +187,12 @@ def _result(job: Job, reports: Sequence[IterationReport], state: dict[str, Any] 
     topo, cfg = job.topology, job.config
     stages, hops = summarise(topo, reports, cfg.time_scale, cfg.emulate)
     nodes = tuple((n, r, tuple(topo.roles(n))) for r, n in enumerate(topo.nodes))
+    end = max((r.iteration + 1 for r in reports), default=job.start_iteration)
+    stopped = end if job.stoppable and end < cfg.steps else None
     saved: tuple[int, ...] = ()
     if cfg.checkpoint_dir is not None:
-        saved = tuple(n for n in range(job.start_iteration + 1, cfg.steps + 1)
-                      if n % cfg.checkpoint_every == 0 or n == cfg.steps)
+        saved = tuple(n for n in range(job.start_iteration + 1, end + 1)
+                      if n % cfg.checkpoint_every == 0 or n in (cfg.steps, stopped))
     return TrainResult(problem=job.problem.name or job.problem.model.name, plan=job.plan,
                        schedule=topo.table.name, config=cfg, nodes=nodes,
                        iterations=tuple(sorted(reports, key=lambda r: r.iteration)),
@@ -168,7 +200,7 @@ def _result(job: Job, reports: Sequence[IterationReport], state: dict[str, Any] 
                        analytic_s=job.analytic_s, startup_s=startup_s, state=state,
                        start_iteration=job.start_iteration,
                        lost_iterations=job.resume_lost, checkpoints=saved,
-                       audit=_finish_audit(job))
+                       audit=_finish_audit(job, end), stopped_at=stopped)
 
 
 # ---------------------------------------------------------------------- local processes
@@ -213,8 +245,66 @@ class _QueueSink(Sink):
             self.channel.join_thread()  # flush before the process exits
 
 
+class _PipeSink(_QueueSink):
+    """Like :class:`_QueueSink`, over a warm spare's own pipe to the launcher (a process
+    killed while writing corrupts only its own pipe, not a queue that others share)."""
+
+    def __init__(self, channel: Any) -> None:
+        super().__init__(channel)
+        self._lock = threading.Lock()
+
+    def _put(self, message: Any) -> None:
+        with self._lock:
+            self.channel.send(message)
+
+    def iteration(self, report: IterationReport) -> None:
+        self._put(("iteration", report))
+
+    def done(self, state: dict[str, Any] | None) -> None:
+        self._put(("done", None if state is None else _to_bytes(state)))
+
+    def error(self, rank: int, node: str, message: str, primary: bool = True) -> None:
+        with contextlib.suppress(Exception):
+            self._put(("error", (rank, node, message, primary)))
+
+
+class PipeChannel:
+    """The launcher's end of a run on warm spares: one queue-like ``get`` over their pipes
+    (what :class:`~pipesl.runtime.supervise.Supervisor` reads)."""
+
+    def __init__(self, conns: Sequence[Any]) -> None:
+        self.conns = list(conns)
+
+    def get(self, timeout: float) -> Any:
+        """The next message from any spare; ``queue.Empty`` after ``timeout`` seconds."""
+        from multiprocessing.connection import wait
+
+        deadline = time.monotonic() + timeout
+        while self.conns:
+            ready = wait(self.conns, max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            for conn in ready:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    self.conns.remove(conn)  # that process is gone
+                    continue
+                if message != "ready":  # a spare that warmed up after it was taken
+                    return message
+            if time.monotonic() >= deadline:
+                break
+        if not self.conns:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        raise queue.Empty
+
+    def close(self) -> None:
+        """Nothing to release: the pool owns the pipes."""
+
+
 def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> None:
-    """Entry point of a spawned rank.
+    """Entry point of a spawned rank (``channel``: the launcher's queue, or a warm spare's
+    pipe).
 
     After a clean run the process flushes its results and leaves with ``os._exit(0)``:
     finalising torch takes seconds per process, which only delays the launcher.
@@ -222,11 +312,31 @@ def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> 
     _die_with_parent()
     node = job.topology.nodes[rendezvous.rank]
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{node}] %(name)s: %(message)s")
-    run_worker(job, rendezvous, _QueueSink(channel))
-    channel.close()
-    channel.join_thread()
+    piped = not hasattr(channel, "put")
+    run_worker(job, rendezvous, _PipeSink(channel) if piped else _QueueSink(channel))
+    if not piped:
+        channel.close()
+        channel.join_thread()
     logging.shutdown()
     os._exit(0)
+
+
+def pooled_entry(conn: Any, board: Board, control: Control) -> None:
+    """Entry point of a warm spare (:mod:`pipesl.runtime.pool`): import torch and the worker
+    ahead of time, then wait for a job on ``conn`` and run it as :func:`_spawned` would,
+    with this process's own board, control and pipe."""
+    _die_with_parent()
+    import pipesl.runtime.worker  # noqa: F401  (the expensive part: torch)
+
+    try:
+        conn.send("ready")
+        message = conn.recv()
+    except (EOFError, OSError):
+        os._exit(0)
+    if message is None:
+        os._exit(0)
+    job, rendezvous, level = message
+    _spawned(job, replace(rendezvous, board=board, control=control), conn, level)
 
 
 def _die_with_parent() -> None:
@@ -252,7 +362,10 @@ def _free_port(host: str) -> int:
 
 def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None = None, *,
           dataset: Any = None,
-          on_iteration: Callable[[IterationReport], None] | None = None) -> TrainResult:
+          on_iteration: Callable[[IterationReport], None] | None = None,
+          events: NetworkScript | None = None, truth: Problem | None = None,
+          decide: Callable[[IterationReport], bool] | None = None,
+          pool: WorkerPool | None = None) -> TrainResult:
     """Train ``problem``'s model with ``plan`` on local processes, one per network node.
 
     Parameters
@@ -268,6 +381,16 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
         stay there, to the loss node).
     on_iteration : callable, optional
         Called in this process with each :class:`IterationReport` as it completes.
+    events : NetworkScript, optional
+        Emulation: scripted changes of the network (:mod:`pipesl.adapt.events`), relative to
+        ``truth`` (default ``problem``), which the planner's ``problem`` does not know.
+    decide : callable, optional
+        Called after ``on_iteration`` with each report; True stops the run before the next
+        iteration, with a checkpoint of the state (:mod:`pipesl.runtime.control`). The
+        workers wait for the verdict.
+    pool : WorkerPool, optional
+        Run on warm processes of this pool (:mod:`pipesl.runtime.pool`) instead of
+        spawning new ones.
 
     Returns
     -------
@@ -292,7 +415,8 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
         from pipesl.solvers import solve
 
         plan = solve(problem).plan
-    job = make_job(problem, plan, config, dataset=dataset)
+    job = make_job(problem, plan, config, dataset=dataset, events=events, truth=truth,
+                   stoppable=decide is not None)
     cfg, topo = job.config, job.topology
     world = len(topo.nodes)
     loopback = cfg.host in _LOOPBACK
@@ -303,14 +427,24 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
         init = f"tcp://{cfg.host}:{_free_port(cfg.host)}"
     if job.audit_folder is not None:
         shutil.rmtree(job.audit_folder, ignore_errors=True)
-    ctx = mp.get_context("spawn")
-    channel = ctx.Queue()
-    board = Board(ctx, world)
     level = logging.getLogger("pipesl").getEffectiveLevel()
-    processes = [ctx.Process(target=_spawned, name=f"pipesl-{node}", daemon=True,
-                             args=(job, Rendezvous(init, r, world, loopback, board), channel,
-                                   level))
-                 for r, node in enumerate(topo.nodes)]
+    board: Any
+    if pool is None:
+        ctx = mp.get_context("spawn")
+        channel = ctx.Queue()
+        board = Board(ctx, world)
+        control = Control(ctx) if decide is not None else None
+        processes = [ctx.Process(target=_spawned, name=f"pipesl-{node}", daemon=True,
+                                 args=(job, Rendezvous(init, r, world, loopback, board,
+                                                       control if r == 0 else None),
+                                       channel, level))
+                     for r, node in enumerate(topo.nodes)]
+    else:
+        spares = pool.take(world)
+        channel, board = PipeChannel([s.conn for s in spares]), pool.board_view(spares)
+        control = spares[0].control
+        control.reset()
+        processes = [s.process for s in spares]
     reports: list[IterationReport] = []
     state: dict[str, Any] | None = None
     first_at: float | None = None
@@ -323,12 +457,19 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
             reports.append(payload)
             if on_iteration is not None:
                 on_iteration(payload)
+            if decide is not None:
+                assert control is not None
+                control.decide(payload.iteration, bool(decide(payload)))
         elif kind == "done":
             state = None if payload is None else _from_bytes(payload)
 
     try:
-        for p in processes:
-            p.start()
+        if pool is None:
+            for p in processes:
+                p.start()
+        else:
+            for r, spare in enumerate(spares):
+                spare.conn.send((job, Rendezvous(init, r, world, loopback), level))
         logger.info("started %s", ", ".join(f"{n} (pid {p.pid})"
                                            for n, p in zip(topo.nodes, processes, strict=True)))
         Supervisor(processes, topo.nodes, [", ".join(topo.roles(n)) for n in topo.nodes],
@@ -341,7 +482,8 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
             logger.debug("%s exited with %s", p.name, p.exitcode)
     finally:
         stop_processes(processes)
-        channel.close()
+        if pool is None:
+            channel.close()
         shutil.rmtree(folder, ignore_errors=True)
     startup = (first_at - started) if first_at is not None else 0.0
     return _result(job, reports, state, startup)

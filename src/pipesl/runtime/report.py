@@ -162,6 +162,9 @@ class TrainResult:
     """Checkpoints this run saved, by iterations completed."""
     audit: Any = field(default=None, repr=False)
     """With ``audit``: the :class:`~pipesl.runtime.audit.AuditReport`."""
+    stopped_at: int | None = None
+    """The launcher stopped the run before this iteration (a checkpoint holds the state
+    after it); None: the run went to its last iteration."""
 
     @property
     def losses(self) -> list[float]:
@@ -193,6 +196,7 @@ class TrainResult:
             "start_iteration": self.start_iteration,
             "lost_iterations": self.lost_iterations,
             "checkpoints": list(self.checkpoints),
+            "stopped_at": self.stopped_at,
             "checkpoint_dir": cfg.checkpoint_dir,
             "audit": None if self.audit is None else self.audit.to_dict(),
             "iterations": [it.to_dict() for it in self.iterations],

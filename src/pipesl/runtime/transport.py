@@ -53,6 +53,7 @@ from pipesl.runtime.topology import Direction, Hop, Topology
 
 if TYPE_CHECKING:
     from pipesl.runtime.audit import Auditor
+    from pipesl.runtime.conditions import Conditions
     from pipesl.runtime.faults import FaultInjector
     from pipesl.runtime.liveness import Liveness
 
@@ -384,6 +385,9 @@ class Transport:
         Records every tensor sent and received (test mode, :mod:`pipesl.runtime.audit`).
     faults : FaultInjector, optional
         Checked (phase ``relay``) before this node forwards a message (test mode).
+    conditions : Conditions, optional
+        Under emulation, the true transfer times under scripted network events
+        (:mod:`pipesl.runtime.conditions`); None: the plan's.
 
     Notes
     -----
@@ -400,7 +404,8 @@ class Transport:
                  time_scale: float, timeout_s: float, on_fatal: Callable[[str, bool], None],
                  device: torch.device | None = None, virtual_clock: bool = False,
                  liveness: Liveness | None = None, auditor: Auditor | None = None,
-                 faults: FaultInjector | None = None) -> None:
+                 faults: FaultInjector | None = None,
+                 conditions: Conditions | None = None) -> None:
         self.topology = topology
         self.node = node
         self.emulate = emulate
@@ -409,6 +414,7 @@ class Transport:
         self.timeout_s = timeout_s
         self.liveness = liveness
         self.faults = faults
+        self.conditions = conditions
         self.mailbox = Mailbox(liveness)
         self._events: list[Event] = []
         self._events_lock = threading.Lock()
@@ -477,7 +483,7 @@ class Transport:
                 msg.avail = end
                 out.send_now(msg)
 
-            pacer.submit(self._duration(hop, kind, micro_batch), transmit,
+            pacer.submit(self._duration(hop, kind, micro_batch, iteration), transmit,
                          self._recorder(iteration, hop, kind, micro_batch), ready)
 
     def send_labels(self, iteration: int, labels: torch.Tensor) -> None:
@@ -494,8 +500,12 @@ class Transport:
     def _pacer(self, hop: Hop, kind: Direction) -> Pacer | None:
         return self._pacers.get(hop.resource(kind)) if self.emulate else None
 
-    def _duration(self, hop: Hop, kind: Direction, micro_batch: int) -> float:
-        return hop.duration(kind, self.topology.sizes[micro_batch]) * self.time_scale
+    def _duration(self, hop: Hop, kind: Direction, micro_batch: int, iteration: int) -> float:
+        n = self.topology.sizes[micro_batch]
+        if self.conditions is not None:
+            return self.conditions.seconds(hop.step, kind, n, iteration,
+                                           micro_batch) * self.time_scale
+        return hop.duration(kind, n) * self.time_scale
 
     def _recorder(self, iteration: int, hop: Hop, kind: Direction, micro_batch: int
                   ) -> Callable[[float, float], None]:
@@ -513,7 +523,7 @@ class Transport:
         if pacer is None:  # paced by the sender (its end is msg.avail), or not emulated
             self._deliver(msg, kind, hop, msg.avail if self.virtual else time.perf_counter())
         else:
-            pacer.submit(self._duration(hop, kind, msg.micro_batch),
+            pacer.submit(self._duration(hop, kind, msg.micro_batch, msg.iteration),
                          lambda end: self._deliver(msg, kind, hop, end),
                          self._recorder(msg.iteration, hop, kind, msg.micro_batch),
                          msg.avail if self.virtual else None)

@@ -47,7 +47,9 @@ from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.runtime.audit import Auditor
+from pipesl.runtime.conditions import Conditions
 from pipesl.runtime.config import RunConfig
+from pipesl.runtime.control import Control, agree_to_stop
 from pipesl.runtime.data import DataSpec, make_batches
 from pipesl.runtime.faults import FaultInjector, FaultSpec
 from pipesl.runtime.liveness import Board, Liveness
@@ -92,6 +94,12 @@ class Job:
     """Test mode: the fault to inject (:mod:`pipesl.runtime.faults`)."""
     audit_folder: str | None = None
     """Test mode: where every process writes its audit records."""
+    conditions: Conditions | None = None
+    """Emulation under scripted network events: the true durations of passes and transfers
+    and the departures to play (:mod:`pipesl.runtime.conditions`); None: the plan's."""
+    stoppable: bool = False
+    """The launcher decides after every iteration whether the run goes on
+    (:mod:`pipesl.runtime.control`); every rank then agrees before each iteration."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,8 @@ class Rendezvous:
     """Bind gloo's sockets to the loopback interface (local runs)."""
     board: Board | None = None
     """Where this rank publishes its liveness to the launcher (local runs)."""
+    control: Control | None = None
+    """Rank 0 of a stoppable run: the launcher's verdicts (:mod:`pipesl.runtime.control`)."""
 
 
 class Sink:
@@ -153,7 +163,11 @@ class _NodeProcess:
         self.job, self.rank, self.topo, self.cfg = job, rank, topo, cfg
         self.node = topo.nodes[rank]
         self.live = live
-        self.faults = FaultInjector(job.fault, self.node)
+        departure = (job.conditions.departure_fault(self.node, topo, job.start_iteration)
+                     if job.conditions is not None else None)
+        self.faults = FaultInjector([f for f in (job.fault, departure) if f is not None],
+                                    self.node)
+        self.conditions = job.conditions
         self.auditor = (Auditor(job.audit_folder, self.node, topo)
                         if job.audit_folder is not None else None)
         self.stage = topo.stage_of(self.node)
@@ -195,7 +209,8 @@ class _NodeProcess:
                                    time_scale=self.scale, timeout_s=self.timeout,
                                    on_fatal=fatal, device=self.device,
                                    virtual_clock=virtual_clock, liveness=live,
-                                   auditor=self.auditor, faults=self.faults)
+                                   auditor=self.auditor, faults=self.faults,
+                                   conditions=job.conditions)
 
     # ------------------------------------------------------------------ helpers
 
@@ -227,6 +242,14 @@ class _NodeProcess:
 
     def _slice(self, t: torch.Tensor, m: int) -> torch.Tensor:
         return t[self.offsets[m]:self.offsets[m + 1]]
+
+    def _planned(self, kind: str, n: int, it: int, m: int) -> float:
+        """The emulated duration of this stage's pass ``kind`` of micro-batch ``m``."""
+        st = self.stage
+        assert st is not None
+        if self.conditions is not None:
+            return self.conditions.seconds(st.step, kind, n, it, m)
+        return st.forward(n) if kind == "F" else st.backward(n)
 
     def _pad(self, start: float, planned: float) -> float:
         """Sleep to the end of the pass's window; return the window's end."""
@@ -271,7 +294,7 @@ class _NodeProcess:
                         out = self.loss(out, self._slice(labels, m))
                         self.transport.record(("loss", it, m, float(out.detach())))
                     real = time.perf_counter() - c0
-                    end = self._pad(start, st.forward(n))
+                    end = self._pad(start, self._planned("F", n, it, m))
                 saved[m] = (x, out)
                 forward_end[m] = end
                 if not self.loss_at_stage:
@@ -291,7 +314,7 @@ class _NodeProcess:
                     if out.requires_grad:  # a first stage without parameters has no graph
                         out.backward(grad)
                     real = time.perf_counter() - c0
-                    end = self._pad(start, st.backward(n))
+                    end = self._pad(start, self._planned("B", n, it, m))
                 if k > 0:
                     assert x.grad is not None
                     prev = topo.routes[k - 1]
@@ -371,6 +394,27 @@ class _NodeProcess:
             events += [("done", it, done), ("stepped", it, stepped)]
         self.live.progress()
         return events, t0, files
+
+    def checkpoint_on_stop(self, completed: int) -> None:
+        """Stopped before iteration ``completed``: make sure a complete checkpoint holds the
+        state after it (written now unless one was due after the last iteration)."""
+        cfg = self.cfg
+        if cfg.checkpoint_dir is None or completed % cfg.checkpoint_every == 0:
+            return
+        files: list[ckpt.UnitFile] = []
+        if self.stage is not None:
+            assert self.module is not None
+            with self.live.busy(f"the checkpoint after {completed} iterations"):
+                files = ckpt.save_stage(cfg.checkpoint_dir, completed, self.module,
+                                        self.optimizer, self.stage.first_layer, self.node)
+        gathered: list[Any] | None = [None] * len(self.topo.nodes) if self.rank == 0 else None
+        self.collective("rank 0 to gather the checkpoint on stop", dist.gather_object, files,
+                        gathered, dst=0)
+        if self.rank == 0:
+            assert gathered is not None
+            with self.live.busy(f"the checkpoint manifest after {completed} iterations"):
+                ckpt.write_manifest(cfg.checkpoint_dir, completed, ckpt.unit_files(gathered),
+                                    self.job.problem.model.num_layers, self.job.checkpoint_meta)
 
     def save_checkpoint(self, it: int) -> list[ckpt.UnitFile]:
         """After iteration ``it``: write this stage's unit files when a checkpoint is due."""
@@ -496,6 +540,12 @@ def _iterations(proc: _NodeProcess, job: Job, rendezvous: Rendezvous, sink: Sink
     """Every iteration of the run; rank 0 assembles the reports and writes the manifests."""
     rank, topo, cfg = rendezvous.rank, job.topology, job.config
     for it in range(job.start_iteration, cfg.steps):
+        if job.stoppable and it > job.start_iteration and agree_to_stop(
+                rendezvous.control, rank, it, cfg.timeout_s, proc.live, proc.collective):
+            logger.info("rank %d (%s): stopping before iteration %d (launcher's decision)",
+                        rank, proc.node, it)
+            proc.checkpoint_on_stop(it)
+            return
         logger.debug("rank %d (%s): iteration %d", rank, proc.node, it)
         events, t0, files = proc.iteration(it)
         if rank != 0 and proc.auditor is not None:

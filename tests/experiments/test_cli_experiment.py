@@ -58,14 +58,16 @@ def test_errors_are_one_line(args: list[str], message: str, capsys) -> None:
 
 @pytest.mark.slow
 def test_all_quick_runs_end_to_end(tmp_path: Path) -> None:
-    """The CI smoke run of the whole suite (about 35-50 s on two shared cores)."""
+    """The CI smoke run of the planning study (about 35-50 s on two shared cores)."""
     proc = subprocess.run([sys.executable, "-m", "pipesl", "experiment", "all", "--quick",
                            "--out", str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    from pipesl.experiments.suite import EXPERIMENTS
+    from pipesl.experiments.suite import EXPERIMENTS, PLANNING
 
-    for name in EXPERIMENTS:
+    assert "adaptation" in EXPERIMENTS and "adaptation" not in PLANNING
+    assert not (tmp_path / "adaptation").exists()  # trains; run by name
+    for name in PLANNING:
         folder = tmp_path / name
         assert (folder / f"{name}.csv").exists() and (folder / f"{name}.png").exists()
         assert "exact_beaten = 0" in (folder / f"{name}.md").read_text()

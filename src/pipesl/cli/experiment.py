@@ -17,6 +17,7 @@ from pipesl.experiments.config import config_to_dict, load_config
 from pipesl.experiments.runner import ExperimentResult
 from pipesl.experiments.suite import (
     EXPERIMENTS,
+    PLANNING,
     config_class,
     default_config,
     headline_table,
@@ -33,6 +34,9 @@ def _run_one(name: str, quick: bool, seeds: int | None, config_file: Path | None
     cfg = (load_config(config_file, config_class(name)) if config_file is not None
            else default_config(name, quick))
     if seeds is not None:
+        if not hasattr(cfg, "seeds"):
+            raise ProblemError("--seeds", f"does not apply to the {name} experiment (it has "
+                               "no seeded instances; use --config to change it)", seeds)
         cfg = replace(cfg, seeds=seeds)
     with Progress(TextColumn("[bold]{task.fields[name]}[/]"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(),
@@ -62,7 +66,8 @@ def _run_one(name: str, quick: bool, seeds: int | None, config_file: Path | None
 
 @app.command()
 def experiment(
-    name: str = typer.Argument(..., help=f"Experiment: {NAMES_HELP}, or all."),
+    name: str = typer.Argument(..., help=f"Experiment: {NAMES_HELP}, or all (every one "
+                               "but adaptation, which trains and needs torch)."),
     quick: bool = typer.Option(False, "--quick", help="A small version (CI)."),
     seeds: int = typer.Option(None, "--seeds", min=1,
                               help="Seeded instances per point (overrides the config)."),
@@ -76,7 +81,7 @@ def experiment(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG figures."),
 ) -> None:
     """Run an experiment of the paper's evaluation: tidy CSV, markdown tables, PNG plots."""
-    names = list(EXPERIMENTS) if name == "all" else [name]
+    names = list(PLANNING) if name == "all" else [name]
     if name != "all" and name not in EXPERIMENTS:
         raise ProblemError("NAME", f"is not an experiment; choose one of {NAMES_HELP} or all",
                            name)

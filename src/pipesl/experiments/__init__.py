@@ -5,6 +5,8 @@
 * :mod:`~pipesl.experiments.instances` — seeded instances from an ``InstanceConfig``;
 * :mod:`~pipesl.experiments.sweeps`, :mod:`~pipesl.experiments.microbatch`,
   :mod:`~pipesl.experiments.robustness`, :mod:`~pipesl.experiments.timing` — the experiments;
+* :mod:`~pipesl.experiments.adaptation` — training in emulation through network changes
+  (static vs adapted vs the new optimum; needs torch, run by name, not by ``all``);
 * :mod:`~pipesl.experiments.runner` — rows, ratios, summaries, CSV and markdown;
 * :mod:`~pipesl.experiments.suite` — names, default configs, ``run_experiment``.
 

@@ -1,9 +1,11 @@
 """Experiment configurations: typed frozen dataclasses, loadable from and dumpable to YAML.
 
 Every experiment is described by one of :class:`SweepConfig`, :class:`MicroBatchConfig`,
-:class:`RobustnessConfig` or :class:`TimingConfig`; each holds an :class:`InstanceConfig`,
-the base problem that its points vary. A YAML file holds the same fields (nested ``instance:``
-mapping); :func:`config_from_dict` validates every field and names the offending one.
+:class:`RobustnessConfig` or :class:`TimingConfig`, each holding an :class:`InstanceConfig`
+(the base problem that its points vary), or by :class:`AdaptationConfig` (a built-in
+scenario trained in emulation while its network changes). A YAML file holds the same fields
+(nested ``instance:`` mapping); :func:`config_from_dict` validates every field and names the
+offending one.
 
 >>> cfg = SweepConfig(name="bandwidth", vary="bandwidth_scale", values=(0.1, 1.0))
 >>> config_from_dict(type(cfg), config_to_dict(cfg)) == cfg
@@ -24,7 +26,9 @@ import yaml
 from pipesl.exceptions import ProblemError
 
 __all__ = [
+    "ADAPTATION_CASES",
     "BASELINES",
+    "AdaptationConfig",
     "ExperimentConfig",
     "InstanceConfig",
     "MicroBatchConfig",
@@ -153,7 +157,43 @@ class TimingConfig:
     """Seconds per MILP solve."""
 
 
-ExperimentConfig = SweepConfig | MicroBatchConfig | RobustnessConfig | TimingConfig
+ADAPTATION_CASES: tuple[str, ...] = ("bandwidth-drop", "node-departure")
+"""The network changes the adaptation experiment plays (see :class:`AdaptationConfig`)."""
+
+
+@dataclass(frozen=True)
+class AdaptationConfig:
+    """Training in emulation while the network changes: static plan vs adapted vs the new
+    optimum from the start (needs torch)."""
+
+    name: str = "adaptation"
+    scenario: str = "iot-dual"
+    """A built-in scenario or a problem file (trainable: a model of the runtime's zoo)."""
+    steps: int = 30
+    """Training iterations of every run."""
+    cases: tuple[str, ...] = ADAPTATION_CASES
+    """``bandwidth-drop``: the most loaded link of the initial optimal plan keeps
+    ``bandwidth_factor`` of its bandwidth from ``drop_iteration`` on. ``node-departure``: the
+    most loaded compute node of the initial plan other than the source leaves at
+    ``departure_iteration``."""
+    drop_iteration: int = 5
+    bandwidth_factor: float = 0.2
+    departure_iteration: int = 8
+    time_scale: float = 1.0
+    """Multiplies every emulated duration (RunConfig.time_scale)."""
+    data: str = "digits"
+    """Training data: ``digits`` or ``synthetic`` (RunConfig.data)."""
+    seed: int = 0
+    """Seeds the model's initial weights and the data order (the same in every run)."""
+    target: float = 0.9
+    """Share of the new optimum's median post-event throughput that the adapted run must
+    reach (and keep) ..."""
+    within: int = 10
+    """... within this many iterations of the event."""
+
+
+ExperimentConfig = (SweepConfig | MicroBatchConfig | RobustnessConfig | TimingConfig
+                    | AdaptationConfig)
 C = TypeVar("C")
 
 

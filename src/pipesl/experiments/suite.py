@@ -2,6 +2,8 @@
 
 ``pipesl experiment NAME`` runs one of :data:`EXPERIMENTS`; ``all`` runs every one. Full
 configs reproduce the study of docs/results.md; ``quick`` ones are small versions for CI.
+``adaptation`` trains in emulation and needs torch (without it, it fails with one line); it
+is run by name: ``all`` (:data:`PLANNING`) is the planning study, which needs no torch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from pipesl.exceptions import ProblemError
+from pipesl.experiments.adaptation import adaptation_markdown, run_adaptation
+from pipesl.experiments.adaptation import units as adaptation_units
 from pipesl.experiments.config import (
+    AdaptationConfig,
     ExperimentConfig,
     InstanceConfig,
     MicroBatchConfig,
@@ -28,6 +33,7 @@ from pipesl.experiments.timing import run_timing, timing_markdown
 
 __all__ = [
     "EXPERIMENTS",
+    "PLANNING",
     "config_class",
     "default_config",
     "experiment_markdown",
@@ -50,6 +56,8 @@ class _Spec:
     description: str
     full: Callable[[], ExperimentConfig]
     quick: Callable[[], ExperimentConfig]
+    trains: bool = False
+    """Trains models in emulation (needs torch); not part of ``all``."""
 
 
 def _sweep(name: str, vary: str, values: tuple[Any, ...], quick_values: tuple[Any, ...],
@@ -120,7 +128,15 @@ EXPERIMENTS: dict[str, _Spec] = {
                              milp_max_nodes=48),
         lambda: TimingConfig(seeds=1, nodes=(8, 12), layers=(8, 16), layers_nodes=8,
                              basp_max_nodes=12, time_limit=10.0)),
+    "adaptation": _Spec(
+        "training in emulation through a bandwidth drop and a node departure: static plan vs "
+        "adapted vs the new optimum from the start (needs torch)",
+        lambda: AdaptationConfig(steps=30, drop_iteration=5, departure_iteration=8),
+        lambda: AdaptationConfig(steps=14, drop_iteration=4, departure_iteration=5),
+        trains=True),
 }
+PLANNING: tuple[str, ...] = tuple(n for n, spec in EXPERIMENTS.items() if not spec.trains)
+"""What ``pipesl experiment all`` runs: every experiment that only plans (no torch)."""
 
 
 def config_class(name: str) -> type:
@@ -152,6 +168,8 @@ def units_of_work(config: ExperimentConfig) -> int:
         return config.seeds + (1 if config.scenario else 0)
     if isinstance(config, RobustnessConfig):
         return config.seeds * len(config.fluctuations) * config.rounds
+    if isinstance(config, AdaptationConfig):
+        return adaptation_units(config)
     steps = 0
     points = ([(n, _model_layers(config.instance.model)) for n in config.nodes]
               + [(config.layers_nodes, n) for n in config.layers])
@@ -177,13 +195,16 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None
         return run_microbatch(config, progress)
     if isinstance(config, RobustnessConfig):
         return run_robustness(config, progress)
+    if isinstance(config, AdaptationConfig):
+        return run_adaptation(config, progress)
     return run_timing(config, progress)
 
 
 def experiment_markdown(result: ExperimentResult) -> str:
     """The markdown tables of a result, its checks and notes."""
     body = {"sweep": sweep_markdown, "microbatch": microbatch_markdown,
-            "robustness": robustness_markdown, "timing": timing_markdown}[result.kind](result)
+            "robustness": robustness_markdown, "timing": timing_markdown,
+            "adaptation": adaptation_markdown}[result.kind](result)
     checks = ", ".join(f"{k} = {v}" for k, v in result.checks.items())
     notes = "".join(f"- {n}\n" for n in result.notes)
     return (body + f"\nChecks: {checks}. Wall time {result.seconds:.1f} s.\n"

@@ -1,4 +1,5 @@
-"""Figures of the experiments: sweep curves, the micro-batch U-curve, robustness, timing.
+"""Figures of the experiments: sweep curves, the micro-batch U-curve, robustness, timing
+(and, through :mod:`pipesl.plotting.adaptation`, the adaptation runs).
 
 Every function takes an :class:`~pipesl.experiments.runner.ExperimentResult` and returns a
 :class:`matplotlib.figure.Figure` (Agg canvas, see :mod:`pipesl.plotting.style`). Lines are
@@ -301,5 +302,9 @@ def timing_figure(result: ExperimentResult) -> Figure:
 
 def experiment_figure(result: ExperimentResult) -> Figure:
     """The figure of any experiment result."""
+    if result.kind == "adaptation":
+        from pipesl.plotting.adaptation import adaptation_figure
+
+        return adaptation_figure(result)
     return {"sweep": sweep_figure, "microbatch": microbatch_figure,
             "robustness": robustness_figure, "timing": timing_figure}[result.kind](result)

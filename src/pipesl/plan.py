@@ -25,6 +25,7 @@ __all__ = [
     "Stage",
     "load_plan",
     "plan_from_dict",
+    "plan_label",
     "plan_to_dict",
     "validate_plan",
 ]
@@ -183,6 +184,20 @@ def _check_route(problem: Problem, route: Sequence[str], start: str, end: str, f
         if len(route) - 1 != hops:
             raise _fail(field, f"has {len(route) - 1} hops but training.routing is 'shortest'"
                         f" and {start!r} -> {end!r} takes {hops}")
+
+
+def plan_label(plan: Plan) -> str:
+    """``mcu:1 pi2:2-5 via mcu-mesh1-pi1-pi2``: stages with their layers, then the routes.
+
+    Examples
+    --------
+    >>> plan_label(Plan((Stage("a", 1, 2), Stage("b", 3, 3)), (("a", "r", "b"),), 4))
+    'a:1-2 b:3 via a-r-b'
+    """
+    stages = " ".join(f"{s.node}:{s.first_layer}" if s.first_layer == s.last_layer
+                      else f"{s.node}:{s.first_layer}-{s.last_layer}" for s in plan.stages)
+    routes = ", ".join("-".join(r) for r in plan.all_routes() if len(r) > 1)
+    return f"{stages} via {routes}" if routes else stages
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

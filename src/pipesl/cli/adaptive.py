@@ -18,6 +18,7 @@ from rich.table import Table
 
 from pipesl.cli.app import err_console
 from pipesl.plan import Plan
+from pipesl.plan import plan_label as _label
 
 if TYPE_CHECKING:
     from pipesl.adapt.events import NetworkScript
@@ -33,16 +34,8 @@ def _ms(seconds: float) -> str:
 
 
 def plan_label(plan: Plan) -> str:
-    """``mcu[1] >mesh1>pi1> pi2[2-5], b=8``: stages (layers) and the relays between them."""
-    parts = []
-    for k, s in enumerate(plan.stages):
-        layers = (f"{s.first_layer}" if s.first_layer == s.last_layer
-                  else f"{s.first_layer}-{s.last_layer}")
-        if k:
-            relays = plan.routes[k - 1][1:-1]
-            parts.append(">" + "".join(f"{r}>" for r in relays) + " ")
-        parts.append(f"{s.node}[{layers}]" + (" " if k < len(plan.stages) - 1 else ""))
-    return "".join(parts) + f", b={plan.micro_batch_size}"
+    """``mcu:1 pi2:2-5 via mcu-mesh1-pi1-pi2, b=8``."""
+    return f"{_label(plan)}, b={plan.micro_batch_size}"
 
 
 def run_adaptive_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunConfig,

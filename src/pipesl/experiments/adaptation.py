@@ -54,14 +54,14 @@ from pipesl.cost import evaluate, resource_name
 from pipesl.exceptions import PipeslError, ProblemError, RuntimeSetupError
 from pipesl.experiments.config import ADAPTATION_CASES, AdaptationConfig
 from pipesl.experiments.runner import ExperimentResult, Progress, markdown_table
-from pipesl.plan import Plan
+from pipesl.plan import Plan, plan_label
 from pipesl.problem import load_problem
 from pipesl.problem.types import Problem
 from pipesl.sim import simulate
 from pipesl.solvers import solve
 
 __all__ = ["ARMS", "adaptation_markdown", "bottleneck_link", "departing_node",
-           "iterations_to_target", "plan_label", "run_adaptation"]
+           "iterations_to_target", "run_adaptation"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,14 +143,6 @@ def departing_node(problem: Problem, plan: Plan) -> str:
                            f"the source {source}", "node-departure")
     loads = evaluate(problem, plan).resource_loads
     return max(nodes, key=lambda n: loads.get(resource_name("node", n), 0.0))
-
-
-def plan_label(plan: Plan) -> str:
-    """``mcu:1 pi2:2-5 via mcu-mesh1-pi1-pi2`` (stages with their layers, then routes)."""
-    stages = " ".join(f"{s.node}:{s.first_layer}" if s.first_layer == s.last_layer
-                      else f"{s.node}:{s.first_layer}-{s.last_layer}" for s in plan.stages)
-    routes = ", ".join("-".join(r) for r in plan.all_routes() if len(r) > 1)
-    return f"{stages} via {routes}" if routes else stages
 
 
 def iterations_to_target(throughputs: Sequence[tuple[int, float]], event: int,

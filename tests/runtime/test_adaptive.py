@@ -16,6 +16,7 @@ switch moved the parameters and the optimiser state exactly.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from itertools import pairwise
@@ -164,3 +165,50 @@ def test_bad_adaptation_options_end_in_one_line(tmp_path: Path, args: list[str],
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}: "), lines
     assert rule in lines[0] and "Traceback" not in run.stderr
+
+
+def test_the_adaptive_report_renders_segments_replans_and_iterations(
+        departed: AdaptiveResult, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from pipesl.cli.adaptive import (
+        adaptive_summary,
+        adaptive_tables,
+        replan_lines,
+        write_adaptive_outputs,
+    )
+
+    console = Console(width=200, record=True)
+    for table in adaptive_tables(departed):
+        console.print(table)
+    text = console.export_text()
+    assert "mcu:1 pi2:2-5 via mcu-mesh1-pi1-pi2, b=8" in text  # segment 1's plan
+    assert "mcu:1 pi1:2-5 via mcu-mesh1-pi1, b=8" in text  # segment 2's, without pi2
+    assert "failure" in text and "switch" in text
+    lines = replan_lines(departed)
+    assert len(lines) == 1 and "pi2" in lines[0] and "no longer valid" in lines[0]
+    assert "1 failure(s) survived" in adaptive_summary(departed)
+    out = tmp_path / "adaptive.json"
+    written = write_adaptive_outputs(departed, out=out, gantt=tmp_path / "g.png")
+    assert len(written) == 2 and (tmp_path / "g.png").stat().st_size > 10_000
+    doc = json.loads(out.read_text())
+    assert [s["ended_by"] for s in doc["segments"]] == ["failure", "done"]
+    assert doc["events"] == LEAVE
+    assert sorted(r["iteration"] for r in doc["iterations"] if r["kept"]) == list(range(STEPS))
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(300)
+def test_cli_train_adapt_survives_a_departure(tmp_path: Path) -> None:
+    events = tmp_path / "leave.yaml"
+    events.write_text("- {iteration: 3, node_leaves: pi2}\n")
+    run = subprocess.run([sys.executable, "-m", "pipesl", "train", "iot-dual", "--adapt",
+                          "--events", str(events), "--steps", "6", "--data", "digits",
+                          "--json"], capture_output=True, text=True, timeout=280)
+    assert run.returncode == 0, run.stderr[-3000:]
+    doc = json.loads(run.stdout)
+    assert [s["ended_by"] for s in doc["segments"]] == ["failure", "done"]
+    assert doc["segments"][1]["start_iteration"] == 3
+    assert doc["replans"][0]["trigger"] == "failure" and doc["replans"][0]["switch"]
+    assert sorted(r["iteration"] for r in doc["iterations"] if r["kept"]) == list(range(6))
+    assert doc["config"]["checkpoint_every"] == 1  # --adapt's default

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipesl.cli.app import err_console
+from pipesl.cli.app import err_console, seconds_text
 from pipesl.plan import Plan
 from pipesl.plan import plan_label as _label
 
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["adaptive_summary", "adaptive_tables", "plan_label", "replan_lines",
            "run_adaptive_with_progress", "write_adaptive_outputs"]
 
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.4g} ms" if seconds < 2.0 else f"{seconds:.4g} s"
 
 
 def plan_label(plan: Plan) -> str:
@@ -51,8 +48,8 @@ def run_adaptive_with_progress(runtime: Any, problem: Problem, plan: Plan, confi
         def update(segment: int, it: IterationReport) -> None:
             progress.update(task, completed=it.iteration + 1,
                             description=f"adaptive training, segment {segment + 1}",
-                            status=f"loss {it.loss:.4f} · {_ms(it.measured_s)} "
-                                   f"(planned {_ms(it.simulated_s)})")
+                            status=f"loss {it.loss:.4f} · {seconds_text(it.measured_s)} "
+                                   f"(planned {seconds_text(it.simulated_s)})")
 
         result: AdaptiveResult = runtime.train_adaptive(problem, plan, config, adapt=adapt,
                                                         events=events, on_iteration=update)
@@ -72,7 +69,7 @@ def adaptive_tables(result: AdaptiveResult) -> list[Table]:
             seg_of[i] = s.index
     for it in result.iterations:
         its.add_row(str(it.iteration + 1), str(seg_of.get(it.iteration, -1) + 1),
-                    f"{it.loss:.4f}", _ms(it.measured_s), _ms(it.simulated_s),
+                    f"{it.loss:.4f}", seconds_text(it.measured_s), seconds_text(it.simulated_s),
                     f"{it.error:+.1%}")
     replans = Table(title="Re-plans (details below)", title_justify="left")
     for col in ("#", "after iter", "trigger", "decision", "T old", "T new", "state to move",
@@ -81,8 +78,8 @@ def adaptive_tables(result: AdaptiveResult) -> list[Table]:
     for k, r in enumerate(result.replans):
         replans.add_row(str(k + 1), str(r.iteration + 1 if r.trigger == "drift" else r.iteration),
                         r.trigger, "switch" if r.switch else "stay",
-                        "-" if r.old_objective_s is None else _ms(r.old_objective_s),
-                        _ms(r.new_objective_s), f"{r.migration_bytes / 1e6:.3g} MB",
+                        "-" if r.old_objective_s is None else seconds_text(r.old_objective_s),
+                        seconds_text(r.new_objective_s), f"{r.migration_bytes / 1e6:.3g} MB",
                         f"{r.seconds:.2f} s")
     segments = Table(title="Segments (one plan each)", title_justify="left")
     for col in ("segment", "plan", "iterations", "ended by", "start-up", "relaunch gap",
@@ -133,7 +130,7 @@ def write_adaptive_outputs(result: AdaptiveResult, *, out: Path | None = None,
         from pipesl.plotting import gantt_chart, save_figure
 
         title = (f"measured · iteration {last.iteration + 1} on "
-                 f"{plan_label(result.segments[-1].plan)}: {_ms(last.measured_s)}")
+                 f"{plan_label(result.segments[-1].plan)}: {seconds_text(last.measured_s)}")
         save_figure(gantt_chart(last.trace, title=title), gantt)
         written.append(f"measured Gantt chart {gantt}")
     return written

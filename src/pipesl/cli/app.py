@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
 from pipesl import __version__
+from pipesl.exceptions import ProblemError
 
 app = typer.Typer(
     name="pipesl",
@@ -45,6 +47,24 @@ def _root(
     """pipesl: plan, simulate and train pipelined split learning."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def seconds_text(seconds: float) -> str:
+    """``412.5 ms`` below two seconds, ``2.31 s`` from there on (4 significant digits)."""
+    return f"{seconds * 1e3:.4g} ms" if seconds < 2.0 else f"{seconds:.4g} s"
+
+
+def check_writable(path: Path | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist, before any work is done.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``option``.
+    """
+    if path is not None and not path.parent.is_dir():
+        raise ProblemError(option, f"cannot be written: folder {str(path.parent)!r} does not "
+                           "exist", str(path))
 
 
 def print_json(obj: Any) -> None:

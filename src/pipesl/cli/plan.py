@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
+from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, err_console, print_json
 from pipesl.cli.render import escape, objective_line
 from pipesl.cost import plan_stages
 from pipesl.exceptions import InfeasibleError, ProblemError
@@ -54,9 +54,7 @@ def plan(
                                  help="Also solve without pipelining (b = B) to compare."),
 ) -> None:
     """Plan a problem: where to cut the model, where each stage runs, the routes and b."""
-    if out is not None and not out.parent.is_dir():
-        raise ProblemError("--out", f"cannot be written: folder {str(out.parent)!r} does not "
-                           "exist", str(out))
+    check_writable(out, "--out")
     prob = load_problem(problem)
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
         raise ProblemError("--micro-batch-size", f"must be <= batch_size "

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
+from pipesl.cli.app import (
+    PROBLEM_HELP,
+    app,
+    check_writable,
+    console,
+    err_console,
+    print_json,
+    seconds_text,
+)
 from pipesl.cli.render import escape
 from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan, load_plan
@@ -27,14 +35,6 @@ def _plan(problem: Problem, path: Path | None) -> Plan:
     return result.plan
 
 
-def _writable(path: Path | None, option: str) -> None:
-    if path is not None and not path.parent.exists():
-        raise ProblemError(option, f"cannot be written: folder {str(path.parent)!r} does not "
-                           "exist", str(path))
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.4g} ms" if seconds < 2.0 else f"{seconds:.4g} s"
 
 
 def _tables(result: SimResult) -> list[Table]:
@@ -46,12 +46,12 @@ def _tables(result: SimResult) -> list[Table]:
     rows = [
         ("micro-batches", f"M = {result.num_micro_batches} of b = {result.micro_batch_size} "
                           f"(last: {result.last_micro_batch_size}), B = {result.batch_size}"),
-        ("makespan (simulated)", _ms(result.makespan_s)),
-        ("T (analytic, SPEC 3)", _ms(result.analytic_s)),
+        ("makespan (simulated)", seconds_text(result.makespan_s)),
+        ("T (analytic, SPEC 3)", seconds_text(result.analytic_s)),
         ("gap", f"{result.gap_s * 1e3:+.4g} ms{rel}"),
-        ("first micro-batch trip", _ms(result.first_micro_batch_s)),
+        ("first micro-batch trip", seconds_text(result.first_micro_batch_s)),
         ("bottleneck (analytic)", f"{escape(result.bottleneck_resource)}: "
-                                  f"{_ms(result.bottleneck_s)} per micro-batch"),
+                                  f"{seconds_text(result.bottleneck_s)} per micro-batch"),
         ("bubble fraction", f"{result.bubble_fraction:.1%} of compute time idle"),
     ]
     for what, value in rows:
@@ -60,7 +60,7 @@ def _tables(result: SimResult) -> list[Table]:
     for col in ("resource", "busy", "utilisation"):
         resources.add_column(col, justify="left" if col == "resource" else "right")
     for r, busy in result.busy_s.items():
-        resources.add_row(escape(r), _ms(busy), f"{result.utilisation[r]:.1%}")
+        resources.add_row(escape(r), seconds_text(busy), f"{result.utilisation[r]:.1%}")
     memory = Table(title="Activations in flight (peak)", title_justify="left")
     for col in ("node", "stage", "micro-batches", "samples", "SPEC W*b"):
         memory.add_column(col, justify="left" if col == "node" else "right")
@@ -99,7 +99,7 @@ def simulate(
         raise ProblemError("--last-micro-batch", "must be 'full' or 'remainder'",
                            last_micro_batch)
     for path, option in ((gantt, "--gantt"), (map_path, "--map"), (trace, "--trace")):
-        _writable(path, option)
+        check_writable(path, option)
     prob = load_problem(problem)
     chosen = _plan(prob, plan)
     result = simulate_plan(prob, chosen, schedule,

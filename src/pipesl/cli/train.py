@@ -14,7 +14,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipesl.cli.app import PROBLEM_HELP, app, console, err_console, print_json
+from pipesl.cli.app import (
+    PROBLEM_HELP,
+    app,
+    check_writable,
+    console,
+    err_console,
+    print_json,
+    seconds_text,
+)
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.plan import Plan, load_plan
 from pipesl.problem import Problem, load_problem
@@ -45,14 +53,6 @@ def _plan(problem: Problem, path: Path | None) -> Plan:
     return solve(problem).plan
 
 
-def _writable(path: Path | None, option: str) -> None:
-    if path is not None and not path.parent.exists():
-        raise ProblemError(option, f"cannot be written: folder {str(path.parent)!r} does not "
-                           "exist", str(path))
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.4g} ms" if seconds < 2.0 else f"{seconds:.4g} s"
 
 
 def _n(seconds: float) -> str:
@@ -75,8 +75,8 @@ def result_tables(result: TrainResult) -> list[Table]:
     for col in ("iter", "loss", "measured", "simulated", "analytic", "measured/simulated"):
         its.add_column(col, justify="right")
     for it in result.iterations:
-        its.add_row(str(it.iteration + 1), f"{it.loss:.4f}", _ms(it.measured_s),
-                    _ms(it.simulated_s), _ms(it.analytic_s), f"{it.error:+.1%}")
+        its.add_row(str(it.iteration + 1), f"{it.loss:.4f}", seconds_text(it.measured_s),
+                    seconds_text(it.simulated_s), seconds_text(it.analytic_s), f"{it.error:+.1%}")
     stages = Table(title="Compute per pass of b samples, ms (mean over iterations after the "
                    "first)", title_justify="left")
     for col in ("stage", "node", "layers", "pass", "planned", "real", "occupied", "overruns"):
@@ -103,8 +103,9 @@ def summary_line(result: TrainResult) -> str:
     med = result.median_measured_s()
     err = med / result.simulated_s - 1.0 if result.simulated_s else 0.0
     over = sum(s.overruns for s in result.stages)
-    line = (f"median measured iteration {_ms(med)} vs simulated {_ms(result.simulated_s)} "
-            f"({err:+.1%}) and analytic {_ms(result.analytic_s)}; loss "
+    line = (f"median measured iteration {seconds_text(med)} vs simulated "
+            f"{seconds_text(result.simulated_s)} "
+            f"({err:+.1%}) and analytic {seconds_text(result.analytic_s)}; loss "
             f"{result.losses[0]:.4f} -> {result.losses[-1]:.4f}; startup "
             f"{result.startup_s:.1f} s")
     if over and result.config.emulate:
@@ -144,11 +145,23 @@ def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path |
         from pipesl.plotting import gantt_chart, save_figure
 
         title = (f"measured · {result.schedule} · b = {result.plan.micro_batch_size} · "
-                 f"iteration {last.iteration + 1}: {_ms(last.measured_s)} (simulated "
-                 f"{_ms(last.simulated_s)}, {last.error:+.1%})")
+                 f"iteration {last.iteration + 1}: {seconds_text(last.measured_s)} (simulated "
+                 f"{seconds_text(last.simulated_s)}, {last.error:+.1%})")
         save_figure(gantt_chart(last.trace, title=title), gantt)
         written.append(f"measured Gantt chart {gantt}")
     return written
+
+
+def _show(result: TrainResult, written: list[str], json_out: bool) -> None:
+    """Print a run's result: JSON on stdout, or the tables and summary; then the notes."""
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        for table in result_tables(result):
+            console.print(table)
+        console.print(summary_line(result))
+    for line in [*reliability_lines(result), *(f"wrote {w}" for w in written)]:
+        (err_console if json_out else console).print(escape(line))
 
 
 def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunConfig,
@@ -162,8 +175,8 @@ def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunCon
 
         def update(it: IterationReport) -> None:
             progress.update(task, advance=1, description=description,
-                            status=f"loss {it.loss:.4f} · {_ms(it.measured_s)} "
-                                   f"(sim {_ms(it.simulated_s)})")
+                            status=f"loss {it.loss:.4f} · {seconds_text(it.measured_s)} "
+                                   f"(sim {seconds_text(it.simulated_s)})")
 
         return runtime.train(problem, plan, config, on_iteration=update, events=events)
 
@@ -273,7 +286,7 @@ def train(
                   checkpoint_every=every, resume=resume,
                   audit=None if audit is None else str(audit), fault=inject_fault)
     for path, option in ((out, "--out"), (gantt, "--gantt"), (trace, "--trace")):
-        _writable(path, option)
+        check_writable(path, option)
     if adapt and audit is not None:
         raise ProblemError("--audit", "is not supported with --adapt (audit a plain run of "
                            "each plan instead)")
@@ -293,15 +306,7 @@ def train(
                         json_out=json_out, out=out, gantt=gantt, trace=trace)
         return
     result = run_with_progress(runtime, prob, chosen, cfg, events=script)
-    written = write_outputs(result, out=out, gantt=gantt, trace=trace)
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        for table in result_tables(result):
-            console.print(table)
-        console.print(summary_line(result))
-    for line in [*reliability_lines(result), *(f"wrote {w}" for w in written)]:
-        (err_console if json_out else console).print(escape(line))
+    _show(result, write_outputs(result, out=out, gantt=gantt, trace=trace), json_out)
     if result.audit is not None and not result.audit.ok:
         raise RuntimeSetupError(f"the transport audit found {len(result.audit.violations)} "
                                 f"violations: {'; '.join(result.audit.violations[:3])}")
@@ -370,19 +375,11 @@ def worker(
                   checkpoint_every=checkpoint_every, resume=resume,
                   audit=None if audit is None else str(audit))
     for path, option in ((out, "--out"), (gantt, "--gantt")):
-        _writable(path, option)
+        check_writable(path, option)
     prob = load_problem(problem)
     chosen = _plan(prob, plan)
     nodes = [n.strip() for n in host_nodes.split(",") if n.strip()] if host_nodes else None
     result = runtime.run_torchrun_worker(prob, chosen, cfg, host_nodes=nodes)
     if result is None:
         return
-    written = write_outputs(result, out=out, gantt=gantt)
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        for table in result_tables(result):
-            console.print(table)
-        console.print(summary_line(result))
-    for line in [*reliability_lines(result), *(f"wrote {w}" for w in written)]:
-        (err_console if json_out else console).print(escape(line))
+    _show(result, write_outputs(result, out=out, gantt=gantt), json_out)

@@ -56,6 +56,7 @@ __all__ = [
     "MEMORY_MODES",
     "TOPOLOGIES",
     "as_random",
+    "memory_starved",
     "problems",
     "problems_and_plans",
     "random_model",
@@ -199,6 +200,15 @@ def random_model(rng: Rng, n_layers: int = 5) -> ChainModel:
             act_bytes=out if r.random() < 0.5 else _log_uniform(r, 1e2, 1e6),
         ))
     return ChainModel(f"random{n_layers}", _log_uniform(r, 1e2, 1e6), tuple(layers))
+
+
+def memory_starved(problem: Problem) -> Problem:
+    """``problem`` with 1 byte of memory on every compute node (relays as they are): no plan
+    fits wherever the model needs any memory."""
+    net = problem.network
+    nodes = tuple(Node(n.id, n.flops, 1.0 if n.can_compute else n.memory, n.overhead,
+                       n.compute, n.kind, n.pos) for n in net.nodes)
+    return Problem(Network(nodes, net.links), problem.model, problem.training)
 
 
 def random_problem(

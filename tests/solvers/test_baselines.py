@@ -18,7 +18,7 @@ from pipesl.plan import validate_plan
 from pipesl.solvers import solve, solver_names
 from pipesl.solvers.bruteforce import enumerate_plans
 from pipesl.solvers.microbatch import objective_curve
-from strategies import random_problem
+from strategies import memory_starved, random_problem
 
 BASELINES = ("no_pipeline", "fixed_b", "two_tier", "bottleneck_only", "even_split", "greedy",
              "random", "alternating")
@@ -228,11 +228,7 @@ def test_random_is_seeded() -> None:
 
 def test_heuristic_memory_failure_names_the_node() -> None:
     problem = _instance(7, n_nodes=3, n_layers=3, memory="tight")
-    tiny = problem.network.__class__(
-        tuple(n.__class__(n.id, n.flops, 1.0 if n.can_compute else n.memory, n.overhead,
-                          n.compute, n.kind, n.pos) for n in problem.network.nodes),
-        problem.network.links)
-    small = problem.__class__(tiny, problem.model, problem.training)
+    small = memory_starved(problem)
     if all(x.param_bytes == 0 and x.act_bytes == 0 for x in problem.model.layers):
         pytest.skip("model needs no memory")
     for method in ("even_split", "greedy"):

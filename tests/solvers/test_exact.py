@@ -15,7 +15,7 @@ from pipesl.cost import evaluate
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import validate_plan
 from pipesl.solvers import solve
-from strategies import TOPOLOGIES, random_problem
+from strategies import TOPOLOGIES, memory_starved, random_problem
 
 
 def check_result(problem, result) -> None:
@@ -107,11 +107,7 @@ def test_topologies_are_all_covered() -> None:
 
 def test_infeasible_problem_names_memory() -> None:
     problem = _instance(7, n_nodes=3, n_layers=3, memory="tight")
-    tiny = problem.network.__class__(
-        tuple(n.__class__(n.id, n.flops, 1.0 if n.can_compute else n.memory, n.overhead,
-                          n.compute, n.kind, n.pos) for n in problem.network.nodes),
-        problem.network.links)
-    small = problem.__class__(tiny, problem.model, problem.training)
+    small = memory_starved(problem)
     if all(x.param_bytes == 0 and x.act_bytes == 0 for x in problem.model.layers):
         pytest.skip("model needs no memory")
     with pytest.raises(InfeasibleError, match="memory"):

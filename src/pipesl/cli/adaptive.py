@@ -8,7 +8,6 @@ decisions, and the segments with what each relaunch cost.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,19 +117,10 @@ def adaptive_summary(result: AdaptiveResult) -> str:
 def write_adaptive_outputs(result: AdaptiveResult, *, out: Path | None = None,
                            gantt: Path | None = None, trace: Path | None = None) -> list[str]:
     """Write the JSON result, and the measured Gantt chart and trace of the last iteration."""
-    written: list[str] = []
-    last = result.iterations[-1]
-    if out is not None:
-        out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        written.append(f"result {out}")
-    if trace is not None:
-        last.trace.dump_chrome(trace, name="pipesl measured (adaptive)")
-        written.append(f"measured trace {trace}")
-    if gantt is not None:
-        from pipesl.plotting import gantt_chart, save_figure
+    from pipesl.cli.train import write_run_outputs
 
-        title = (f"measured · iteration {last.iteration + 1} on "
-                 f"{plan_label(result.segments[-1].plan)}: {seconds_text(last.measured_s)}")
-        save_figure(gantt_chart(last.trace, title=title), gantt)
-        written.append(f"measured Gantt chart {gantt}")
-    return written
+    last = result.iterations[-1]
+    title = (f"measured · iteration {last.iteration + 1} on "
+             f"{plan_label(result.segments[-1].plan)}: {seconds_text(last.measured_s)}")
+    return write_run_outputs(result.to_dict(), last, trace_name="pipesl measured (adaptive)",
+                             gantt_title=title, out=out, gantt=gantt, trace=trace)

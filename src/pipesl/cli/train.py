@@ -30,7 +30,8 @@ from pipesl.problem import Problem, load_problem
 if TYPE_CHECKING:
     from pipesl.runtime import IterationReport, RunConfig, TrainResult
 
-__all__ = ["reliability_lines", "result_tables", "train", "worker", "write_outputs"]
+__all__ = ["reliability_lines", "result_tables", "train", "worker", "write_outputs",
+           "write_run_outputs"]
 
 TRAIN_DEFAULT = "iot-digits"
 """The built-in scenario `pipesl train` runs by default: small enough to train here."""
@@ -130,26 +131,36 @@ def reliability_lines(result: TrainResult) -> list[str]:
     return lines
 
 
-def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path | None = None,
-                  trace: Path | None = None) -> list[str]:
-    """Write the JSON result, the measured Gantt chart (last iteration) and its trace."""
+def write_run_outputs(document: dict[str, Any], last: IterationReport, *, trace_name: str,
+                      gantt_title: str, out: Path | None = None, gantt: Path | None = None,
+                      trace: Path | None = None) -> list[str]:
+    """Write a run's JSON ``document``, and the measured trace and Gantt chart of its
+    ``last`` iteration; return what was written, for people."""
     written: list[str] = []
-    last = result.iterations[-1]
     if out is not None:
-        out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        out.write_text(json.dumps(document, indent=2) + "\n")
         written.append(f"result {out}")
     if trace is not None:
-        last.trace.dump_chrome(trace, name=f"pipesl measured {result.problem}")
+        last.trace.dump_chrome(trace, name=trace_name)
         written.append(f"measured trace {trace}")
     if gantt is not None:
         from pipesl.plotting import gantt_chart, save_figure
 
-        title = (f"measured · {result.schedule} · b = {result.plan.micro_batch_size} · "
-                 f"iteration {last.iteration + 1}: {seconds_text(last.measured_s)} (simulated "
-                 f"{seconds_text(last.simulated_s)}, {last.error:+.1%})")
-        save_figure(gantt_chart(last.trace, title=title), gantt)
+        save_figure(gantt_chart(last.trace, title=gantt_title), gantt)
         written.append(f"measured Gantt chart {gantt}")
     return written
+
+
+def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path | None = None,
+                  trace: Path | None = None) -> list[str]:
+    """Write the JSON result, the measured Gantt chart (last iteration) and its trace."""
+    last = result.iterations[-1]
+    title = (f"measured · {result.schedule} · b = {result.plan.micro_batch_size} · "
+             f"iteration {last.iteration + 1}: {seconds_text(last.measured_s)} (simulated "
+             f"{seconds_text(last.simulated_s)}, {last.error:+.1%})")
+    return write_run_outputs(result.to_dict(), last, trace_name=f"pipesl measured "
+                             f"{result.problem}", gantt_title=title, out=out, gantt=gantt,
+                             trace=trace)
 
 
 def _show(result: TrainResult, written: list[str], json_out: bool) -> None:

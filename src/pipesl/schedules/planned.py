@@ -8,12 +8,15 @@ costs (:func:`pipesl.cost.net_warmups`), which is why every caller goes through 
 
 from __future__ import annotations
 
-from pipesl import cost
+from typing import TYPE_CHECKING
+
 from pipesl.exceptions import ProblemError
-from pipesl.plan import Plan, num_micro_batches
-from pipesl.problem.types import Problem
 from pipesl.schedules.actions import ScheduleTable
 from pipesl.schedules.builtin import OneFOneBNet, PipelineSchedule, get_schedule
+
+if TYPE_CHECKING:  # the CLI imports this package at start-up: no numerics before a plan
+    from pipesl.plan import Plan
+    from pipesl.problem.types import Problem
 
 __all__ = ["peak_in_flight", "plan_table"]
 
@@ -34,8 +37,10 @@ def plan_table(problem: Problem, plan: Plan,
     ProblemError
         An unknown schedule name, or a table of the wrong shape.
     """
+    from pipesl import cost
+
     k_total = plan.num_stages
-    m_total = num_micro_batches(problem.training.batch_size, plan.micro_batch_size)
+    m_total = cost.num_micro_batches(problem.training.batch_size, plan.micro_batch_size)
     if isinstance(schedule, ScheduleTable):
         if (schedule.num_stages, schedule.num_micro_batches) != (k_total, m_total):
             raise ProblemError("schedule", f"has {schedule.num_stages} stages x "

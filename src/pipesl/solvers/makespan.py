@@ -408,15 +408,21 @@ class _Search:
     # ---------------------------------------------------------------- expansion
     def roots(self) -> None:
         """One root per b, bounded by ``max(S, M beta)`` from the exact solver's cheap bounds
-        (the trip and the busiest resource), so that b's tables are built only if needed."""
+        (the trip and the busiest resource) — for GPipe without a label route by
+        ``S + (M - 1) beta`` (bound 5 of :mod:`pipesl.cost.bounds`: the flush makes every
+        step's ``sum t + (M - 1) t_p`` a bound, and the cheap beta bounds one step's time) —
+        so that b's tables are built only when the search reaches it."""
         from pipesl.cost import CostTables
         from pipesl.solvers.exact import _Bounds
 
         problem = self.problem
         cheap = _Bounds(problem, CostTables.from_problem(problem))
+        flush_chain = self.schedule == "gpipe" and problem.training.labels_at is None
         for b in self.sizes:
             m = num_micro_batches(problem.training.batch_size, b)
             value = max(cheap.sum_lb(b), m * cheap.beta_lb(b))
+            if flush_chain:  # GPipe without labels: S + (M - 1) t_p for every step p
+                value = max(value, cheap.sum_lb(b) + (m - 1) * cheap.beta_lb(b))
             if np.isfinite(value):
                 self.push(value, _State(3, b, 0, -1, 0, (), (), (), frozenset()))
 

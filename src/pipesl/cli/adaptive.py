@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pipesl.cli.app import err_console, seconds_text
 from pipesl.plan import Plan
-from pipesl.plan import plan_label as _label
+from pipesl.plan import plan_label as _label  # cli.adaptive is imported only by a train run
 
 if TYPE_CHECKING:
     from pipesl.adapt.events import NetworkScript

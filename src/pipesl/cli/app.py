@@ -9,16 +9,27 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import typer.core
 from rich.console import Console
 
 from pipesl import __version__
 from pipesl.exceptions import ProblemError
 
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """No ``<bool>`` beside a switch in help: ``--json`` takes no value (``--json true`` is a
+    usage error)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
 app = typer.Typer(
     name="pipesl",
     help="Pipelined split learning over multi-hop edge networks: plan, simulate, train.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )

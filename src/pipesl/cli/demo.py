@@ -17,6 +17,7 @@ Everything is written to ``--out`` (default ``demo-out/``, git-ignored).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -32,11 +33,13 @@ from pipesl.cli.train import (
     write_outputs,
 )
 from pipesl.exceptions import InfeasibleError, ProblemError
-from pipesl.plan import dump_plan
-from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
-from pipesl.sim import SimResult, simulate
-from pipesl.solvers import SolveResult, solve
+from pipesl.problem.scenarios import DEFAULT_SCENARIO
 from pipesl.units import format_quantity
+
+if TYPE_CHECKING:
+    from pipesl.problem import Problem
+    from pipesl.sim import SimResult
+    from pipesl.solvers import SolveResult
 
 
 def _s(seconds: float) -> str:
@@ -45,7 +48,10 @@ def _s(seconds: float) -> str:
 
 def _plan_and_simulate(prob: Problem, name: str, out: Path) -> tuple[SolveResult, SimResult]:
     """Plan (with the non-pipelined comparison), simulate, write plan JSON, Gantt and map."""
+    from pipesl.plan import dump_plan
     from pipesl.plotting import gantt_chart, placement_map, save_figure
+    from pipesl.sim import simulate
+    from pipesl.solvers import solve
 
     with console.status(f"planning {name}...", spinner="dots"):
         result = solve(prob)
@@ -88,6 +94,8 @@ def demo(
     if out.exists() and not out.is_dir():
         raise ProblemError("--out", "is a file; give a folder", str(out))
     out.mkdir(parents=True, exist_ok=True)
+    from pipesl.problem import load_problem
+
     prob = load_problem(problem)
     name = prob.name or Path(problem).stem
     console.rule(f"[bold]1. Plan and simulate: {escape(name)}")

@@ -6,10 +6,6 @@ import typer
 
 from pipesl.cli.app import app, console, print_json
 from pipesl.cli.render import escape, evaluation_tables, objective_line
-from pipesl.cost import evaluate as evaluate_plan
-from pipesl.cost import plan_document
-from pipesl.plan import load_plan
-from pipesl.problem import load_problem
 
 
 @app.command()
@@ -24,6 +20,11 @@ def evaluate(
     A plan that breaks memory is still evaluated and reported infeasible; a structurally
     invalid plan exits 1 with the reason.
     """
+    from pipesl.cost import evaluate as evaluate_plan
+    from pipesl.cost import plan_document
+    from pipesl.plan import load_plan
+    from pipesl.problem import load_problem
+
     prob = load_problem(problem)
     ev = evaluate_plan(prob, load_plan(plan, prob))
     if json_out:

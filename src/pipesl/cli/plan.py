@@ -3,22 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, err_console, print_json
 from pipesl.cli.render import escape, objective_line
-from pipesl.cost import plan_stages
 from pipesl.exceptions import InfeasibleError, ProblemError
-from pipesl.plan import dump_plan
-from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
-from pipesl.solvers import SolveResult, solve, solver_names
+from pipesl.problem.scenarios import DEFAULT_SCENARIO
 from pipesl.units import format_quantity
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from pipesl.problem import Problem
+    from pipesl.solvers import SolveResult
+
+METHODS: dict[str, str] = {
+    "exact": "joint optimum over plans and b, with proof (default)",
+    "alternating": "the paper's alternating optimisation of placement and b",
+    "milp": "mixed-integer program per b (HiGHS); small problems",
+    "bruteforce": "exhaustive enumeration (tiny problems)",
+    "no_pipeline": "baseline: optimal split and placement with b = B",
+    "fixed_b": "baseline: optimal placement for one b (default B/4)",
+    "two_tier": "baseline: the source plus one best server",
+    "bottleneck_only": "baseline: least bottleneck, pipeline fill ignored",
+    "even_split": "baseline: equal FLOPs over the nodes of one route",
+    "greedy": "baseline: fastest reachable nodes first",
+    "random": "baseline: a seeded random valid plan",
+}
+"""The planners, for ``--method`` help without importing them (a test keeps this equal to
+the solver registry, ``pipesl.solvers.solver_names()``)."""
+
+METHOD_HELP = "Planner: " + "; ".join(f"[bold]{k}[/] {v}" for k, v in METHODS.items()) + "."
 
 
 def plan_table(problem: Problem, result: SolveResult) -> Table:
     """Stages: node, layers, compute time, memory used / capacity."""
+    from rich.table import Table
+
+    from pipesl.cost import plan_stages
+
     ev = result.evaluation
     assert ev is not None
     b = result.micro_batch_size
@@ -43,7 +68,7 @@ def plan_table(problem: Problem, result: SolveResult) -> Table:
 def plan(
     problem: str = typer.Argument(DEFAULT_SCENARIO, help=PROBLEM_HELP),
     method: str = typer.Option("exact", "--method", "-m",
-                               help="Solver: " + ", ".join(solver_names()) + "."),
+                               help=METHOD_HELP),
     micro_batch_size: int = typer.Option(None, "--micro-batch-size", "-b", min=1,
                                          help="Fix b instead of optimising it."),
     time_limit: float = typer.Option(None, "--time-limit", min=0.0,
@@ -54,6 +79,10 @@ def plan(
                                  help="Also solve without pipelining (b = B) to compare."),
 ) -> None:
     """Plan a problem: where to cut the model, where each stage runs, the routes and b."""
+    from pipesl.plan import dump_plan
+    from pipesl.problem import load_problem
+    from pipesl.solvers import solve
+
     check_writable(out, "--out")
     prob = load_problem(problem)
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:

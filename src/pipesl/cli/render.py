@@ -8,13 +8,16 @@ would otherwise crash the command (and ``[link=...]`` would be obeyed).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
-from pipesl.cost import Evaluation
-from pipesl.problem.types import Problem
 from pipesl.units import format_quantity
+
+if TYPE_CHECKING:
+    from pipesl.cost import Evaluation
+    from pipesl.problem.types import Problem
 
 __all__ = ["escape", "evaluation_tables", "problem_tables"]
 

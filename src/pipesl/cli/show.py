@@ -7,7 +7,7 @@ from rich.table import Table
 
 from pipesl.cli.app import PROBLEM_HELP, app, console, print_json
 from pipesl.cli.render import escape, problem_tables
-from pipesl.problem import DEFAULT_SCENARIO, list_builtins, load_problem, problem_to_dict
+from pipesl.problem.scenarios import DEFAULT_SCENARIO, list_builtins
 
 
 @app.command()
@@ -16,6 +16,8 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="Print the problem as SPEC JSON."),
 ) -> None:
     """Show a problem's nodes, links, model and training options."""
+    from pipesl.problem import load_problem, problem_to_dict
+
     prob = load_problem(problem)
     if json_out:
         print_json(problem_to_dict(prob))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from pipesl.cli.app import (
     PROBLEM_HELP,
@@ -19,15 +18,21 @@ from pipesl.cli.app import (
 )
 from pipesl.cli.render import escape
 from pipesl.exceptions import ProblemError
-from pipesl.plan import Plan, load_plan
-from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
+from pipesl.problem.scenarios import DEFAULT_SCENARIO
 from pipesl.schedules import get_schedule, schedule_names
-from pipesl.sim import SimResult
-from pipesl.sim import simulate as simulate_plan
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from pipesl.plan import Plan
+    from pipesl.problem import Problem
+    from pipesl.sim import SimResult
 
 
 def _plan(problem: Problem, path: Path | None) -> Plan:
     if path is not None:
+        from pipesl.plan import load_plan
+
         return load_plan(path, problem)
     from pipesl.solvers import solve
 
@@ -38,6 +43,8 @@ def _plan(problem: Problem, path: Path | None) -> Plan:
 
 
 def _tables(result: SimResult) -> list[Table]:
+    from rich.table import Table
+
     summary = Table(title=f"Simulated iteration ({result.schedule})", title_justify="left",
                     show_header=False)
     summary.add_column("what")
@@ -100,6 +107,9 @@ def simulate(
                            last_micro_batch)
     for path, option in ((gantt, "--gantt"), (map_path, "--map"), (trace, "--trace")):
         check_writable(path, option)
+    from pipesl.problem import load_problem
+    from pipesl.sim import simulate as simulate_plan
+
     prob = load_problem(problem)
     chosen = _plan(prob, plan)
     result = simulate_plan(prob, chosen, schedule,

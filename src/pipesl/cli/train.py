@@ -24,10 +24,10 @@ from pipesl.cli.app import (
     seconds_text,
 )
 from pipesl.exceptions import ProblemError, RuntimeSetupError
-from pipesl.plan import Plan, load_plan
-from pipesl.problem import Problem, load_problem
 
 if TYPE_CHECKING:
+    from pipesl.plan import Plan
+    from pipesl.problem import Problem
     from pipesl.runtime import IterationReport, RunConfig, TrainResult
 
 __all__ = ["reliability_lines", "result_tables", "train", "worker", "write_outputs",
@@ -48,6 +48,8 @@ def _runtime() -> Any:
 
 def _plan(problem: Problem, path: Path | None) -> Plan:
     if path is not None:
+        from pipesl.plan import load_plan
+
         return load_plan(path, problem)
     from pipesl.solvers import solve
 
@@ -235,7 +237,7 @@ AdaptOpt = Annotated[bool, typer.Option(
     "(docs/adaptation.md).")]
 EventsOpt = Annotated[Path | None, typer.Option(
     "--events", help="Emulation: a script of network changes during the run (YAML/JSON list, "
-    "e.g. '- {iteration: 5, link: [a, b], bandwidth_factor: 0.2}' or "
+    "e.g. '- {iteration: 5, link: \\[a, b], bandwidth_factor: 0.2}' or "
     "'- {iteration: 8, node_leaves: c}'); the planner is not told.")]
 ThresholdOpt = Annotated[float, typer.Option(
     "--drift-threshold", help="With --adapt: relative deviation of a pass's or transfer's "
@@ -304,6 +306,8 @@ def train(
     if events is not None and not emulate:
         raise ProblemError("--events", "needs --emulate: on a real network the changes are "
                            "the network's own")
+    from pipesl.problem import load_problem
+
     prob = load_problem(problem)
     script = None
     if events is not None:
@@ -409,6 +413,8 @@ def worker(
                   audit=None if audit is None else str(audit))
     for path, option in ((out, "--out"), (gantt, "--gantt")):
         check_writable(path, option)
+    from pipesl.problem import load_problem
+
     prob = load_problem(problem)
     chosen = _plan(prob, plan)
     nodes = [n.strip() for n in host_nodes.split(",") if n.strip()] if host_nodes else None

@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, print_json
 from pipesl.exceptions import ProblemError
-from pipesl.plan import load_plan
-from pipesl.problem import load_problem
-from pipesl.problem.io import dump_problem
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from pipesl.probe import ProbeResult
     from pipesl.problem.types import Problem
 
@@ -46,6 +44,8 @@ def _mbps(bps: float) -> str:
 
 def probe_table(result: ProbeResult, configured: Problem | None = None) -> Table:
     """Per link and direction: configured and probed bandwidth, latency, spread."""
+    from rich.table import Table
+
     table = Table(title=f"Probed links ({result.reps} repetitions per size)",
                   title_justify="left")
     for col in ("link", "direction", "configured Mb/s", "probed Mb/s", "spread",
@@ -97,7 +97,10 @@ def probe(
 ) -> None:
     """Measure link bandwidth and latency per direction over gloo (under torchrun)."""
     from pipesl.cli.train import _padding
+    from pipesl.plan import load_plan
     from pipesl.probe import run_probe
+    from pipesl.problem import load_problem
+    from pipesl.problem.io import dump_problem
 
     if duplex not in (None, "full", "half"):
         raise ProblemError("--duplex", "must be full or half", duplex)

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, print_json
-from pipesl.problem import load_problem
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from pipesl.testbed.scenario import ScenarioResult
 
 __all__ = ["scenario_dict", "scenario_tables", "testbed"]
@@ -20,6 +20,8 @@ __all__ = ["scenario_dict", "scenario_tables", "testbed"]
 
 def scenario_tables(res: ScenarioResult) -> list[Table]:
     """Links (configured against probed) and iterations (measured against predicted)."""
+    from rich.table import Table
+
     links = Table(title=f"{res.name}: links (tbf rate against probed goodput)",
                   title_justify="left")
     for col in ("link", "direction", "tbf Mb/s", "probed Mb/s", "error", "spread",
@@ -76,6 +78,7 @@ def testbed(
     """Build network namespaces for a problem (tc-shaped veth links), probe them, plan on the
     probed problem, train across them and compare with the predictions (root only)."""
     from pipesl.exceptions import ProblemError
+    from pipesl.problem import load_problem
     from pipesl.testbed import measure_scenario
 
     check_writable(out, "--out")

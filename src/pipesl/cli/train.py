@@ -359,6 +359,21 @@ def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, 
         (err_console if json_out else console).print(escape(line))
 
 
+def _padding(text: str | None) -> tuple[tuple[str, str, int], ...]:
+    """``u-v=BYTES,...`` -> ((u, v, bytes), ...); a bad entry is a one-line error."""
+    out = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        pair, _, size = item.strip().partition("=")
+        u, _, v = pair.partition("-")
+        if not (u and v and size.isdigit()):
+            raise ProblemError("latency_padding", "must be u-v=BYTES entries separated by "
+                               "commas", item)
+        out.append((u, v, int(size)))
+    return tuple(out)
+
+
 @app.command()
 def worker(
     problem: str = typer.Argument(..., help=PROBLEM_HELP),
@@ -372,6 +387,12 @@ def worker(
     schedule: Schedule = None,
     emulate: bool = typer.Option(False, "--emulate/--no-emulate", help="Emulate the "
                                  "problem's devices and links (off on real ones)."),
+    pace_links: bool = typer.Option(True, "--pace-links/--no-pace-links", help="With "
+                                    "--emulate: pace the links too; --no-pace-links when the "
+                                    "network (or tc) enforces the bandwidth."),
+    latency_padding: str | None = typer.Option(
+        None, "--latency-padding", help="u-v=BYTES,...: padding every transfer over link u-v "
+        "carries, so a kernel-shaped link spends its latency on the wire (pipesl testbed)."),
     time_scale: TimeScale = 1.0,
     backend: Backend = "gloo",
     data: Data = "synthetic",
@@ -392,6 +413,7 @@ def worker(
         check_writable(path, option, kinds)
     runtime = _runtime()
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
+                  pace_links=pace_links, latency_padding=_padding(latency_padding),
                   time_scale=time_scale, backend=backend, data=data, model=model, seed=seed,
                   lr=lr, timeout_s=timeout, hang_timeout_s=hang_timeout,
                   checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),

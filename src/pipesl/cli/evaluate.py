@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipesl.cli.app import app, console, print_json
+from pipesl.cli.app import app, console, load_checked, print_json
 from pipesl.cli.render import escape, evaluation_tables, objective_line
 
 
@@ -23,9 +23,7 @@ def evaluate(
     from pipesl.cost import evaluate as evaluate_plan
     from pipesl.cost import plan_document
     from pipesl.plan import load_plan
-    from pipesl.problem import load_problem
-
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     ev = evaluate_plan(prob, load_plan(plan, prob))
     if json_out:
         print_json(plan_document(ev))

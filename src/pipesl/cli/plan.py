@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, err_console, print_json
+from pipesl.cli.app import (
+    JSON,
+    PROBLEM_HELP,
+    app,
+    check_writable,
+    console,
+    err_console,
+    load_checked,
+    print_json,
+    write_file,
+)
 from pipesl.cli.render import escape, objective_line
 from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.problem.scenarios import DEFAULT_SCENARIO
@@ -113,11 +123,10 @@ def plan(
 ) -> None:
     """Plan a problem: where to cut the model, where each stage runs, the routes and b."""
     from pipesl.plan import dump_plan
-    from pipesl.problem import load_problem
     from pipesl.solvers import solve
 
-    check_writable(out, "--out")
-    prob = load_problem(problem)
+    check_writable(out, "--out", JSON)
+    prob = load_checked(problem)
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
         raise ProblemError("--micro-batch-size", f"must be <= batch_size "
                            f"({prob.training.batch_size})", micro_batch_size)
@@ -132,11 +141,7 @@ def plan(
         result = solve(prob, method, objective=objective, **options)
     document = result.document()
     if out is not None:
-        try:
-            dump_plan(document, out)
-        except OSError as exc:
-            raise ProblemError("--out", f"cannot be written ({exc.strerror or exc})",
-                               str(out)) from None
+        write_file(lambda: dump_plan(document, out), out, "--out")
     if json_out:
         print_json(document)
         return

@@ -8,13 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pipesl.cli.app import (
+    FIGURE,
+    JSON,
     PROBLEM_HELP,
     app,
     check_writable,
     console,
     err_console,
+    load_checked,
     print_json,
     seconds_text,
+    warn_memory,
+    write_file,
 )
 from pipesl.cli.render import escape
 from pipesl.exceptions import ProblemError
@@ -105,29 +110,33 @@ def simulate(
     if last_micro_batch not in ("full", "remainder"):
         raise ProblemError("--last-micro-batch", "must be 'full' or 'remainder'",
                            last_micro_batch)
-    for path, option in ((gantt, "--gantt"), (map_path, "--map"), (trace, "--trace")):
-        check_writable(path, option)
-    from pipesl.problem import load_problem
+    for path, option, kinds in ((gantt, "--gantt", FIGURE), (map_path, "--map", FIGURE),
+                                (trace, "--trace", JSON)):
+        check_writable(path, option, kinds)
     from pipesl.sim import simulate as simulate_plan
 
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     chosen = _plan(prob, plan)
+    warn_memory(prob, chosen)
     result = simulate_plan(prob, chosen, schedule,
                            last_micro_batch="remainder" if last_micro_batch == "remainder"
                            else "full")
     out = err_console if json_out else console
     written: list[str] = []
     if trace is not None:
-        result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}")
+        write_file(lambda: result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}"),
+                   trace, "--trace")
         written.append(f"trace {trace}")
     if gantt is not None or map_path is not None:
         from pipesl.plotting import gantt_chart, placement_map, save_figure
 
         if gantt is not None:
-            save_figure(gantt_chart(result), gantt)
+            chart = gantt_chart(result)
+            write_file(lambda: save_figure(chart, gantt), gantt, "--gantt")
             written.append(f"Gantt chart {gantt}")
         if map_path is not None:
-            save_figure(placement_map(prob, chosen), map_path)
+            drawing = placement_map(prob, chosen)
+            write_file(lambda: save_figure(drawing, map_path), map_path, "--map")
             written.append(f"placement map {map_path}")
     if json_out:
         print_json(result.to_dict())

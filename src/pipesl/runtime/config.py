@@ -33,6 +33,14 @@ class RunConfig:
     """Pad every pass to its planned duration and pace every link to its bandwidth and latency
     (SPEC section 3), so that local processes behave like the problem's devices and network.
     Turn off on real devices and networks."""
+    pace_links: bool = True
+    """Under emulation, pace the links too. Turn off when the kernel's traffic shaper (the
+    testbed, :mod:`pipesl.testbed`) or a real network enforces the bandwidth: passes are
+    still padded, transfers leave as soon as they are ready, and the virtual clock is off."""
+    latency_padding: tuple[tuple[str, str, int], ...] = ()
+    """``(u, v, bytes)``: every activation and gradient over the link u-v carries this many
+    bytes of padding, so that a kernel-shaped link spends its per-transfer latency on the
+    wire (the cost model's x = 8 * n * out_bytes / bandwidth + latency occupies the link)."""
     virtual_clock: bool = True
     """Under emulation, start every pass and transfer from the emulated time its input became
     available (carried by the message) instead of the moment the process got it, so that
@@ -86,6 +94,14 @@ class RunConfig:
     fault: str | None = None
     """Test mode: make a worker fail, e.g. ``kill:node=a,iteration=2,phase=F`` (see
     :mod:`pipesl.runtime.faults`); None: the ``PIPESL_FAULT`` environment variable, if set."""
+
+    def padding_of(self, node: str) -> dict[str, int]:
+        """``{neighbour: bytes}`` of :attr:`latency_padding` on the links of ``node``."""
+        out: dict[str, int] = {}
+        for u, v, size in self.latency_padding:
+            if node in (u, v):
+                out[v if node == u else u] = size
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The options as a JSON-ready mapping."""
@@ -142,6 +158,15 @@ def build_config(config: RunConfig | None = None, **options: Any) -> RunConfig:
                 what = "a folder" if name == "checkpoint_dir" else "a file"
                 raise ProblemError(name, f"must be {what} in an existing folder", value)
             cfg = replace(cfg, **{name: str(path)})
+    padding = []
+    for entry in cfg.latency_padding:
+        if (not isinstance(entry, tuple | list) or len(entry) != 3
+                or not all(isinstance(e, str) and e for e in entry[:2])
+                or isinstance(entry[2], bool) or not isinstance(entry[2], int) or entry[2] < 0):
+            raise ProblemError("latency_padding", "must list (node, node, bytes >= 0) triples",
+                               entry)
+        padding.append((entry[0], entry[1], entry[2]))
+    cfg = replace(cfg, latency_padding=tuple(padding))
     if cfg.fault is not None:
         parse_fault(cfg.fault)
     return cfg

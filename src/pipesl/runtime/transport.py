@@ -255,11 +255,13 @@ class _OutChannel:
     """
 
     def __init__(self, peer: str, rank: int, group: Any, timeout_s: float, device: torch.device,
-                 on_error: Callable[[str], None], auditor: Auditor | None = None) -> None:
+                 on_error: Callable[[str], None], auditor: Auditor | None = None,
+                 padding: int = 0) -> None:
         self.peer, self.rank, self.group = peer, rank, group
         self.timeout = timedelta(seconds=timeout_s)
         self.device = device
         self.auditor = auditor
+        self._padding = torch.zeros(padding, dtype=torch.uint8) if padding > 0 else None
         self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._on_error = on_error
@@ -289,6 +291,8 @@ class _OutChannel:
             self._send(encode_header(msg))
             if msg.tensor is not None:
                 self._send(msg.tensor.contiguous())
+                if self._padding is not None and msg.kind != LABELS:
+                    self._send(self._padding)
                 if self.auditor is not None:
                     self.auditor.message("send", self.peer, msg.kind, msg.iteration, msg.route,
                                          msg.position, msg.micro_batch, msg.tensor)
@@ -310,11 +314,12 @@ class _InChannel:
 
     def __init__(self, peer: str, rank: int, group: Any, timeout_s: float, device: torch.device,
                  on_message: Callable[[Message], None], on_error: Callable[[str, bool], None],
-                 auditor: Auditor | None = None) -> None:
+                 auditor: Auditor | None = None, padding: int = 0) -> None:
         self.peer, self.rank, self.group = peer, rank, group
         self.timeout = timedelta(seconds=timeout_s)
         self.device = device
         self.auditor = auditor
+        self._padding = padding
         self._on_message, self._on_error = on_message, on_error
         self._thread = threading.Thread(target=self._run, name=f"recv {peer}", daemon=True)
 
@@ -341,6 +346,9 @@ class _InChannel:
                 if msg.kind not in (FORWARD, BACKWARD, LABELS):
                     raise RuntimeSetupError(f"unknown message kind {msg.kind}")
                 msg.tensor = self._recv(torch.empty(shape, dtype=dtype, device=self.device))
+                if self._padding > 0 and msg.kind != LABELS:
+                    self._recv(torch.empty(self._padding, dtype=torch.uint8,
+                                           device=self.device))
                 if self.auditor is not None:
                     self.auditor.message("recv", self.peer, msg.kind, msg.iteration, msg.route,
                                          msg.position, msg.micro_batch, msg.tensor)
@@ -388,6 +396,15 @@ class Transport:
     conditions : Conditions, optional
         Under emulation, the true transfer times under scripted network events
         (:mod:`pipesl.runtime.conditions`); None: the plan's.
+    pace_links : bool
+        Under emulation, pace the links too (default). False when something else (the
+        kernel's traffic shaper, a real link) enforces the bandwidth: passes are still padded,
+        transfers go out as soon as they are ready.
+    padding : mapping, optional
+        Bytes of padding every activation and gradient carries over the link to a neighbour
+        (``{neighbour: bytes}``, both ends alike): on a kernel-shaped link, the link's
+        per-transfer latency turned into wire time, so that it occupies the link as in the
+        cost model (see :mod:`pipesl.testbed`).
 
     Notes
     -----
@@ -405,11 +422,12 @@ class Transport:
                  device: torch.device | None = None, virtual_clock: bool = False,
                  liveness: Liveness | None = None, auditor: Auditor | None = None,
                  faults: FaultInjector | None = None,
-                 conditions: Conditions | None = None) -> None:
+                 conditions: Conditions | None = None, pace_links: bool = True,
+                 padding: dict[str, int] | None = None) -> None:
         self.topology = topology
         self.node = node
-        self.emulate = emulate
-        self.virtual = emulate and virtual_clock
+        self.emulate = emulate and pace_links
+        self.virtual = self.emulate and virtual_clock
         self.time_scale = time_scale
         self.timeout_s = timeout_s
         self.liveness = liveness
@@ -421,12 +439,14 @@ class Transport:
         self._fatal = on_fatal
         device = device or torch.device("cpu")
         peers = topology.neighbours(node)
+        pad = padding or {}
         self._out = {p: _OutChannel(p, topology.rank(p), group, timeout_s, device,
-                                    self._failed, auditor) for p in peers}
+                                    self._failed, auditor, pad.get(p, 0)) for p in peers}
         self._in = {p: _InChannel(p, topology.rank(p), group, timeout_s, device,
-                                  self._received, self._failed, auditor) for p in peers}
+                                  self._received, self._failed, auditor, pad.get(p, 0))
+                    for p in peers}
         self._pacers = {r: Pacer(r, self._failed) for r, owner in topology.owners.items()
-                        if owner == node and emulate}
+                        if owner == node and self.emulate}
 
     # ------------------------------------------------------------------ lifecycle
 

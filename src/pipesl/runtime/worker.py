@@ -210,7 +210,8 @@ class _NodeProcess:
                                    on_fatal=fatal, device=self.device,
                                    virtual_clock=virtual_clock, liveness=live,
                                    auditor=self.auditor, faults=self.faults,
-                                   conditions=job.conditions)
+                                   conditions=job.conditions, pace_links=cfg.pace_links,
+                                   padding=cfg.padding_of(self.node))
 
     # ------------------------------------------------------------------ helpers
 

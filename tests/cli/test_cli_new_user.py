@@ -222,3 +222,45 @@ def test_train_error_recommends_no_option_train_lacks(invoke: Invoke, tmp_path: 
     train_options = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
     assert "--input-shape" not in train_options
     assert "train" not in line.split("--input-shape")[0].split(";")[-1]
+
+
+# ---------------------------------------------------------------- item 9: units and numbering
+
+
+def test_memory_reads_in_binary_units(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(CUT.replace('memory: "8 GiB"', 'memory: "6 GiB"'))
+    text = invoke("show", str(path)).stdout
+    assert "6 GiB" in text and "6.44 GB" not in text
+
+
+def test_profile_sizes_read_like_show() -> None:
+    from pipesl.cli.profile import _size
+
+    assert _size(1536) == "1.5 KiB" and _size(1500, "FLOP") == "1.5 kFLOP"
+
+
+def test_one_stage_and_no_zero_lower_bound(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "cut.yaml"
+    path.write_text(CUT)
+    text = " ".join(invoke("plan", str(path), "--method", "greedy").stdout.split())
+    assert "1 stage " in text or (text.count("1 stage") and "1 stages" not in text)
+    assert "lower bound 0 s" not in text and "no optimality bound" in text
+
+
+def test_an_empty_file_is_named(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    one_line_error(invoke("plan", str(path)), f"{path}: is empty", "network, model, training")
+
+
+def test_an_infeasible_problem_names_its_file(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "tight.yaml"
+    # Loads (layer 1 fits on the source at b = 1), but no plan fits with b = 8.
+    path.write_text(CUT.replace('memory: "8 GiB"', 'memory: "20 kB"')
+                    .replace('memory: "16 GiB"', 'memory: "20 kB"')
+                    .replace("out_bytes: 1000}", "out_bytes: 4000}")
+                    .replace("    - {source: srv", "    - {source: dev, target: srv, bandwidth: "
+                             "\"1 Gbps\"}\n    - {source: srv"))
+    line = one_line_error(invoke("plan", str(path), "-b", "8"), f"{path}: memory:")
+    assert line.startswith(f"error: {path}: memory:")

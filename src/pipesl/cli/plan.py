@@ -57,7 +57,8 @@ def plan_table(problem: Problem, result: SolveResult) -> Table:
     ev = result.evaluation
     assert ev is not None
     b = result.micro_batch_size
-    table = Table(title=f"Plan ({result.method}): {result.plan.num_stages} stages",
+    stages = result.plan.num_stages
+    table = Table(title=f"Plan ({result.method}): {stages} stage{'' if stages == 1 else 's'}",
                   title_justify="left")
     for col in ("#", "node", "layers", "compute / micro-batch", "memory used / capacity"):
         table.add_column(col, justify="left" if col in ("node", "layers") else "right")
@@ -118,8 +119,13 @@ def plan(
         console.print(f"label route: {escape(' -> '.join(result.plan.label_route))}")
     assert result.evaluation is not None
     console.print(objective_line(result.evaluation))
-    proof = ("optimal (proven)" if result.optimal else
-             f"{result.status}; lower bound {format_quantity(result.lower_bound_s, 'seconds')}")
+    if result.optimal:
+        proof = "optimal (proven)"
+    elif result.lower_bound_s > 0:
+        proof = (f"{result.status}; lower bound "
+                 f"{format_quantity(result.lower_bound_s, 'seconds')}")
+    else:  # a heuristic or baseline proves nothing: a bound of 0 s would say nothing true
+        proof = f"{result.status}; no optimality bound (not a proving planner)"
     console.print(f"solver {result.method}: {proof}, {result.seconds:.3g} s")
     if compare and prob.training.batch_size > 1 and result.num_micro_batches > 1:
         try:
@@ -128,11 +134,14 @@ def plan(
         except InfeasibleError:
             console.print("without pipelining (b = B): no plan fits in memory")
         else:
-            speedup = (f"[bold]{flat.objective_s / result.objective_s:.2f}x[/] faster"
-                       if result.objective_s > 0 else "no faster (both take no time)")
+            ratio = flat.objective_s / result.objective_s if result.objective_s > 0 else 1.0
+            speedup = (f"[bold]{ratio:.2f}x[/] faster" if ratio >= 1 else
+                       f"[bold]{1 / ratio:.2f}x[/] slower (this {result.method} plan is worse "
+                       "than the optimum without pipelining)")
             console.print(
                 f"without pipelining (b = B = {prob.training.batch_size}): "
                 f"T = {format_quantity(flat.objective_s, 'seconds')} on "
-                f"{flat.plan.num_stages} stage(s); pipelining is {speedup}")
+                f"{flat.plan.num_stages} stage{'' if flat.plan.num_stages == 1 else 's'}; "
+                f"pipelining is {speedup}")
     if out is not None:
         console.print(f"plan written to {escape(str(out))}")

@@ -264,3 +264,23 @@ def test_an_infeasible_problem_names_its_file(invoke: Invoke, tmp_path: Path) ->
                              "\"1 Gbps\"}\n    - {source: srv"))
     line = one_line_error(invoke("plan", str(path), "-b", "8"), f"{path}: memory:")
     assert line.startswith(f"error: {path}: memory:")
+
+
+# ---------------------------------------------------------------- item 5: zoo names as models
+
+
+def test_a_zoo_alias_names_a_shipped_profile(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("network: edge-campus\nmodel: resnet18\n"
+                    "training: {source: dev0, batch_size: 8}\n")
+    result = invoke("show", str(path))
+    assert result.exit_code == 0, result.output
+    assert "Model resnet18-imagenet: 10 layers" in result.stdout
+
+
+def test_an_unknown_model_says_how_to_get_a_profile(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("network: edge-campus\nmodel: resnet34\n"
+                    "training: {source: dev0, batch_size: 8}\n")
+    one_line_error(invoke("plan", str(path)), "'resnet34' is neither a file nor a built-in",
+                   "pipesl profile package.module:factory --out model.yaml")

@@ -492,13 +492,19 @@ def _resolve(value: Any, kind: str, base: Path | None, field: str) -> Network | 
         candidate = (base / value) if base is not None else Path(value)
         if value.strip() and _exists(candidate) and not candidate.is_dir():
             return load_network(candidate) if kind == "network" else load_model(candidate)
-        from pipesl.problem.scenarios import builtin_names, builtin_path
+        from pipesl.problem.scenarios import (
+            PROFILE_HINT,
+            builtin_names,
+            builtin_path,
+            canonical_name,
+        )
 
-        if value in builtin_names(kind):
+        if canonical_name(kind, value) in builtin_names(kind):
             p = builtin_path(kind, value)
             return load_network(p) if kind == "network" else load_model(p)
+        hint = f"; {PROFILE_HINT}" if kind == "model" else ""
         raise ProblemError(field, f"is neither a file nor a built-in {kind} (built-ins: "
-                           f"{', '.join(builtin_names(kind))})", value)
+                           f"{', '.join(builtin_names(kind))}){hint}", value)
     if kind == "network":
         return network_from_dict(value, field)
     return model_from_dict(value, field)

@@ -148,7 +148,7 @@ def build_milp(problem: Problem, b: int, tables: CostTables | None = None) -> _P
                     cap = _max_window(params, acts, b, t.memory[n], m)
                     if cap < 1:
                         continue
-                elif params + B * acts > t.memory[n]:
+                elif params + (B if tr.schedule == "gpipe" else b) * acts > t.memory[n]:
                     continue
                 else:
                     cap = m

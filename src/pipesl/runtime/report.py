@@ -82,6 +82,10 @@ class IterationReport:
     transfers: tuple[TransferRecord, ...] = field(repr=False)
     trace: Trace = field(repr=False)
     """The measured timeline in the simulator's format (draw it with ``gantt_chart``)."""
+    started_s: float = 0.0
+    """The source's ``time.perf_counter()`` when the iteration started: the difference
+    between two iterations' is the period at which the pipeline runs (everything between
+    iterations included)."""
 
     @property
     def error(self) -> float:

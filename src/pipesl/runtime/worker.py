@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -569,5 +569,6 @@ def _iterations(proc: _NodeProcess, job: Job, rendezvous: Rendezvous, sink: Sink
         origin = gathered[0][1]
         merged = [e for events, t_start, _ in gathered
                   for e in relative_events(events, origin if one_host else t_start)]
-        sink.iteration(assemble_iteration(topo, job.resources, it, merged, job.simulated_s,
-                                          job.analytic_s))
+        report = assemble_iteration(topo, job.resources, it, merged, job.simulated_s,
+                                    job.analytic_s)
+        sink.iteration(replace(report, started_s=origin))

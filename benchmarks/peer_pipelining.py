@@ -192,13 +192,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="iterations per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per system and row")
     parser.add_argument("--quick", action="store_true", help="M = 4 only")
+    parser.add_argument("--model", choices=("digits", "cifar"), help="only this model")
+    parser.add_argument("--schedule", choices=("gpipe", "1f1b"), help="only this schedule")
     args = parser.parse_args()
     if args.steps < WARMUP + 2:
         parser.error(f"--steps must be at least {WARMUP + 2}")
     rows = []
     began = time.perf_counter()
     for case in CASES:
-        for schedule in ("gpipe", "1f1b"):
+        if args.model and not case.label.lower().startswith(args.model):
+            continue
+        for schedule in (args.schedule,) if args.schedule else ("gpipe", "1f1b"):
             for m in (4,) if args.quick else (4, 8):
                 problem, plan, config = setup(case, m, schedule)
                 job = make_job(problem, plan, config.with_options(steps=args.steps))

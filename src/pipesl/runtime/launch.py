@@ -41,11 +41,12 @@ from pipesl.runtime.control import Control
 from pipesl.runtime.data import DataSpec, make_batches
 from pipesl.runtime.faults import FAULT_ENV, FaultSpec, parse_fault
 from pipesl.runtime.liveness import Board
+from pipesl.runtime.records import IterationRecords
 from pipesl.runtime.report import IterationReport, TrainResult, summarise
 from pipesl.runtime.stages import inspect_model
 from pipesl.runtime.supervise import Supervisor, stop_processes
 from pipesl.runtime.topology import Topology, build_topology
-from pipesl.runtime.worker import Job, Rendezvous, Sink, run_worker
+from pipesl.runtime.worker import Job, Rendezvous, Sink, finish_iteration, run_worker
 from pipesl.sim import simulate
 
 if TYPE_CHECKING:
@@ -114,14 +115,28 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
     lost: int | None = None
     if cfg.checkpoint_dir is not None:
         resume, lost = ckpt.prepare_resume(cfg.checkpoint_dir, cfg.resume, meta, cfg.steps)
+    label_shape, label_dtype = _label_shape(data, dataset)
     return Job(problem, plan, topology, cfg, info, data, sim.makespan_s * scale,
-               sim.analytic_s * scale, sim.trace.resources,
+               sim.analytic_s * scale, sim.trace.resources, label_shape=label_shape,
+               label_dtype=label_dtype,
                start_iteration=resume.completed if resume is not None else 0,
                resume_folder=str(resume.folder) if resume is not None else None,
                resume_manifest=resume.manifest if resume is not None else None,
                resume_lost=lost, checkpoint_meta=meta, fault=fault,
                audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts",
                conditions=conditions, stoppable=stoppable)
+
+
+def _label_shape(data: DataSpec, dataset: Any) -> tuple[tuple[int, ...], str]:
+    """Per-sample shape and dtype of the labels (what travels when they do)."""
+    if dataset is not None:
+        import torch
+
+        y = torch.as_tensor(dataset[0][1])
+        return tuple(y.shape), str(y.dtype).removeprefix("torch.")
+    if data.tokens:
+        return data.sample_shape, "int64"
+    return (), "int64"
 
 
 def _check_hang_timeout(topology: Topology, cfg: RunConfig,
@@ -225,13 +240,16 @@ def _from_bytes(data: bytes) -> dict[str, Any]:
 
 
 class _QueueSink(Sink):
-    """Forwards rank 0's results and any rank's failure to the launcher."""
+    """Forwards every rank's records, rank 0's end of the run and any rank's failure to the
+    launcher."""
+
+    collects_records = True
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel
 
-    def iteration(self, report: IterationReport) -> None:
-        self.channel.put(("iteration", report))
+    def records(self, records: IterationRecords) -> None:
+        self.channel.put(("records", records))
 
     def done(self, state: dict[str, Any] | None) -> None:
         # Tensors through a multiprocessing queue are shared by file descriptor, which dies
@@ -257,8 +275,8 @@ class _PipeSink(_QueueSink):
         with self._lock:
             self.channel.send(message)
 
-    def iteration(self, report: IterationReport) -> None:
-        self._put(("iteration", report))
+    def records(self, records: IterationRecords) -> None:
+        self._put(("records", records))
 
     def done(self, state: dict[str, Any] | None) -> None:
         self._put(("done", None if state is None else _to_bytes(state)))
@@ -448,18 +466,27 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     reports: list[IterationReport] = []
     state: dict[str, Any] | None = None
     first_at: float | None = None
+    parts: dict[int, list[IterationRecords]] = {}
+    supervisor: Supervisor | None = None
 
     def received(kind: str, payload: Any) -> None:
         nonlocal first_at, state
-        if kind == "iteration":
+        if kind == "records":
+            got = parts.setdefault(payload.iteration, [])
+            got.append(payload)
+            if len(got) < world:
+                return
+            report = finish_iteration(job, parts.pop(payload.iteration), True)
             if first_at is None:
-                first_at = time.perf_counter() - payload.wall_s
-            reports.append(payload)
+                first_at = time.perf_counter() - report.wall_s
+            reports.append(report)
+            if supervisor is not None:
+                supervisor.completed = max(supervisor.completed, report.iteration + 1)
             if on_iteration is not None:
-                on_iteration(payload)
+                on_iteration(report)
             if decide is not None:
                 assert control is not None
-                control.decide(payload.iteration, bool(decide(payload)))
+                control.decide(report.iteration, bool(decide(report)))
         elif kind == "done":
             state = None if payload is None else _from_bytes(payload)
 
@@ -472,14 +499,23 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
                 spare.conn.send((job, Rendezvous(init, r, world, loopback), level))
         logger.info("started %s", ", ".join(f"{n} (pid {p.pid})"
                                            for n, p in zip(topo.nodes, processes, strict=True)))
-        Supervisor(processes, topo.nodes, [", ".join(topo.roles(n)) for n in topo.nodes],
-                   board, channel, hang_timeout_s=cfg.hang_timeout_s,
-                   startup_timeout_s=2 * cfg.timeout_s + 30.0,
-                   start_iteration=job.start_iteration, on_message=received).run()
+        supervisor = Supervisor(processes, topo.nodes,
+                                [", ".join(topo.roles(n)) for n in topo.nodes], board, channel,
+                                hang_timeout_s=cfg.hang_timeout_s,
+                                startup_timeout_s=2 * cfg.timeout_s + 30.0,
+                                start_iteration=job.start_iteration, on_message=received)
+        supervisor.run()
         deadline = time.monotonic() + min(cfg.timeout_s, 30.0)
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
             logger.debug("%s exited with %s", p.name, p.exitcode)
+        # Records a rank queued just before it exited may trail rank 0's end of the run.
+        while parts:
+            try:
+                kind, payload = channel.get(timeout=1.0)
+            except queue.Empty:
+                break
+            received(kind, payload)
     finally:
         stop_processes(processes)
         if pool is None:

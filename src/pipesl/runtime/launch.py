@@ -239,36 +239,15 @@ def _from_bytes(data: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
-class _QueueSink(Sink):
-    """Forwards every rank's records, rank 0's end of the run and any rank's failure to the
-    launcher."""
+class _PipeSink(Sink):
+    """Forwards a rank's records, rank 0's end of the run and the rank's failure to the
+    launcher, over the rank's own pipe (a process killed while writing corrupts only its own
+    pipe, not a channel that others share)."""
 
     collects_records = True
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel
-
-    def records(self, records: IterationRecords) -> None:
-        self.channel.put(("records", records))
-
-    def done(self, state: dict[str, Any] | None) -> None:
-        # Tensors through a multiprocessing queue are shared by file descriptor, which dies
-        # with this process: send bytes instead.
-        self.channel.put(("done", None if state is None else _to_bytes(state)))
-
-    def error(self, rank: int, node: str, message: str, primary: bool = True) -> None:
-        with contextlib.suppress(Exception):  # the launcher may be gone already
-            self.channel.put(("error", (rank, node, message, primary)))
-            self.channel.close()
-            self.channel.join_thread()  # flush before the process exits
-
-
-class _PipeSink(_QueueSink):
-    """Like :class:`_QueueSink`, over a warm spare's own pipe to the launcher (a process
-    killed while writing corrupts only its own pipe, not a queue that others share)."""
-
-    def __init__(self, channel: Any) -> None:
-        super().__init__(channel)
         self._lock = threading.Lock()
 
     def _put(self, message: Any) -> None:
@@ -321,28 +300,22 @@ class PipeChannel:
 
 
 def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> None:
-    """Entry point of a spawned rank (``channel``: the launcher's queue, or a warm spare's
-    pipe).
+    """Run one rank in this spawned process, reporting over ``channel`` (its pipe).
 
-    After a clean run the process flushes its results and leaves with ``os._exit(0)``:
-    finalising torch takes seconds per process, which only delays the launcher.
+    After a clean run the process leaves with ``os._exit(0)``: finalising torch takes
+    seconds per process, which only delays the launcher.
     """
-    _die_with_parent()
     node = job.topology.nodes[rendezvous.rank]
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{node}] %(name)s: %(message)s")
-    piped = not hasattr(channel, "put")
-    run_worker(job, rendezvous, _PipeSink(channel) if piped else _QueueSink(channel))
-    if not piped:
-        channel.close()
-        channel.join_thread()
+    run_worker(job, rendezvous, _PipeSink(channel))
     logging.shutdown()
     os._exit(0)
 
 
 def pooled_entry(conn: Any, board: Board, control: Control) -> None:
-    """Entry point of a warm spare (:mod:`pipesl.runtime.pool`): import torch and the worker
-    ahead of time, then wait for a job on ``conn`` and run it as :func:`_spawned` would,
-    with this process's own board, control and pipe."""
+    """Entry point of every worker process (:mod:`pipesl.runtime.pool`; a fresh launch is a
+    cold pool): import torch and the worker, then wait for a job on ``conn`` and run it with
+    this process's own board, control and pipe."""
     _die_with_parent()
     import pipesl.runtime.worker  # noqa: F401  (the expensive part: torch)
 
@@ -407,8 +380,8 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
         iteration, with a checkpoint of the state (:mod:`pipesl.runtime.control`). The
         workers wait for the verdict.
     pool : WorkerPool, optional
-        Run on warm processes of this pool (:mod:`pipesl.runtime.pool`) instead of
-        spawning new ones.
+        Run on warm processes of this pool (:mod:`pipesl.runtime.pool`); default a cold
+        pool of exactly this run's processes (spawned now, the same protocol).
 
     Returns
     -------
@@ -446,27 +419,23 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     if job.audit_folder is not None:
         shutil.rmtree(job.audit_folder, ignore_errors=True)
     level = logging.getLogger("pipesl").getEffectiveLevel()
-    board: Any
-    if pool is None:
-        ctx = mp.get_context("spawn")
-        channel = ctx.Queue()
-        board = Board(ctx, world)
-        control = Control(ctx) if decide is not None else None
-        processes = [ctx.Process(target=_spawned, name=f"pipesl-{node}", daemon=True,
-                                 args=(job, Rendezvous(init, r, world, loopback, board,
-                                                       control if r == 0 else None),
-                                       channel, level))
-                     for r, node in enumerate(topo.nodes)]
-    else:
-        spares = pool.take(world)
-        channel, board = PipeChannel([s.conn for s in spares]), pool.board_view(spares)
-        control = spares[0].control
-        control.reset()
-        processes = [s.process for s in spares]
+    own_pool = pool is None
+    if pool is None:  # a fresh launch is a cold pool of exactly this run's processes
+        from pipesl.runtime.pool import WorkerPool
+
+        pool = WorkerPool(world, idle=False, replenish=False)
+    spares = pool.take(world)
+    channel, board = PipeChannel([s.conn for s in spares]), pool.board_view(spares)
+    control = spares[0].control
+    control.reset()
+    processes = [s.process for s in spares]
     reports: list[IterationReport] = []
     state: dict[str, Any] | None = None
     first_at: float | None = None
     parts: dict[int, list[IterationRecords]] = {}
+    complete: list[list[IterationRecords]] = []
+    live_reports = (on_iteration is not None or decide is not None
+                    or cfg.checkpoint_dir is not None)
     supervisor: Supervisor | None = None
 
     def received(kind: str, payload: Any) -> None:
@@ -476,12 +445,15 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
             got.append(payload)
             if len(got) < world:
                 return
+            if supervisor is not None:
+                supervisor.completed = max(supervisor.completed, payload.iteration + 1)
+            if not live_reports:  # assembled after the run: no CPU taken from the workers
+                complete.append(parts.pop(payload.iteration))
+                return
             report = finish_iteration(job, parts.pop(payload.iteration), True)
             if first_at is None:
-                first_at = time.perf_counter() - report.wall_s
+                first_at = report.started_s
             reports.append(report)
-            if supervisor is not None:
-                supervisor.completed = max(supervisor.completed, report.iteration + 1)
             if on_iteration is not None:
                 on_iteration(report)
             if decide is not None:
@@ -491,12 +463,8 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
             state = None if payload is None else _from_bytes(payload)
 
     try:
-        if pool is None:
-            for p in processes:
-                p.start()
-        else:
-            for r, spare in enumerate(spares):
-                spare.conn.send((job, Rendezvous(init, r, world, loopback), level))
+        for r, spare in enumerate(spares):
+            spare.conn.send((job, Rendezvous(init, r, world, loopback), level))
         logger.info("started %s", ", ".join(f"{n} (pid {p.pid})"
                                            for n, p in zip(topo.nodes, processes, strict=True)))
         supervisor = Supervisor(processes, topo.nodes,
@@ -509,17 +477,22 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
             logger.debug("%s exited with %s", p.name, p.exitcode)
-        # Records a rank queued just before it exited may trail rank 0's end of the run.
+        # Every rank's pipe is its own: the last records may come after rank 0's end.
         while parts:
             try:
                 kind, payload = channel.get(timeout=1.0)
             except queue.Empty:
                 break
             received(kind, payload)
+        for iteration_parts in complete:
+            report = finish_iteration(job, iteration_parts, True)
+            if first_at is None:
+                first_at = report.started_s
+            reports.append(report)
     finally:
         stop_processes(processes)
-        if pool is None:
-            channel.close()
+        if own_pool:
+            pool.close()
         shutil.rmtree(folder, ignore_errors=True)
     startup = (first_at - started) if first_at is not None else 0.0
     return _result(job, reports, state, startup)

@@ -250,9 +250,9 @@ class _Node:
             on_error=lane_failed)
 
     def start(self) -> None:
+        self.transport.start()  # before any thread takes a receive
         self.emulator.start()
         self.links.start()
-        self.transport.start()
 
     def close(self) -> None:
         self.links.drain()

@@ -11,28 +11,34 @@ The architecture, left to right (a package imports only what stands to its left)
 The core (problem, cost, solvers, sim) needs no torch.
 """
 
-from pipesl.cost import Evaluation, evaluate, objective, plan_document
-from pipesl.exceptions import (
-    InfeasibleError,
-    PipeslError,
-    PlanError,
-    ProblemError,
-    RuntimeSetupError,
-)
-from pipesl.plan import Plan, Stage, load_plan, plan_from_dict, validate_plan
-from pipesl.problem import (
-    ChainModel,
-    Layer,
-    Link,
-    Network,
-    Node,
-    Problem,
-    TrainingSpec,
-    compose_problem,
-    load_model,
-    load_network,
-    load_problem,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipesl.cost import Evaluation, evaluate, objective, plan_document
+    from pipesl.exceptions import (
+        InfeasibleError,
+        PipeslError,
+        PlanError,
+        ProblemError,
+        RuntimeSetupError,
+    )
+    from pipesl.plan import Plan, Stage, load_plan, plan_from_dict, validate_plan
+    from pipesl.problem import (
+        ChainModel,
+        Layer,
+        Link,
+        Network,
+        Node,
+        Problem,
+        TrainingSpec,
+        compose_problem,
+        load_model,
+        load_network,
+        load_problem,
+    )
 
 __version__ = "0.1.0"
 
@@ -64,3 +70,30 @@ __all__ = [
     "plan_from_dict",
     "validate_plan",
 ]
+
+
+# Imported on first use (PEP 562), so that ``import pipesl.units`` or the CLI's ``--help`` does
+# not load numpy, networkx and scipy.
+_LAZY = {
+    **dict.fromkeys(("Evaluation", "evaluate", "objective", "plan_document"), "pipesl.cost"),
+    **dict.fromkeys(("InfeasibleError", "PipeslError", "PlanError", "ProblemError",
+                     "RuntimeSetupError"), "pipesl.exceptions"),
+    **dict.fromkeys(("Plan", "Stage", "load_plan", "plan_from_dict", "validate_plan"),
+                    "pipesl.plan"),
+    **dict.fromkeys(("ChainModel", "Layer", "Link", "Network", "Node", "Problem",
+                     "TrainingSpec", "compose_problem", "load_model", "load_network",
+                     "load_problem"), "pipesl.problem"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipesl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -232,7 +232,8 @@ def _route_field(value: Any, field: str) -> tuple[str, ...]:
 
 PLAN_FIELDS = ("micro_batch_size", "stages", "routes", "label_route", "batch_size")
 """The decision fields of a plan document (``batch_size`` is checked against the problem)."""
-DERIVED_FIELDS = ("objective_s", "num_micro_batches", "first_micro_batch_s", "bottleneck_s",
+DERIVED_FIELDS = ("objective_s", "analytic_s", "objective", "num_micro_batches",
+                  "first_micro_batch_s", "bottleneck_s",
                   "bottleneck_resource", "resource_loads", "solver", "feasible", "violations",
                   "memory", "stage_times_s")
 """Fields that ``cost.plan_document`` writes and reading ignores (they are recomputed)."""

@@ -22,6 +22,8 @@ from pipesl.cli import profile as _profile  # noqa: F401  isort: skip
 from pipesl.cli import simulate as _simulate  # noqa: F401  isort: skip
 from pipesl.cli import train as _train  # noqa: F401  isort: skip
 from pipesl.cli import experiment as _experiment  # noqa: F401  isort: skip
+from pipesl.cli import probe as _probe  # noqa: F401  isort: skip
+from pipesl.cli import testbed as _testbed  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

@@ -17,7 +17,8 @@ from rich.table import Table
 
 from pipesl.cli.app import err_console, seconds_text
 from pipesl.plan import Plan
-from pipesl.plan import plan_label as _label
+from pipesl.plan import plan_label as _label  # cli.adaptive is imported only by a train run
+from pipesl.units import format_quantity
 
 if TYPE_CHECKING:
     from pipesl.adapt.events import NetworkScript
@@ -78,7 +79,8 @@ def adaptive_tables(result: AdaptiveResult) -> list[Table]:
         replans.add_row(str(k + 1), str(r.iteration + 1 if r.trigger == "drift" else r.iteration),
                         r.trigger, "switch" if r.switch else "stay",
                         "-" if r.old_objective_s is None else seconds_text(r.old_objective_s),
-                        seconds_text(r.new_objective_s), f"{r.migration_bytes / 1e6:.3g} MB",
+                        seconds_text(r.new_objective_s),
+                        format_quantity(r.migration_bytes, "bytes"),
                         f"{r.seconds:.2f} s")
     segments = Table(title="Segments (one plan each)", title_justify="left")
     for col in ("segment", "plan", "iterations", "ended by", "start-up", "relaunch gap",

@@ -17,11 +17,12 @@ Everything is written to ``--out`` (default ``demo-out/``, git-ignored).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from pipesl.cli.app import app, console
+from pipesl.cli.app import app, console, load_checked
 from pipesl.cli.plan import plan_table
 from pipesl.cli.train import (
     TRAIN_DEFAULT,
@@ -32,11 +33,13 @@ from pipesl.cli.train import (
     write_outputs,
 )
 from pipesl.exceptions import InfeasibleError, ProblemError
-from pipesl.plan import dump_plan
-from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
-from pipesl.sim import SimResult, simulate
-from pipesl.solvers import SolveResult, solve
+from pipesl.problem.scenarios import DEFAULT_SCENARIO
 from pipesl.units import format_quantity
+
+if TYPE_CHECKING:
+    from pipesl.problem import Problem
+    from pipesl.sim import SimResult
+    from pipesl.solvers import SolveResult
 
 
 def _s(seconds: float) -> str:
@@ -45,7 +48,10 @@ def _s(seconds: float) -> str:
 
 def _plan_and_simulate(prob: Problem, name: str, out: Path) -> tuple[SolveResult, SimResult]:
     """Plan (with the non-pipelined comparison), simulate, write plan JSON, Gantt and map."""
+    from pipesl.plan import dump_plan
     from pipesl.plotting import gantt_chart, placement_map, save_figure
+    from pipesl.sim import simulate
+    from pipesl.solvers import solve
 
     with console.status(f"planning {name}...", spinner="dots"):
         result = solve(prob)
@@ -88,7 +94,7 @@ def demo(
     if out.exists() and not out.is_dir():
         raise ProblemError("--out", "is a file; give a folder", str(out))
     out.mkdir(parents=True, exist_ok=True)
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     name = prob.name or Path(problem).stem
     console.rule(f"[bold]1. Plan and simulate: {escape(name)}")
     if prob.description:
@@ -98,7 +104,7 @@ def demo(
         return
 
     runtime = _runtime()  # fails with one line when torch is missing
-    tprob = load_problem(train_problem)
+    tprob = load_checked(train_problem)
     tname = tprob.name or Path(train_problem).stem
     console.rule(f"[bold]2. Train for real: {escape(tname)}")
     if tprob.description:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from pipesl.cli.app import app, console, print_json
+from pipesl.cli.app import app, console, load_checked, print_json
 from pipesl.cli.render import escape, evaluation_tables, objective_line
-from pipesl.cost import evaluate as evaluate_plan
-from pipesl.cost import plan_document
-from pipesl.plan import load_plan
-from pipesl.problem import load_problem
 
 
 @app.command()
@@ -24,7 +20,10 @@ def evaluate(
     A plan that breaks memory is still evaluated and reported infeasible; a structurally
     invalid plan exits 1 with the reason.
     """
-    prob = load_problem(problem)
+    from pipesl.cost import evaluate as evaluate_plan
+    from pipesl.cost import plan_document
+    from pipesl.plan import load_plan
+    prob = load_checked(problem)
     ev = evaluate_plan(prob, load_plan(plan, prob))
     if json_out:
         print_json(plan_document(ev))

@@ -6,31 +6,35 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipesl.cli.app import app, console, err_console
 from pipesl.exceptions import PipeslError, ProblemError
-from pipesl.experiments.config import config_to_dict, load_config
-from pipesl.experiments.runner import ExperimentResult
-from pipesl.experiments.suite import (
-    EXPERIMENTS,
-    PLANNING,
-    config_class,
-    default_config,
-    headline_table,
-    run_experiment,
-    units_of_work,
-    write_outputs,
-)
 
-NAMES_HELP = ", ".join(EXPERIMENTS)
+if TYPE_CHECKING:
+    from pipesl.experiments.runner import ExperimentResult
+
+EXPERIMENT_NAMES = ("scenarios", "servers", "bandwidth", "compute", "memory", "batch",
+                    "topology", "models", "microbatch", "robustness", "timing", "adaptation")
+"""``pipesl.experiments.suite.EXPERIMENTS`` by name, for the help text without importing the
+suite (a test keeps the two equal)."""
+NAMES_HELP = ", ".join(EXPERIMENT_NAMES)
 
 
 def _run_one(name: str, quick: bool, seeds: int | None, config_file: Path | None,
              out: Path, plots: bool) -> ExperimentResult:
+    from pipesl.experiments.config import load_config
+    from pipesl.experiments.suite import (
+        config_class,
+        default_config,
+        run_experiment,
+        units_of_work,
+        write_outputs,
+    )
+
     cfg = (load_config(config_file, config_class(name)) if config_file is not None
            else default_config(name, quick))
     if seeds is not None:
@@ -81,6 +85,15 @@ def experiment(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG figures."),
 ) -> None:
     """Run an experiment of the paper's evaluation: tidy CSV, markdown tables, PNG plots."""
+    from pipesl.experiments.config import config_to_dict, load_config
+    from pipesl.experiments.suite import (
+        EXPERIMENTS,
+        PLANNING,
+        config_class,
+        default_config,
+        headline_table,
+    )
+
     names = list(PLANNING) if name == "all" else [name]
     if name != "all" and name not in EXPERIMENTS:
         raise ProblemError("NAME", f"is not an experiment; choose one of {NAMES_HELP} or all",

@@ -8,11 +8,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipesl.adapt import replan as replan_problem
-from pipesl.cli.app import app, console, err_console, print_json
-from pipesl.cli.plan import plan_table
-from pipesl.plan import dump_plan, load_plan
-from pipesl.problem import load_problem
+from pipesl.cli.app import (
+    JSON,
+    app,
+    check_writable,
+    console,
+    err_console,
+    load_checked,
+    print_json,
+    write_file,
+)
+from pipesl.cli.plan import METHOD_HELP, plan_table
 from pipesl.units import format_quantity
 
 
@@ -22,7 +28,7 @@ def replan(
     plan: Path = typer.Option(..., "--plan", help="The plan the job runs now (JSON)."),
     horizon: int = typer.Option(100, "--horizon", "-r", min=0,
                                 help="Iterations still to run (R)."),
-    method: str = typer.Option("exact", "--method", "-m", help="Solver for the new plan."),
+    method: str = typer.Option("exact", "--method", "-m", help=METHOD_HELP),
     checkpoint_node: str = typer.Option(None, "--checkpoint-node",
                                         help="Where a departed node's state is restored from "
                                              "(default: the source)."),
@@ -34,13 +40,16 @@ def replan(
     Switch when the gain per iteration times the remaining iterations exceeds the time it
     takes to move the model state; a plan whose node left (or that no longer fits) must switch.
     """
-    prob = load_problem(problem)
+    from pipesl.adapt import replan as replan_problem
+    from pipesl.plan import dump_plan, load_plan
+    check_writable(out, "--out", JSON)
+    prob = load_checked(problem)
     old = load_plan(plan, prob)
     with err_console.status("re-planning...", spinner="dots"):
         decision = replan_problem(prob, old, horizon, method=method,
                                   checkpoint_node=checkpoint_node)
     if out is not None:
-        dump_plan(decision.new.document(), out)
+        write_file(lambda: dump_plan(decision.new.document(), out), out, "--out")
     if json_out:
         print_json(decision.document())
         return

@@ -3,31 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from pipesl.cli.app import (
+    FIGURE,
+    JSON,
     PROBLEM_HELP,
     app,
     check_writable,
     console,
     err_console,
+    load_checked,
     print_json,
     seconds_text,
+    warn_memory,
+    write_file,
 )
 from pipesl.cli.render import escape
 from pipesl.exceptions import ProblemError
-from pipesl.plan import Plan, load_plan
-from pipesl.problem import DEFAULT_SCENARIO, Problem, load_problem
+from pipesl.problem.scenarios import DEFAULT_SCENARIO
 from pipesl.schedules import get_schedule, schedule_names
-from pipesl.sim import SimResult
-from pipesl.sim import simulate as simulate_plan
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from pipesl.plan import Plan
+    from pipesl.problem import Problem
+    from pipesl.sim import SimResult
 
 
 def _plan(problem: Problem, path: Path | None) -> Plan:
     if path is not None:
+        from pipesl.plan import load_plan
+
         return load_plan(path, problem)
     from pipesl.solvers import solve
 
@@ -38,6 +48,8 @@ def _plan(problem: Problem, path: Path | None) -> Plan:
 
 
 def _tables(result: SimResult) -> list[Table]:
+    from rich.table import Table
+
     summary = Table(title=f"Simulated iteration ({result.schedule})", title_justify="left",
                     show_header=False)
     summary.add_column("what")
@@ -98,26 +110,33 @@ def simulate(
     if last_micro_batch not in ("full", "remainder"):
         raise ProblemError("--last-micro-batch", "must be 'full' or 'remainder'",
                            last_micro_batch)
-    for path, option in ((gantt, "--gantt"), (map_path, "--map"), (trace, "--trace")):
-        check_writable(path, option)
-    prob = load_problem(problem)
+    for path, option, kinds in ((gantt, "--gantt", FIGURE), (map_path, "--map", FIGURE),
+                                (trace, "--trace", JSON)):
+        check_writable(path, option, kinds)
+    from pipesl.sim import simulate as simulate_plan
+
+    prob = load_checked(problem)
     chosen = _plan(prob, plan)
+    warn_memory(prob, chosen)
     result = simulate_plan(prob, chosen, schedule,
                            last_micro_batch="remainder" if last_micro_batch == "remainder"
                            else "full")
     out = err_console if json_out else console
     written: list[str] = []
     if trace is not None:
-        result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}")
+        write_file(lambda: result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}"),
+                   trace, "--trace")
         written.append(f"trace {trace}")
     if gantt is not None or map_path is not None:
         from pipesl.plotting import gantt_chart, placement_map, save_figure
 
         if gantt is not None:
-            save_figure(gantt_chart(result), gantt)
+            chart = gantt_chart(result)
+            write_file(lambda: save_figure(chart, gantt), gantt, "--gantt")
             written.append(f"Gantt chart {gantt}")
         if map_path is not None:
-            save_figure(placement_map(prob, chosen), map_path)
+            drawing = placement_map(prob, chosen)
+            write_file(lambda: save_figure(drawing, map_path), map_path, "--map")
             written.append(f"placement map {map_path}")
     if json_out:
         print_json(result.to_dict())

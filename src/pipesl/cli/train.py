@@ -15,19 +15,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipesl.cli.app import (
+    FIGURE,
+    JSON,
     PROBLEM_HELP,
     app,
     check_writable,
     console,
     err_console,
+    load_checked,
     print_json,
     seconds_text,
+    warn_memory,
+    write_file,
 )
 from pipesl.exceptions import ProblemError, RuntimeSetupError
-from pipesl.plan import Plan, load_plan
-from pipesl.problem import Problem, load_problem
 
 if TYPE_CHECKING:
+    from pipesl.plan import Plan
+    from pipesl.problem import Problem
     from pipesl.runtime import IterationReport, RunConfig, TrainResult
 
 __all__ = ["reliability_lines", "result_tables", "train", "worker", "write_outputs",
@@ -48,6 +53,8 @@ def _runtime() -> Any:
 
 def _plan(problem: Problem, path: Path | None) -> Plan:
     if path is not None:
+        from pipesl.plan import load_plan
+
         return load_plan(path, problem)
     from pipesl.solvers import solve
 
@@ -138,15 +145,16 @@ def write_run_outputs(document: dict[str, Any], last: IterationReport, *, trace_
     ``last`` iteration; return what was written, for people."""
     written: list[str] = []
     if out is not None:
-        out.write_text(json.dumps(document, indent=2) + "\n")
+        write_file(lambda: out.write_text(json.dumps(document, indent=2) + "\n"), out, "--out")
         written.append(f"result {out}")
     if trace is not None:
-        last.trace.dump_chrome(trace, name=trace_name)
+        write_file(lambda: last.trace.dump_chrome(trace, name=trace_name), trace, "--trace")
         written.append(f"measured trace {trace}")
     if gantt is not None:
         from pipesl.plotting import gantt_chart, save_figure
 
-        save_figure(gantt_chart(last.trace, title=gantt_title), gantt)
+        figure = gantt_chart(last.trace, title=gantt_title)
+        write_file(lambda: save_figure(figure, gantt), gantt, "--gantt")
         written.append(f"measured Gantt chart {gantt}")
     return written
 
@@ -235,7 +243,7 @@ AdaptOpt = Annotated[bool, typer.Option(
     "(docs/adaptation.md).")]
 EventsOpt = Annotated[Path | None, typer.Option(
     "--events", help="Emulation: a script of network changes during the run (YAML/JSON list, "
-    "e.g. '- {iteration: 5, link: [a, b], bandwidth_factor: 0.2}' or "
+    "e.g. '- {iteration: 5, link: \\[a, b], bandwidth_factor: 0.2}' or "
     "'- {iteration: 8, node_leaves: c}'); the planner is not told.")]
 ThresholdOpt = Annotated[float, typer.Option(
     "--drift-threshold", help="With --adapt: relative deviation of a pass's or transfer's "
@@ -287,6 +295,9 @@ def train(
     trace: TraceOpt = None,
 ) -> None:
     """Train for real: one local process per network node of the plan (stages and relays)."""
+    for path, option, kinds in ((out, "--out", JSON), (gantt, "--gantt", FIGURE),
+                                (trace, "--trace", JSON)):
+        check_writable(path, option, kinds)
     runtime = _runtime()
     every = checkpoint_every if checkpoint_every is not None else (1 if adapt else 10)
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
@@ -296,21 +307,20 @@ def train(
                   checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                   checkpoint_every=every, resume=resume,
                   audit=None if audit is None else str(audit), fault=inject_fault)
-    for path, option in ((out, "--out"), (gantt, "--gantt"), (trace, "--trace")):
-        check_writable(path, option)
     if adapt and audit is not None:
         raise ProblemError("--audit", "is not supported with --adapt (audit a plain run of "
                            "each plan instead)")
     if events is not None and not emulate:
         raise ProblemError("--events", "needs --emulate: on a real network the changes are "
                            "the network's own")
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     script = None
     if events is not None:
         from pipesl.adapt.events import load_network_events
 
         script = load_network_events(events, prob)
     chosen = _plan(prob, plan)
+    warn_memory(prob, chosen)
     runtime.make_job(prob, chosen, cfg, events=script)  # every check before any process
     if adapt:
         _train_adaptive(runtime, prob, chosen, cfg, script, drift_threshold, drift_window,
@@ -349,6 +359,21 @@ def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, 
         (err_console if json_out else console).print(escape(line))
 
 
+def _padding(text: str | None) -> tuple[tuple[str, str, int], ...]:
+    """``u-v=BYTES,...`` -> ((u, v, bytes), ...); a bad entry is a one-line error."""
+    out = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        pair, _, size = item.strip().partition("=")
+        u, _, v = pair.partition("-")
+        if not (u and v and size.isdigit()):
+            raise ProblemError("latency_padding", "must be u-v=BYTES entries separated by "
+                               "commas", item)
+        out.append((u, v, int(size)))
+    return tuple(out)
+
+
 @app.command()
 def worker(
     problem: str = typer.Argument(..., help=PROBLEM_HELP),
@@ -362,6 +387,12 @@ def worker(
     schedule: Schedule = None,
     emulate: bool = typer.Option(False, "--emulate/--no-emulate", help="Emulate the "
                                  "problem's devices and links (off on real ones)."),
+    pace_links: bool = typer.Option(True, "--pace-links/--no-pace-links", help="With "
+                                    "--emulate: pace the links too; --no-pace-links when the "
+                                    "network (or tc) enforces the bandwidth."),
+    latency_padding: str | None = typer.Option(
+        None, "--latency-padding", help="u-v=BYTES,...: padding every transfer over link u-v "
+        "carries, so a kernel-shaped link spends its latency on the wire (pipesl testbed)."),
     time_scale: TimeScale = 1.0,
     backend: Backend = "gloo",
     data: Data = "synthetic",
@@ -378,17 +409,19 @@ def worker(
     gantt: GanttOpt = None,
 ) -> None:
     """Run one rank of a multi-host job under torchrun (see docs/runtime.md)."""
+    for path, option, kinds in ((out, "--out", JSON), (gantt, "--gantt", FIGURE)):
+        check_writable(path, option, kinds)
     runtime = _runtime()
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
+                  pace_links=pace_links, latency_padding=_padding(latency_padding),
                   time_scale=time_scale, backend=backend, data=data, model=model, seed=seed,
                   lr=lr, timeout_s=timeout, hang_timeout_s=hang_timeout,
                   checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                   checkpoint_every=checkpoint_every, resume=resume,
                   audit=None if audit is None else str(audit))
-    for path, option in ((out, "--out"), (gantt, "--gantt")):
-        check_writable(path, option)
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     chosen = _plan(prob, plan)
+    warn_memory(prob, chosen)
     nodes = [n.strip() for n in host_nodes.split(",") if n.strip()] if host_nodes else None
     result = runtime.run_torchrun_worker(prob, chosen, cfg, host_nodes=nodes)
     if result is None:

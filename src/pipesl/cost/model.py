@@ -22,7 +22,8 @@ the pipeline bottleneck)::
     T(plan, b) = sum_s t_s(b) + (M - 1) * max_r load_r(b),      M = ceil(B / b)
 
 Memory on a node running layers i..j: ``xi * sum(param_bytes) + W * b * sum(act_bytes)``
-with W * b = B for GPipe and W = min(M, K - k + 1) for 1F1B (k = 1-based stage index).
+with W * b = B for GPipe, W = min(M, K - k + 1) for 1F1B (k = 1-based stage index) and, for
+1F1B-net, W = the stage's warm-up depth (:func:`net_warmups`, at least 1, capped by memory).
 
 Each stage splits into a forward and a backward pass (what the simulator schedules, see
 :func:`stage_phases`): a compute stage's forward takes ``b * sum(fwd_flops) / flops_n + o_n`` and
@@ -60,6 +61,7 @@ __all__ = [
     "link_resources",
     "memory_use",
     "min_stage_memory",
+    "net_warmups",
     "num_micro_batches",
     "objective",
     "plan_document",
@@ -265,12 +267,57 @@ def objective(problem: Problem, plan: Plan, micro_batch_size: int | None = None)
 
 
 def _window(problem: Problem, b: int, stage_index: int, num_stages: int) -> float:
-    """W * b: samples whose activations a stage keeps (GPipe: B; 1F1B: min(M, K-k+1) * b)."""
+    """W * b: samples whose activations a stage keeps (GPipe: B; 1F1B: min(M, K-k+1) * b).
+
+    ``1f1b-net`` adapts its windows to memory (:func:`net_warmups`), so what a stage must hold
+    to be placed at all is one micro-batch (W = 1).
+    """
     tr = problem.training
     if tr.schedule == "gpipe":
         return float(tr.batch_size)
+    if tr.schedule == "1f1b-net":
+        return float(b)
     m = num_micro_batches(tr.batch_size, b)
     return float(min(m, num_stages - stage_index) * b)
+
+
+def net_warmups(problem: Problem, plan: Plan, micro_batch_size: int | None = None
+                ) -> tuple[int, ...]:
+    """Warm-up depth (= peak micro-batches in flight) of each compute stage under ``1f1b-net``.
+
+    Stage k must keep enough micro-batches in flight to cover its round trip at the pipeline's
+    rate: with tau the largest resource load (one micro-batch per tau at steady state) and
+    ``R_k`` the time from the end of stage k's forward pass to the start of its backward pass
+    (every later step forward and backward, hops and label route included),
+    ``need_k = ceil((t_k + R_k) / tau)``. The depth is ``max(K - k, need_k)`` (never less than
+    1F1B's), capped by M and by the micro-batches whose activations fit in the node's memory,
+    then made non-increasing along the pipeline (a later stage never runs more warm-up
+    forwards than an earlier one, or the schedule would deadlock). At least 1.
+    """
+    tr = problem.training
+    b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
+    m = num_micro_batches(tr.batch_size, b)
+    k_total = plan.num_stages
+    stages = plan_stages(problem, plan)
+    times = [st.time(b) for st in stages]
+    tau = max(a(b) for a in resource_loads(problem, plan).values())
+    pos = [i for i, st in enumerate(stages) if st.kind == "compute"]
+    out: list[int] = []
+    for k, s in enumerate(plan.stages):
+        p = pos[k]
+        trip = sum(times[p:])
+        need = math.ceil(trip / tau - 1e-9) if tau > 0 else 1
+        want = min(m, max(k_total - k, need))
+        layers = problem.model.layers[s.layer_slice]
+        acts = sum(x.act_bytes for x in layers) * b
+        free = problem.network.node(s.node).memory - tr.state_factor * sum(
+            x.param_bytes for x in layers)
+        cap = m if acts <= 0 or free >= m * acts else max(0, math.floor(free / acts + 1e-12))
+        w = max(1, min(want, cap))
+        if out:
+            w = min(w, out[-1])
+        out.append(w)
+    return tuple(out)
 
 
 def activation_window(problem: Problem, micro_batch_size: int, stage_index: int,
@@ -309,6 +356,14 @@ def memory_use(problem: Problem, plan: Plan, micro_batch_size: int | None = None
     """Bytes used on each compute node of the plan."""
     b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
     k_total = plan.num_stages
+    if problem.training.schedule == "1f1b-net":  # the windows the schedule really keeps
+        tr = problem.training
+        out = {}
+        for s, w in zip(plan.stages, net_warmups(problem, plan, b), strict=True):
+            layers = problem.model.layers[s.layer_slice]
+            out[s.node] = (tr.state_factor * sum(x.param_bytes for x in layers)
+                           + w * b * sum(x.act_bytes for x in layers))
+        return out
     return {s.node: stage_memory(problem, s.first_layer, s.last_layer, b, k, k_total)
             for k, s in enumerate(plan.stages)}
 
@@ -326,6 +381,8 @@ def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
         acts = sum(x.act_bytes for x in layers)
         if tr.schedule == "gpipe":
             window = np.full(b.shape, float(tr.batch_size))
+        elif tr.schedule == "1f1b-net":  # its windows shrink to fit; one micro-batch must
+            window = b.astype(float)
         else:
             window = np.minimum(m, k_total - k) * b
         need = tr.state_factor * params + window * acts

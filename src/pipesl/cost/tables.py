@@ -125,6 +125,8 @@ class CostTables:
         """W * b of SPEC section 3 for a stage with ``stages_from_end`` = K - k + 1."""
         if self.schedule == "gpipe":
             return float(self.batch_size)
+        if self.schedule == "1f1b-net":  # windows shrink to fit: one micro-batch must
+            return np.minimum(1, stages_from_end) * b
         m = -(-self.batch_size // b)
         return np.minimum(m, stages_from_end) * b
 

@@ -1,31 +1,38 @@
 """Problem inputs: the network, the chain model, training options, and their files.
 
-See SPEC section 2 and ``docs/formats.md``.
+See SPEC section 2 and ``docs/formats.md``. The names below are imported on first use
+(PEP 562): ``pipesl.problem.scenarios`` (the built-in names) loads without networkx.
 """
 
-from pipesl.problem.io import (
-    compose_problem,
-    dump_network,
-    dump_problem,
-    load_model,
-    load_network,
-    load_problem,
-    model_to_dict,
-    network_to_dict,
-    problem_from_dict,
-    problem_to_dict,
-)
-from pipesl.problem.scenarios import DEFAULT_SCENARIO, builtin_names, list_builtins
-from pipesl.problem.types import (
-    ChainModel,
-    Layer,
-    Link,
-    Network,
-    Node,
-    Problem,
-    TrainingSpec,
-)
-from pipesl.problem.validate import validate_problem
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipesl.problem.io import (
+        compose_problem,
+        dump_network,
+        dump_problem,
+        load_model,
+        load_network,
+        load_problem,
+        model_to_dict,
+        network_to_dict,
+        problem_from_dict,
+        problem_to_dict,
+    )
+    from pipesl.problem.scenarios import DEFAULT_SCENARIO, builtin_names, list_builtins
+    from pipesl.problem.types import (
+        ChainModel,
+        Layer,
+        Link,
+        Network,
+        Node,
+        Problem,
+        TrainingSpec,
+    )
+    from pipesl.problem.validate import validate_problem
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -50,3 +57,27 @@ __all__ = [
     "problem_to_dict",
     "validate_problem",
 ]
+
+_LAZY = {
+    **dict.fromkeys(("compose_problem", "dump_network", "dump_problem", "load_model",
+                     "load_network", "load_problem", "model_to_dict", "network_to_dict",
+                     "problem_from_dict", "problem_to_dict"), "pipesl.problem.io"),
+    **dict.fromkeys(("DEFAULT_SCENARIO", "builtin_names", "list_builtins"),
+                    "pipesl.problem.scenarios"),
+    **dict.fromkeys(("ChainModel", "Layer", "Link", "Network", "Node", "Problem",
+                     "TrainingSpec"), "pipesl.problem.types"),
+    "validate_problem": "pipesl.problem.validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipesl.problem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -385,13 +385,16 @@ def _network_from_document(doc: Any, name: str) -> Network:
                              f"{name}: network" if name else "network", strict=False)
 
 
-def load_network(path: str | Path) -> Network:
+def load_network(path: str | Path, geo_latency: bool = False) -> Network:
     """Load a network from a SPEC network file, node-link JSON or GraphML.
 
     Parameters
     ----------
     path : str or Path
         ``.graphml``, ``.json`` or ``.yaml``/``.yml``; or the name of a built-in network.
+    geo_latency : bool
+        GraphML only: a link without latency between nodes with Latitude/Longitude (Topology
+        Zoo) gets the great-circle distance over the speed of light in fibre.
 
     Returns
     -------
@@ -403,8 +406,11 @@ def load_network(path: str | Path) -> Network:
 
         p = builtin_path("network", str(path))
     if _format_of(p) == "graphml":
-        doc = read_graphml(read_text(p), str(p))
+        doc = read_graphml(read_text(p), str(p), geo_latency=geo_latency)
         return network_from_dict(doc, f"{p}: network", strict=False)
+    if geo_latency:
+        raise ProblemError(str(p), "great-circle latencies need a GraphML network with "
+                           "Latitude/Longitude (Topology Zoo)")
     return _network_from_document(load_document(p), str(p))
 
 

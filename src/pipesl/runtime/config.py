@@ -59,6 +59,16 @@ class RunConfig:
     """What :attr:`emulate` emulates: ``links,devices``, ``links`` or ``devices`` — e.g.
     ``devices`` when the kernel shapes real links (netem) and only the devices need their
     planned speed (:mod:`pipesl.runtime.emulator`)."""
+    pace_links: bool = True
+    """Under emulation, pace the links too. Turn off when the kernel's traffic shaper (the
+    testbed, :mod:`pipesl.testbed`) or a real network enforces the bandwidth: passes are
+    still padded, transfers leave as soon as they are ready, and the virtual clock is off.
+    The same as :attr:`emulation` without ``links`` (:func:`build_config` keeps both
+    in agreement)."""
+    latency_padding: tuple[tuple[str, str, int], ...] = ()
+    """``(u, v, bytes)``: every activation and gradient over the link u-v carries this many
+    bytes of padding, so that a kernel-shaped link spends its per-transfer latency on the
+    wire (the cost model's x = 8 * n * out_bytes / bandwidth + latency occupies the link)."""
     virtual_clock: bool = True
     """Under emulation, start every pass and transfer from the emulated time its input became
     available (carried by the message) instead of the moment the process got it, so that
@@ -118,6 +128,14 @@ class RunConfig:
         """The emulated parts: ``links``, ``devices``, both or none."""
         return parse_emulate(self.emulation) if self.emulate else frozenset()
 
+    def padding_of(self, node: str) -> dict[str, int]:
+        """``{neighbour: bytes}`` of :attr:`latency_padding` on the links of ``node``."""
+        out: dict[str, int] = {}
+        for u, v, size in self.latency_padding:
+            if node in (u, v):
+                out[v if node == u else u] = size
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The options as a JSON-ready mapping."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -148,10 +166,15 @@ def build_config(config: RunConfig | None = None, **options: Any) -> RunConfig:
     if not isinstance(cfg.emulate, bool):
         raise ProblemError("emulate", "must be true, false or links,devices, links, devices, "
                            "none", cfg.emulate)
+    if not isinstance(cfg.pace_links, bool):
+        raise ProblemError("pace_links", "must be true or false", cfg.pace_links)
+    if not cfg.pace_links:  # the testbed's switch: the kernel shapes the links
+        parts = parts - {"links"}
     if not parts:
         cfg = replace(cfg, emulate=False, emulation="links,devices")
     else:
-        cfg = replace(cfg, emulation=",".join(p for p in EMULATE_PARTS if p in parts))
+        cfg = replace(cfg, emulation=",".join(p for p in EMULATE_PARTS if p in parts),
+                      pace_links="links" in parts)
     if isinstance(cfg.steps, bool) or not isinstance(cfg.steps, int) or cfg.steps < 1:
         raise ProblemError("steps", "must be an integer >= 1", cfg.steps)
     if cfg.schedule is not None:
@@ -189,6 +212,15 @@ def build_config(config: RunConfig | None = None, **options: Any) -> RunConfig:
                 what = "a folder" if name == "checkpoint_dir" else "a file"
                 raise ProblemError(name, f"must be {what} in an existing folder", value)
             cfg = replace(cfg, **{name: str(path)})
+    padding = []
+    for entry in cfg.latency_padding:
+        if (not isinstance(entry, tuple | list) or len(entry) != 3
+                or not all(isinstance(e, str) and e for e in entry[:2])
+                or isinstance(entry[2], bool) or not isinstance(entry[2], int) or entry[2] < 0):
+            raise ProblemError("latency_padding", "must list (node, node, bytes >= 0) triples",
+                               entry)
+        padding.append((entry[0], entry[1], entry[2]))
+    cfg = replace(cfg, latency_padding=tuple(padding))
     if cfg.fault is not None:
         parse_fault(cfg.fault)
     return cfg

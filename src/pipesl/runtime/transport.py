@@ -5,7 +5,8 @@ Messages travel only between neighbours of the network, along the plan's routes 
 tensor: the receiver knows from its program which micro-batch of which stream comes next on
 each (peer, tag) and its shape (from the model's unit shapes), so there is no header and no
 second message. Under the emulator's virtual clock the emulated time at which the tensor is
-available travels with it, as 8 bytes in front of the payload (one message still).
+available travels with it, as 8 bytes in front of the payload, and a link's latency padding
+(the testbed's) behind it: one message still.
 
 Sends are gloo's asynchronous ``isend``, issued from the thread that produced the tensor (a
 stage, a relay lane, a link's pacer); the transport keeps each pending send (and its buffer)
@@ -101,13 +102,19 @@ class Transport:
         Where received tensors live (CPU for gloo).
     auditor : Auditor, optional
         Records every tensor sent and received (test mode).
+    padding : mapping of str to int, optional
+        Bytes of padding every activation and gradient carries over the link to a neighbour
+        (``{neighbour: bytes}``, both ends alike), in the same message: on a kernel-shaped
+        link, the link's per-transfer latency turned into wire time, so that it occupies
+        the link as in the cost model (see :mod:`pipesl.testbed`).
     """
 
     def __init__(self, node: str, ranks: Mapping[str, int], group: Any, *,
                  inbound: Mapping[Transfer, Sequence[int]],
                  shape_of: Callable[[Transfer, int], tuple[tuple[int, ...], torch.dtype]],
                  iterations: range, stamped: bool, timeout_s: float,
-                 device: torch.device | None = None, auditor: Auditor | None = None) -> None:
+                 device: torch.device | None = None, auditor: Auditor | None = None,
+                 padding: Mapping[str, int] | None = None) -> None:
         self.node, self.ranks, self.group = node, dict(ranks), group
         self.shape_of = shape_of
         self.iterations = iterations
@@ -120,6 +127,14 @@ class Transport:
                     for t, order in inbound.items()}
         self._sends: list[Any] = []
         self._lock = threading.Lock()
+        self.padding = dict(padding or {})
+        self._zeros = {peer: torch.zeros(n, dtype=torch.uint8, device=self.device)
+                       for peer, n in self.padding.items() if n > 0}
+
+    def _frame(self, transfer: Transfer, peer: str) -> tuple[int, int]:
+        """Bytes of time stamp in front of the payload and of padding behind it."""
+        pad = self.padding.get(peer, 0) if transfer.kind != "labels" else 0
+        return (_STAMP if self.stamped else 0), pad
 
     def start(self) -> None:
         """Post the first receive of every inbound transfer."""
@@ -139,9 +154,15 @@ class Transport:
         if self.auditor is not None:
             self.auditor.message("send", transfer.receiver, _KIND_CODE[transfer.kind],
                                  iteration, transfer.route, transfer.position, micro_batch, t)
-        if self.stamped:
-            stamp = torch.tensor([avail], dtype=torch.float64, device=self.device)
-            t = torch.cat([stamp.view(torch.uint8), t.reshape(-1).view(torch.uint8)])
+        stamp, pad = self._frame(transfer, transfer.receiver)
+        if stamp or pad:
+            parts = [t.reshape(-1).view(torch.uint8)]
+            if stamp:
+                when = torch.tensor([avail], dtype=torch.float64, device=self.device)
+                parts.insert(0, when.view(torch.uint8))
+            if pad:
+                parts.append(self._zeros[transfer.receiver])
+            t = torch.cat(parts)
         try:
             work = dist.isend(t, dst=self.ranks[transfer.receiver], group=self.group,
                               tag=transfer.tag)
@@ -169,9 +190,10 @@ class Transport:
         it = self.iterations[k // len(box.order)]
         m = box.order[k % len(box.order)]
         shape, dtype = self.shape_of(transfer, m)
-        if self.stamped:
+        stamp, pad = self._frame(transfer, transfer.sender)
+        if stamp or pad:
             nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()
-            buf = torch.empty(_STAMP + nbytes, dtype=torch.uint8, device=self.device)
+            buf = torch.empty(stamp + nbytes + pad, dtype=torch.uint8, device=self.device)
         else:
             buf = torch.empty(shape, dtype=dtype, device=self.device)
         work = dist.irecv(buf, src=self.ranks[transfer.sender], group=self.group,
@@ -204,10 +226,13 @@ class Transport:
             raise PeerFailure(f"{self.node}: receiving from {transfer.sender} failed: "
                               f"{_short(exc)}") from exc
         avail = 0.0
-        if self.stamped:
+        stamp, pad = self._frame(transfer, transfer.sender)
+        if stamp or pad:
             shape, dtype = self.shape_of(transfer, micro_batch)
-            avail = float(buf[:_STAMP].view(torch.float64).item())
-            buf = buf[_STAMP:].view(dtype).view(shape)
+            if stamp:
+                avail = float(buf[:stamp].view(torch.float64).item())
+            end = buf.numel() - pad
+            buf = buf[stamp:end].view(dtype).view(shape)
         if self.auditor is not None:
             self.auditor.message("recv", transfer.sender, _KIND_CODE[transfer.kind],
                                  iteration, transfer.route, transfer.position, micro_batch,

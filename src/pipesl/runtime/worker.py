@@ -236,7 +236,8 @@ class _Node:
             self.node, {n: i for i, n in enumerate(topo.nodes)}, group,
             inbound=self.program.inbound(), shape_of=wire_shapes(job),
             iterations=range(job.start_iteration, cfg.steps), stamped=virtual,
-            timeout_s=cfg.timeout_s, device=self.device, auditor=self.auditor)
+            timeout_s=cfg.timeout_s, device=self.device, auditor=self.auditor,
+            padding=cfg.padding_of(self.node))
         def lane_failed(exc: BaseException) -> None:
             fatal(_error_text(exc), not isinstance(exc, PeerFailure))
 

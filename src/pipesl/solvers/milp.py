@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from pipesl.cost import CostTables
 from pipesl.exceptions import InfeasibleError, ProblemError
@@ -149,7 +148,7 @@ def build_milp(problem: Problem, b: int, tables: CostTables | None = None) -> _P
                     cap = _max_window(params, acts, b, t.memory[n], m)
                     if cap < 1:
                         continue
-                elif params + B * acts > t.memory[n]:
+                elif params + (B if tr.schedule == "gpipe" else b) * acts > t.memory[n]:
                     continue
                 else:
                     cap = m
@@ -266,6 +265,9 @@ def solve_milp_for_b(problem: Problem, b: int, *, time_limit: float | None = Non
                      mip_rel_gap: float = 1e-9, tables: CostTables | None = None
                      ) -> MilpOutcome:
     """Build and solve the MILP at micro-batch size ``b`` with HiGHS."""
+    # scipy.optimize takes about 0.15 s to import: only when a MILP is solved (CLI start-up).
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     prog = build_milp(problem, b, tables)
     n = prog.num_vars
     a = sp.csr_matrix((prog.vals, (prog.rows, prog.cols)), shape=(len(prog.row_lb), n))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -12,7 +13,7 @@ from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 
-__all__ = ["SOLVERS", "SolveResult", "finish", "register", "solve", "solver_names"]
+__all__ = ["OBJECTIVES", "SOLVERS", "SolveResult", "finish", "register", "solve", "solver_names"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class SolveResult:
     history: tuple[tuple[int, float], ...] = ()
     """(b, T) per step for iterative methods (alternating)."""
     evaluation: Evaluation | None = field(default=None, compare=False, repr=False)
+    objective: str = "analytic"
+    """What ``objective_s`` is and what the solver minimised: ``analytic`` (SPEC section 3's
+    T) or ``makespan`` (the simulated makespan of ``training.schedule``, SPEC section 5)."""
+    analytic_s: float = math.nan
+    """T(plan, b) of SPEC section 3 (equal to ``objective_s`` when ``objective`` is analytic)."""
 
     def document(self) -> dict[str, Any]:
         """The SPEC section 4 plan object (with the solver block)."""
@@ -53,7 +59,11 @@ class SolveResult:
                                  for b, t in self.history]
         if self.message:
             solver["message"] = self.message
-        return plan_document(self.evaluation, solver)
+        doc = plan_document(self.evaluation, solver)
+        out = {"objective_s": self.objective_s, "analytic_s": self.evaluation.objective_s,
+               "objective": self.objective}
+        out.update((k, v) for k, v in doc.items() if k != "objective_s")
+        return out
 
 
 def finish(problem: Problem, plan: Plan, method: str, *, optimal: bool,
@@ -70,7 +80,8 @@ def finish(problem: Problem, plan: Plan, method: str, *, optimal: bool,
         lower_bound_s=min(lb, ev.objective_s), method=method,
         status=status or ("optimal" if optimal else "feasible"), message=message,
         seconds=(time.perf_counter() - started) if started is not None else 0.0,
-        counters=dict(counters or {}), history=history, evaluation=ev)
+        counters=dict(counters or {}), history=history, evaluation=ev,
+        analytic_s=ev.objective_s)
 
 
 SolverFn = Callable[..., SolveResult]
@@ -98,7 +109,12 @@ def _load_all() -> None:
     import pipesl.solvers  # noqa: F401
 
 
-def solve(problem: Problem, method: str = "exact", **options: Any) -> SolveResult:
+OBJECTIVES = ("makespan", "analytic")
+"""What a solve minimises: the schedule's simulated makespan, or SPEC section 3's T."""
+
+
+def solve(problem: Problem, method: str = "exact", objective: str = "analytic",
+          **options: Any) -> SolveResult:
     """Plan ``problem`` with solver ``method``.
 
     Parameters
@@ -107,6 +123,13 @@ def solve(problem: Problem, method: str = "exact", **options: Any) -> SolveResul
     method : str
         A registered name (``pipesl.solvers.solver_names()``); ``exact`` (default) is the
         joint optimum over plans and micro-batch sizes.
+    objective : {"analytic", "makespan"}
+        ``analytic`` (the library default, the paper's objective): minimise SPEC section 3's
+        T. ``makespan`` (``pipesl plan``'s default): minimise the simulated makespan of
+        ``training.schedule`` — ``exact`` then runs the certified search of
+        :mod:`pipesl.solvers.makespan`, ``bruteforce`` enumerates and simulates every plan
+        and b; any other method keeps its plan and reports that plan's makespan as
+        ``objective_s`` (with ``optimal = False``: it did not minimise it).
     **options
         Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``).
 
@@ -125,6 +148,22 @@ def solve(problem: Problem, method: str = "exact", **options: Any) -> SolveResul
     if method not in SOLVERS:
         raise ProblemError("method", f"is not a solver; choose one of "
                            f"{', '.join(sorted(SOLVERS))}", method)
+    if objective not in OBJECTIVES:
+        raise ProblemError("objective", f"must be one of {', '.join(OBJECTIVES)}", objective)
     started = time.perf_counter()
-    result = SOLVERS[method][0](problem, **options)
+    if objective == "makespan" and method in ("exact", "bruteforce", "makespan"):
+        from pipesl.solvers.bruteforce import solve_bruteforce_makespan
+
+        fn = solve_bruteforce_makespan if method == "bruteforce" else SOLVERS["makespan"][0]
+        result = fn(problem, **options)
+    else:
+        result = SOLVERS[method][0](problem, **options)
+        if objective == "makespan" and result.objective != "makespan":
+            from pipesl.solvers.makespan import plan_makespan
+
+            result = replace(result, objective_s=plan_makespan(problem, result.plan),
+                             objective="makespan", optimal=False, lower_bound_s=0.0,
+                             status="feasible" if result.status == "optimal" else result.status,
+                             message=(f"{method} minimises the analytic T; objective_s is "
+                                      "its plan's simulated makespan"))
     return replace(result, seconds=time.perf_counter() - started)

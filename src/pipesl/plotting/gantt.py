@@ -3,8 +3,8 @@
 Forward passes are blue, backward passes orange; each bar carries its micro-batch number when
 it can hold it: across the bar, or up it when the bar is narrow (M = 32 and more), in a font a
 little smaller when the numbers have two digits or more; the figure widens with M. Rows
-follow the pipeline (the order in which the first
-micro-batch uses the resources); link rows sit on a grey band. A dashed line marks the
+follow the pipeline (the order in which the first micro-batch uses the resources); link rows
+sit on a grey band. A dashed line marks the
 analytic T when the input is a :class:`~pipesl.sim.SimResult`.
 """
 

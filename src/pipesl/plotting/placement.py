@@ -100,8 +100,8 @@ def placement_map(problem: Problem, plan: Plan, *, title: str | None = None,
             seen = used.get(frozenset((u, v)), 0)
             used[frozenset((u, v))] = seen + 1
             rad = 0.0 if seen == 0 else 0.18 * (1 if seen % 2 else -1) * ((seen + 1) // 2)
-            link = net.link_between(u, v)
-            duplex = link.duplex if link is not None else "half"
+            hop = net.link_between(u, v)
+            duplex = hop.duplex if hop is not None else "half"
             ax.add_patch(FancyArrowPatch(pos[u], pos[v], arrowstyle="-|>", mutation_scale=16,
                                          color=color, linewidth=2.6, zorder=2,
                                          linestyle="--" if duplex == "half" else "-",

@@ -17,6 +17,7 @@ from pipesl.cli import evaluate as _evaluate  # noqa: F401  isort: skip
 from pipesl.cli import show as _show  # noqa: F401  isort: skip
 from pipesl.cli import demo as _demo  # noqa: F401  isort: skip
 from pipesl.cli import plan as _plan  # noqa: F401  isort: skip
+from pipesl.cli import compare as _compare  # noqa: F401  isort: skip
 from pipesl.cli import replan as _replan  # noqa: F401  isort: skip
 from pipesl.cli import profile as _profile  # noqa: F401  isort: skip
 from pipesl.cli import simulate as _simulate  # noqa: F401  isort: skip

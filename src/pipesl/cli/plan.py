@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from pipesl.cli.app import (
+    FIGURE,
     JSON,
     PROBLEM_HELP,
     app,
@@ -119,6 +120,12 @@ def plan(
     out: Path = typer.Option(None, "--out", "-o", help="Write the SPEC plan JSON here."),
     compare: bool = typer.Option(True, "--compare/--no-compare",
                                  help="Also solve without pipelining (b = B) to compare."),
+    sweep_b: bool = typer.Option(
+        False, "--sweep-b", help="Instead of one plan: the best plan at every micro-batch size "
+        "that gives a different M, as a table of the objective against b."),
+    sweep_plot: Path | None = typer.Option(
+        None, "--sweep-plot", help="With --sweep-b (implied): also draw the objective "
+        "against b (PNG/SVG/PDF)."),
     objective: str = typer.Option(
         "makespan", "--objective",
         help="What to minimise: [bold]makespan[/] the simulated iteration time of "
@@ -129,6 +136,11 @@ def plan(
     from pipesl.solvers import solve
 
     check_writable(out, "--out", JSON)
+    check_writable(sweep_plot, "--sweep-plot", FIGURE)
+    if (sweep_b or sweep_plot is not None) and (micro_batch_size is not None
+                                                 or out is not None):
+        raise ProblemError("--sweep-b", "sweeps b itself: give neither --micro-batch-size nor "
+                           "--out with it")
     prob = load_checked(problem)
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
         raise ProblemError("--micro-batch-size", f"must be <= batch_size "
@@ -140,6 +152,12 @@ def plan(
         options["micro_batch_size"] = micro_batch_size
     if time_limit is not None:
         options["time_limit"] = time_limit
+    if sweep_b or sweep_plot is not None:
+        from pipesl.cli.compare import run_sweep
+
+        run_sweep(prob, prob.name or problem, method, objective, time_limit, sweep_plot,
+                  json_out)
+        return
     with err_console.status(f"planning with {method}...", spinner="dots"):
         result = solve(prob, method, objective=objective, **options)
     document = result.document()

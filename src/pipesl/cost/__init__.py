@@ -21,6 +21,7 @@ from pipesl.cost.model import (
     compute_time,
     evaluate,
     feasible_micro_batch_sizes,
+    hop_seconds,
     hop_time,
     link_resources,
     memory_use,
@@ -32,9 +33,11 @@ from pipesl.cost.model import (
     plan_stages,
     resource_loads,
     resource_name,
+    seconds_per_bit,
     stage_memory,
     stage_phases,
     transfer_time,
+    transfer_weight,
 )
 from pipesl.cost.tables import CostTables
 
@@ -52,6 +55,7 @@ __all__ = [
     "concurrent_transfer_seconds",
     "evaluate",
     "feasible_micro_batch_sizes",
+    "hop_seconds",
     "hop_time",
     "link_resources",
     "memory_use",
@@ -63,7 +67,9 @@ __all__ = [
     "plan_stages",
     "resource_loads",
     "resource_name",
+    "seconds_per_bit",
     "stage_memory",
     "stage_phases",
     "transfer_time",
+    "transfer_weight",
 ]

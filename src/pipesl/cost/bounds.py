@@ -47,8 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipesl.cost.model import stage_phases
-from pipesl.plan import Plan, num_micro_batches
+from pipesl.cost.model import num_micro_batches, stage_phases
+from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 
 if TYPE_CHECKING:

@@ -38,14 +38,14 @@ vectorised with prefix sums for the solvers' hot paths, are in :mod:`pipesl.cost
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
-from pipesl.plan import Plan, num_micro_batches, plan_to_dict, validate_plan
+from pipesl.plan import Plan, plan_to_dict, validate_plan
 from pipesl.problem.types import Link, Problem
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "compute_time",
     "evaluate",
     "feasible_micro_batch_sizes",
+    "hop_seconds",
     "hop_time",
     "link_resources",
     "memory_use",
@@ -68,9 +69,11 @@ __all__ = [
     "plan_stages",
     "resource_loads",
     "resource_name",
+    "seconds_per_bit",
     "stage_memory",
     "stage_phases",
     "transfer_time",
+    "transfer_weight",
 ]
 
 
@@ -97,6 +100,15 @@ class Affine:
 ZERO = Affine(0.0, 0.0)
 
 
+@overload
+def num_micro_batches(batch_size: int, micro_batch_size: int) -> int: ...
+@overload
+def num_micro_batches(batch_size: int, micro_batch_size: np.ndarray) -> np.ndarray: ...
+def num_micro_batches(batch_size: int, micro_batch_size: int | np.ndarray) -> int | np.ndarray:
+    """M = ceil(B / b), the one definition (``micro_batch_size`` may be an array of b)."""
+    return -(-batch_size // micro_batch_size)
+
+
 def resource_name(kind: Literal["node", "link"], u: str, v: str | None = None,
                   full_duplex: bool = False) -> str:
     """The one naming rule for resources (SPEC section 4).
@@ -114,6 +126,30 @@ def link_resources(link: Link, u: str, v: str, x: Affine) -> tuple[tuple[str, Af
     if link.duplex == "full":
         return ((resource_name("link", u, v, True), x), (resource_name("link", v, u, True), x))
     return ((resource_name("link", link.source, link.target), x.scaled(2.0)),)
+
+
+def seconds_per_bit(u: str, v: str, data: Mapping[str, Any]) -> float:
+    """networkx edge weight ``1 / bandwidth``: summed over a path, its seconds per bit."""
+    return 1.0 / float(data["bandwidth"])
+
+
+def transfer_weight(b: float, out_bytes: float) -> Callable[[str, str, Mapping[str, Any]], float]:
+    """networkx edge weight: the one-way transfer x of b samples of ``out_bytes`` each."""
+    bits = 8.0 * b * out_bytes
+
+    def weight(u: str, v: str, data: Mapping[str, Any]) -> float:
+        return bits / float(data["bandwidth"]) + float(data["latency"])
+
+    return weight
+
+
+def hop_seconds(b: Any, out_bytes: Any, inv_bandwidth: Any, latency: Any) -> Any:
+    """t = 2x of a hop, ``2 (8 b out_bytes / bandwidth + latency)``, on numbers or arrays.
+
+    ``inv_bandwidth`` and ``latency`` may be sums over a path (a relaxed route of several
+    hops), which is how the baselines' bounds use it.
+    """
+    return 2.0 * (8.0 * b * out_bytes * inv_bandwidth) + 2.0 * latency
 
 
 def compute_time(problem: Problem, node: str, first: int, last: int) -> Affine:
@@ -372,7 +408,7 @@ def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
     """Boolean mask over b = 1..B (index b - 1): True where every stage fits in memory."""
     tr = problem.training
     b = np.arange(1, tr.batch_size + 1)
-    m = -(-tr.batch_size // b)
+    m = num_micro_batches(tr.batch_size, b)
     ok = np.ones(tr.batch_size, dtype=bool)
     k_total = plan.num_stages
     for k, s in enumerate(plan.stages):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from pipesl.cost import num_micro_batches
 from pipesl.exceptions import InfeasibleError
 from pipesl.problem.types import Problem
 from pipesl.solvers.exact import solve_exact
@@ -43,7 +44,7 @@ def solve_alternating(problem: Problem, initial_micro_batch_size: int | None = N
     started = time.perf_counter()
     B = problem.training.batch_size
     fixed = problem.training.micro_batch_size
-    b = fixed or initial_micro_batch_size or max(1, -(-B // 4))
+    b = fixed or initial_micro_batch_size or max(1, num_micro_batches(B, 4))
     history: list[tuple[int, float]] = []
     counters = {"rounds": 0, "dp_passes": 0, "searches": 0}
     plan = None

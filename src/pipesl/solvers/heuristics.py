@@ -33,7 +33,13 @@ from itertools import pairwise
 import networkx as nx
 import numpy as np
 
-from pipesl.cost import CostTables, evaluate, feasible_micro_batch_sizes
+from pipesl.cost import (
+    CostTables,
+    evaluate,
+    feasible_micro_batch_sizes,
+    num_micro_batches,
+    transfer_weight,
+)
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
@@ -57,12 +63,8 @@ def _route(problem: Problem, u: str, v: str, layer: int, b: int) -> tuple[str, .
     g = problem.network.graph
     if problem.training.routing == "shortest":
         return tuple(nx.shortest_path(g, u, v))
-    theta = 8.0 * b * problem.model.out_bytes(layer)
-
-    def weight(a: str, c: str, data: dict) -> float:
-        return theta / data["bandwidth"] + data["latency"]
-
-    return tuple(nx.shortest_path(g, u, v, weight=weight))
+    return tuple(nx.shortest_path(g, u, v,
+                                  weight=transfer_weight(b, problem.model.out_bytes(layer))))
 
 
 def _label_route(problem: Problem, last: str, b: int) -> tuple[str, ...] | None:
@@ -76,7 +78,7 @@ def _label_route(problem: Problem, last: str, b: int) -> tuple[str, ...] | None:
 
 def _b0(problem: Problem) -> int:
     B = problem.training.batch_size
-    return problem.training.micro_batch_size or max(1, -(-B // 4))
+    return problem.training.micro_batch_size or max(1, num_micro_batches(B, 4))
 
 
 def _equal_work_cuts(work: np.ndarray, k: int) -> list[int]:

@@ -57,6 +57,7 @@ __all__ = [
     "compute_time",
     "evaluate",
     "feasible_micro_batch_sizes",
+    "flops_from_alpha",
     "hop_seconds",
     "hop_time",
     "link_resources",
@@ -65,13 +66,16 @@ __all__ = [
     "net_warmups",
     "num_micro_batches",
     "objective",
+    "overhead_from_beta",
     "plan_document",
     "plan_stages",
+    "rate_from_seconds",
     "resource_loads",
     "resource_name",
     "seconds_per_bit",
     "stage_memory",
     "stage_phases",
+    "transfer_bits",
     "transfer_time",
     "transfer_weight",
 ]
@@ -170,6 +174,40 @@ def hop_time(problem: Problem, u: str, v: str, layer: int) -> Affine:
     if link is None:
         raise KeyError(f"no link between {u!r} and {v!r}")
     return transfer_time(link, problem.model.out_bytes(layer)).scaled(2.0)
+
+
+# ---------------------------------------------------------------- inverse formulas
+# The forward formulas above solved for the figure a measurement reveals (drift detection in
+# pipesl.adapt.drift, speed calibration in pipesl.profiling.calibrate).
+
+
+def transfer_bits(out_bytes: float) -> float:
+    """Bits per sample of a transfer of layer output ``out_bytes`` (``x = b * bits / bw + d``)."""
+    return 8.0 * out_bytes
+
+
+def rate_from_seconds(work: float, samples: int, seconds: float, fixed: float
+                      ) -> float | None:
+    """The rate r solving ``seconds = samples * work / r + fixed``; None when undetermined.
+
+    A pass (``work`` = FLOPs per sample, ``fixed`` = overhead) gives FLOP/s; a transfer
+    (``work`` = :func:`transfer_bits`, ``fixed`` = latency) gives the bandwidth in bit/s.
+    None when the time is not above the fixed part or there is no work.
+    """
+    rate_time = seconds - fixed
+    if rate_time <= 0 or work <= 0:
+        return None
+    return samples * work / rate_time
+
+
+def flops_from_alpha(flops_per_sample: float, alpha: float) -> float:
+    """F solving :func:`compute_time`'s ``alpha = flops_per_sample / F`` (alpha > 0)."""
+    return flops_per_sample / alpha
+
+
+def overhead_from_beta(beta: float) -> float:
+    """o solving :func:`compute_time`'s ``beta = 2 o`` (one forward, one backward pass), >= 0."""
+    return max(beta / 2.0, 0.0)
 
 
 @dataclass(frozen=True)

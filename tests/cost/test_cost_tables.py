@@ -8,21 +8,25 @@ of a stage, and T of a random plan rebuilt from the tables.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import problems, random_plan
 
 from pipesl import cost
 from pipesl.cost import CostTables
 from pipesl.problem.types import Problem
+from strategies import problems, random_plan
 
 
-def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+def _close(a: float, b: float, scale: float = 0.0) -> bool:
+    """Equal up to rounding: the tables take differences of prefix sums over the layers, the
+    scalar model sums the layers directly, so the error is relative to the whole model's
+    figure (``scale``), not to the stage's."""
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12 * abs(scale) + 1e-300)
 
 
 @settings(max_examples=60, deadline=None)
@@ -39,15 +43,16 @@ def test_compute_times_agree_with_scalar(problem: Problem, seed: int) -> None:
         first = r.randint(1, L)
         last = r.randint(first, L)
         scalar = cost.compute_time(problem, node.id, first, last)
+        whole = cost.compute_time(problem, node.id, 1, L)
         aff = t.compute_affine(k, first, last)
-        assert _close(aff.alpha, scalar.alpha) and _close(aff.beta, scalar.beta)
-        assert _close(float(t.stage_alpha(k, first, last)), scalar.alpha)
+        assert _close(aff.alpha, scalar.alpha, whole.alpha) and _close(aff.beta, scalar.beta)
+        assert _close(float(t.stage_alpha(k, first, last)), scalar.alpha, whole.alpha)
         assert _close(float(t.compute_beta[k]), scalar.beta)
         row = t.compute_times(b, first - 1)[k]
-        assert _close(float(row[last - first]), scalar(b))
-        assert _close(float(all_times[k, first - 1, last]), scalar(b))
+        assert _close(float(row[last - first]), scalar(b), whole(b))
+        assert _close(float(all_times[k, first - 1, last]), scalar(b), whole(b))
         if first == last:
-            assert _close(float(t.layer_alpha[k, first - 1]), scalar.alpha)
+            assert _close(float(t.layer_alpha[k, first - 1]), scalar.alpha, whole.alpha)
 
 
 @settings(max_examples=60, deadline=None)
@@ -85,10 +90,11 @@ def test_stage_memory_agrees_with_scalar(problem: Problem, seed: int) -> None:
     num_stages = r.randint(1, 4)
     k = r.randrange(num_stages)
     scalar = cost.stage_memory(problem, first, last, b, k, num_stages)
+    whole = cost.stage_memory(problem, 1, L, b, k, num_stages)
     row = t.stage_memory(first - 1, b, num_stages - k)
-    assert _close(float(row[last - first]), scalar)
+    assert _close(float(row[last - first]), scalar, whole)
     if num_stages - k == 1:
-        assert _close(float(t.all_stage_memory(b)[first - 1, last]), scalar)
+        assert _close(float(t.all_stage_memory(b)[first - 1, last]), scalar, whole)
 
 
 @settings(max_examples=40, deadline=None)
@@ -111,7 +117,7 @@ def test_objective_from_tables_agrees_with_scalar(problem: Problem, seed: int) -
     if plan.label_route is not None:
         carried.append((plan.label_route, t.num_layers))
     for route, layer in carried:
-        for u, v in zip(route, route[1:], strict=False):
+        for u, v in itertools.pairwise(route):
             e = link_of[frozenset((u, v))]
             link = problem.network.links[e]
             h = float(hops[e, layer])

@@ -38,7 +38,7 @@ vectorised with prefix sums for the solvers' hot paths, are in :mod:`pipesl.cost
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal, overload
@@ -46,7 +46,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from pipesl.plan import Plan, plan_to_dict, validate_plan
-from pipesl.problem.types import Link, Problem
+from pipesl.problem.types import Layer, Link, Problem
 
 __all__ = [
     "Affine",
@@ -75,6 +75,7 @@ __all__ = [
     "seconds_per_bit",
     "stage_memory",
     "stage_phases",
+    "training_flops",
     "transfer_bits",
     "transfer_time",
     "transfer_weight",
@@ -156,10 +157,15 @@ def hop_seconds(b: Any, out_bytes: Any, inv_bandwidth: Any, latency: Any) -> Any
     return 2.0 * (8.0 * b * out_bytes * inv_bandwidth) + 2.0 * latency
 
 
+def training_flops(layers: Iterable[Layer]) -> float:
+    """FLOPs per sample of one forward and one backward pass over ``layers``."""
+    return sum(x.fwd_flops + x.bwd_flops for x in layers)
+
+
 def compute_time(problem: Problem, node: str, first: int, last: int) -> Affine:
     """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based)."""
     n = problem.network.node(node)
-    work = sum(x.fwd_flops + x.bwd_flops for x in problem.model.layers[first - 1:last])
+    work = training_flops(problem.model.layers[first - 1:last])
     return Affine(work / n.flops, 2.0 * n.overhead)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipesl.cost import flops_from_alpha, overhead_from_beta
+from pipesl.cost import flops_from_alpha, overhead_from_beta, training_flops
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.models.chain import chain_units
 from pipesl.profiling.profile import in_dtype, parse_dtype, profile_model
@@ -265,7 +265,7 @@ def calibrate(model: nn.Sequential, sample: torch.Tensor, *, name: str,
                for j in range(len(units) + 1)]
     per_unit, whole = medians[:-1], medians[-1]
     timings = tuple(
-        UnitTiming(layer.name, layer.fwd_flops + layer.bwd_flops, tuple(secs),
+        UnitTiming(layer.name, training_flops([layer]), tuple(secs),
                    fit_affine(sizes, secs))
         for layer, secs in zip(profiled.layers, per_unit, strict=True))
     flops = sum(t.flops for t in timings)

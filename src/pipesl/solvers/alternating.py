@@ -16,7 +16,7 @@ from pipesl.exceptions import InfeasibleError
 from pipesl.problem.types import Problem
 from pipesl.solvers.exact import solve_exact
 from pipesl.solvers.microbatch import best_micro_batch_size
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["solve_alternating"]
 
@@ -79,7 +79,6 @@ def solve_alternating(problem: Problem, initial_micro_batch_size: int | None = N
                   counters=counters, history=tuple(history))
 
 
-@register("alternating", "the paper's alternating optimisation of placement and b")
-def _alternating(problem: Problem, *, micro_batch_size: int | None = None,
+def run_alternating(problem: Problem, *, micro_batch_size: int | None = None,
                  time_limit: float | None = None) -> SolveResult:
     return solve_alternating(problem, micro_batch_size, time_limit=time_limit)

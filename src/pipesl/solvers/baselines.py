@@ -51,7 +51,7 @@ from pipesl.solvers.diagnose import diagnose_infeasible
 from pipesl.solvers.exact import solve_exact
 from pipesl.solvers.layered import Context
 from pipesl.solvers.microbatch import candidate_micro_batch_sizes
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 from pipesl.solvers.routes import RouteCache
 from pipesl.solvers.threshold import Point, evaluate_threshold
 
@@ -367,28 +367,24 @@ def solve_bottleneck_only(problem: Problem, *, criterion: str = "objective",
 # ---------------------------------------------------------------- registry
 
 
-@register("no_pipeline", "baseline: optimal multi-hop split and placement with b = B")
-def _no_pipeline(problem: Problem, *, micro_batch_size: int | None = None,
+def run_no_pipeline(problem: Problem, *, micro_batch_size: int | None = None,
                  time_limit: float | None = None) -> SolveResult:
     return solve_no_pipeline(problem, time_limit=time_limit)
 
 
-@register("fixed_b", "baseline: optimal placement for one micro-batch size (default B/4)")
-def _fixed_b(problem: Problem, *, micro_batch_size: int | None = None,
+def run_fixed_b(problem: Problem, *, micro_batch_size: int | None = None,
              time_limit: float | None = None) -> SolveResult:
     return solve_fixed_b(problem, micro_batch_size, time_limit=time_limit)
 
 
-@register("two_tier", "baseline: classic split learning, the source plus one best server")
-def _two_tier(problem: Problem, *, micro_batch_size: int | None = None,
+def run_two_tier(problem: Problem, *, micro_batch_size: int | None = None,
               time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)
     return solve_two_tier(problem, time_limit=time_limit)
 
 
-@register("bottleneck_only", "baseline: least pipeline bottleneck, fill ignored (PipeEdge-like)")
-def _bottleneck_only(problem: Problem, *, micro_batch_size: int | None = None,
+def run_bottleneck_only(problem: Problem, *, micro_batch_size: int | None = None,
                      criterion: str = "objective",
                      time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:

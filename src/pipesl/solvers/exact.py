@@ -39,7 +39,7 @@ from pipesl.problem.types import Problem
 from pipesl.solvers.diagnose import diagnose_infeasible
 from pipesl.solvers.layered import Context
 from pipesl.solvers.microbatch import candidate_micro_batch_sizes
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 from pipesl.solvers.routes import RouteCache
 from pipesl.solvers.threshold import REL_TOL, Point, evaluate_threshold, true_bottleneck
 
@@ -251,8 +251,7 @@ def _absorb(counters: dict[str, int], ctx: Context) -> None:
     ctx.routes.dijkstra_runs = 0
 
 
-@register("exact", "joint optimum over plans and micro-batch sizes, with proof (default)")
-def _exact(problem: Problem, *, micro_batch_size: int | None = None,
+def run_exact(problem: Problem, *, micro_batch_size: int | None = None,
            time_limit: float | None = None) -> SolveResult:
     sizes = None if micro_batch_size is None else [micro_batch_size]
     return solve_exact(problem, sizes, time_limit=time_limit)

@@ -44,7 +44,7 @@ from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.microbatch import best_micro_batch_size, objective_curve
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["even_split_plan", "greedy_plan", "random_plan", "solve_heuristic"]
 
@@ -227,25 +227,21 @@ def solve_heuristic(problem: Problem, rule: str, *, seed: int = 0) -> SolveResul
                   counters=counters, message=f"{rule} heuristic with the closed-form b")
 
 
-@register("even_split", "baseline: equal FLOPs over the compute nodes on the route to the "
-                        "fastest server")
-def _even_split(problem: Problem, *, micro_batch_size: int | None = None,
+def run_even_split(problem: Problem, *, micro_batch_size: int | None = None,
                 time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)
     return solve_heuristic(problem, "even_split")
 
 
-@register("greedy", "baseline: fastest reachable nodes first, as many layers as fit")
-def _greedy(problem: Problem, *, micro_batch_size: int | None = None,
+def run_greedy(problem: Problem, *, micro_batch_size: int | None = None,
             time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)
     return solve_heuristic(problem, "greedy")
 
 
-@register("random", "baseline: a seeded random valid plan with the closed-form b")
-def _random(problem: Problem, *, micro_batch_size: int | None = None, seed: int = 0,
+def run_random(problem: Problem, *, micro_batch_size: int | None = None, seed: int = 0,
             time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)

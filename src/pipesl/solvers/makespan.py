@@ -45,7 +45,7 @@ from pipesl.cost.bounds import BoundStep, Suffix, gpipe_closed_form, pipeline_bo
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["plan_makespan", "solve_makespan"]
 
@@ -591,8 +591,7 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
                    lower_bound_s=min(lower, best_t))
 
 
-@register("makespan", "least simulated makespan of the schedule, certified (plan's default)")
-def _makespan(problem: Problem, *, micro_batch_size: int | None = None,
+def run_makespan(problem: Problem, *, micro_batch_size: int | None = None,
               time_limit: float | None = None) -> SolveResult:
     sizes = None if micro_batch_size is None else [micro_batch_size]
     return solve_makespan(problem, sizes, time_limit=time_limit)

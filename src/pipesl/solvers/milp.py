@@ -56,7 +56,7 @@ from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.diagnose import diagnose_infeasible
 from pipesl.solvers.microbatch import candidate_micro_batch_sizes
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["MilpOutcome", "build_milp", "solve_milp", "solve_milp_for_b"]
 
@@ -377,8 +377,7 @@ def solve_milp(problem: Problem, micro_batch_size: int | None = None, *,
                   started=started, status=status, message=message, counters=counters)
 
 
-@register("milp", "exact mixed-integer program per b (scipy/HiGHS); small problems")
-def _milp(problem: Problem, *, micro_batch_size: int | None = None,
+def run_milp(problem: Problem, *, micro_batch_size: int | None = None,
           time_limit: float | None = None, mip_rel_gap: float = 1e-9) -> SolveResult:
     return solve_milp(problem, micro_batch_size, time_limit=time_limit,
                       mip_rel_gap=mip_rel_gap)

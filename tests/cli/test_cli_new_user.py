@@ -222,3 +222,142 @@ def test_train_error_recommends_no_option_train_lacks(invoke: Invoke, tmp_path: 
     train_options = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
     assert "--input-shape" not in train_options
     assert "train" not in line.split("--input-shape")[0].split(";")[-1]
+
+
+# ---------------------------------------------------------------- item 9: units and numbering
+
+
+def test_memory_reads_in_binary_units(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(CUT.replace('memory: "8 GiB"', 'memory: "6 GiB"'))
+    text = invoke("show", str(path)).stdout
+    assert "6 GiB" in text and "6.44 GB" not in text
+
+
+def test_profile_sizes_read_like_show() -> None:
+    from pipesl.cli.profile import _size
+
+    assert _size(1536) == "1.5 KiB" and _size(1500, "FLOP") == "1.5 kFLOP"
+
+
+def test_one_stage_and_no_zero_lower_bound(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "cut.yaml"
+    path.write_text(CUT)
+    text = " ".join(invoke("plan", str(path), "--method", "greedy").stdout.split())
+    assert "1 stage " in text or (text.count("1 stage") and "1 stages" not in text)
+    assert "lower bound 0 s" not in text and "no lower bound" in text
+
+
+def test_an_empty_file_is_named(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    one_line_error(invoke("plan", str(path)), f"{path}: is empty", "network, model, training")
+
+
+def test_an_infeasible_problem_names_its_file(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "tight.yaml"
+    # Loads (layer 1 fits on the source at b = 1), but no plan fits with b = 8.
+    path.write_text(CUT.replace('memory: "8 GiB"', 'memory: "20 kB"')
+                    .replace('memory: "16 GiB"', 'memory: "20 kB"')
+                    .replace("out_bytes: 1000}", "out_bytes: 4000}")
+                    .replace("    - {source: srv", "    - {source: dev, target: srv, bandwidth: "
+                             "\"1 Gbps\"}\n    - {source: srv"))
+    line = one_line_error(invoke("plan", str(path), "-b", "8"), f"{path}: memory:")
+    assert line.startswith(f"error: {path}: memory:")
+
+
+# ---------------------------------------------------------------- item 5: zoo names as models
+
+
+def test_a_zoo_alias_names_a_shipped_profile(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("network: edge-campus\nmodel: resnet18\n"
+                    "training: {source: dev0, batch_size: 8}\n")
+    result = invoke("show", str(path))
+    assert result.exit_code == 0, result.output
+    assert "Model resnet18-imagenet: 10 layers" in result.stdout
+
+
+def test_an_unknown_model_says_how_to_get_a_profile(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("network: edge-campus\nmodel: resnet34\n"
+                    "training: {source: dev0, batch_size: 8}\n")
+    one_line_error(invoke("plan", str(path)), "'resnet34' is neither a file nor a built-in",
+                   "pipesl profile package.module:factory --out model.yaml")
+
+
+# ---------------------------------------------------------------- item 11: new commands
+
+
+def test_sweep_b_lists_every_distinct_m_and_its_best_is_the_optimum(
+        invoke: Invoke, tmp_path: Path) -> None:
+    from pipesl.cli.compare import sweep_sizes
+    from pipesl.problem import load_problem
+    from pipesl.solvers import solve
+
+    path = str(EXAMPLES / "tiny-line.yaml")
+    plot = tmp_path / "sweep.png"
+    result = invoke("plan", path, "--sweep-b", "--objective", "analytic", "--json",
+                    "--sweep-plot", str(plot))
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    problem = load_problem(path)
+    batch = problem.training.batch_size
+    assert [r["micro_batch_size"] for r in rows] == sweep_sizes(batch)
+    # Each b is the smallest with its M = ceil(B / b); every M from 1 to B appears once.
+    assert sorted(r["num_micro_batches"] for r in rows) == sorted(
+        {-(-batch // b) for b in range(1, batch + 1)})
+    best = min(r["objective_s"] for r in rows if r["objective_s"] is not None)
+    assert best == pytest.approx(solve(problem).objective_s, rel=1e-12)
+    for r in rows:
+        fixed = solve(problem, micro_batch_size=r["micro_batch_size"])
+        assert r["objective_s"] == pytest.approx(fixed.objective_s, rel=1e-12)
+    assert plot.stat().st_size > 5_000
+
+
+def test_sweep_sizes_by_hand() -> None:
+    from pipesl.cli.compare import sweep_sizes
+
+    assert sweep_sizes(8) == [1, 2, 3, 4, 8]  # M = 8, 4, 3, 2, 1 (b = 5..7 repeat M = 2)
+    assert sweep_sizes(1) == [1]
+
+
+def test_compare_runs_each_planner_and_exact_is_best(invoke: Invoke, tmp_path: Path) -> None:
+    out = tmp_path / "compare.json"
+    result = invoke("compare", str(EXAMPLES / "tiny-line.yaml"), "--methods",
+                    "exact,no_pipeline,greedy,bruteforce", "--objective", "analytic",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["exact", "no_pipeline", "greedy", "bruteforce"]
+    assert rows["exact"]["objective_s"] == pytest.approx(rows["bruteforce"]["objective_s"])
+    assert all(rows["exact"]["objective_s"] <= r["objective_s"] * (1 + 1e-12)
+               for r in rows.values())
+    assert rows["no_pipeline"]["micro_batch_size"] == 8  # b = B
+    text = " ".join(result.stdout.split())
+    assert "planners compared on the analytic T" in text and "greedy" in text
+
+
+def test_compare_refuses_an_unknown_planner(invoke: Invoke) -> None:
+    one_line_error(invoke("compare", "--methods", "exact,fastest"), "--methods",
+                   "must name planners")
+
+
+def test_evaluate_out_writes_what_json_prints(invoke: Invoke, tmp_path: Path) -> None:
+    out = tmp_path / "ev.json"
+    args = ("evaluate", str(EXAMPLES / "tiny-line.yaml"), str(EXAMPLES / "tiny-line.plan.json"))
+    printed = json.loads(invoke(*args, "--json").stdout)
+    result = invoke(*args, "--out", str(out))
+    assert result.exit_code == 0 and json.loads(out.read_text()) == printed
+    assert printed["objective_s"] == pytest.approx(0.1639)  # tiny-line.yaml, by hand
+
+
+def test_simulate_plans_with_the_given_method(invoke: Invoke) -> None:
+    from pipesl.problem import load_problem
+    from pipesl.solvers import solve
+
+    path = str(EXAMPLES / "tiny-line.yaml")
+    doc = json.loads(invoke("simulate", path, "--method", "no_pipeline", "--json").stdout)
+    flat = solve(load_problem(path), "no_pipeline")
+    assert doc["micro_batch_size"] == flat.micro_batch_size == 8
+    assert doc["analytic_s"] == pytest.approx(flat.evaluation.objective_s)  # type: ignore[union-attr]

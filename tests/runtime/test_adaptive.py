@@ -188,8 +188,12 @@ def test_the_adaptive_report_renders_segments_replans_and_iterations(
     )
 
     console = Console(width=200, record=True)
-    for table in adaptive_tables(departed):
+    tables = adaptive_tables(departed)
+    for table in tables:
         console.print(table)
+    # Iterations are numbered from 0 in tables, as in the JSON and the --events scripts.
+    iterations = [str(c) for c in tables[0].columns[0]._cells]
+    assert iterations == [str(i) for i in range(STEPS)]
     text = console.export_text()
     assert "mcu:1 pi2:2-5 via mcu-mesh1-pi1-pi2, b=8" in text  # segment 1's plan
     assert "mcu:1 pi1:2-5 via mcu-mesh1-pi1, b=8" in text  # segment 2's, without pi2

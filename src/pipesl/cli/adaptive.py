@@ -68,15 +68,15 @@ def adaptive_tables(result: AdaptiveResult) -> list[Table]:
         for i in range(s.start_iteration, s.end_iteration):
             seg_of[i] = s.index
     for it in result.iterations:
-        its.add_row(str(it.iteration + 1), str(seg_of.get(it.iteration, -1) + 1),
+        its.add_row(str(it.iteration), str(seg_of.get(it.iteration, -1) + 1),
                     f"{it.loss:.4f}", seconds_text(it.measured_s), seconds_text(it.simulated_s),
                     f"{it.error:+.1%}")
     replans = Table(title="Re-plans (details below)", title_justify="left")
-    for col in ("#", "after iter", "trigger", "decision", "T old", "T new", "state to move",
+    for col in ("#", "at iter", "trigger", "decision", "T old", "T new", "state to move",
                 "planning"):
         replans.add_column(col, justify="left" if col in ("trigger", "decision") else "right")
     for k, r in enumerate(result.replans):
-        replans.add_row(str(k + 1), str(r.iteration + 1 if r.trigger == "drift" else r.iteration),
+        replans.add_row(str(k + 1), str(r.iteration),
                         r.trigger, "switch" if r.switch else "stay",
                         "-" if r.old_objective_s is None else seconds_text(r.old_objective_s),
                         seconds_text(r.new_objective_s),
@@ -89,7 +89,7 @@ def adaptive_tables(result: AdaptiveResult) -> list[Table]:
     for s in segs:
         gap = result.relaunch_s(s.index) if s.index else None
         segments.add_row(str(s.index + 1), escape(plan_label(s.plan)),
-                         f"{s.start_iteration + 1}-{s.end_iteration}"
+                         f"{s.start_iteration}-{s.end_iteration - 1}"
                          if s.end_iteration > s.start_iteration else "-",
                          s.ended_by,
                          "-" if s.startup_s is None else f"{s.startup_s:.2f} s",
@@ -122,7 +122,7 @@ def write_adaptive_outputs(result: AdaptiveResult, *, out: Path | None = None,
     from pipesl.cli.train import write_run_outputs
 
     last = result.iterations[-1]
-    title = (f"measured · iteration {last.iteration + 1} on "
+    title = (f"measured · iteration {last.iteration} on "
              f"{plan_label(result.segments[-1].plan)}: {seconds_text(last.measured_s)}")
     return write_run_outputs(result.to_dict(), last, trace_name="pipesl measured (adaptive)",
                              gantt_title=title, out=out, gantt=gantt, trace=trace)

@@ -122,12 +122,18 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
+problem_files: list[str] = []
+"""The problems this command loaded (file paths or scenario names), so that an infeasibility
+found later by a planner names the problem it is about (:func:`pipesl.cli.main`)."""
+
+
 def load_checked(argument: str) -> Problem:
     """``load_problem`` plus a warning on stderr for what loads but cannot be what the user
     meant: compute nodes the source has no path to."""
     from pipesl.problem import load_problem
     from pipesl.problem.validate import unreachable_servers
 
+    problem_files.append(argument)
     problem = load_problem(argument)
     cut = unreachable_servers(problem)
     if cut:

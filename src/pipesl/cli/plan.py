@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from pipesl.cli.app import (
+    FIGURE,
     JSON,
     PROBLEM_HELP,
     app,
@@ -48,6 +49,9 @@ METHODS: dict[str, str] = {
 """The planners, for ``--method`` help without importing them (a test keeps this equal to
 the solver registry, ``pipesl.solvers.solver_names()``)."""
 
+MAKESPAN_TIME_LIMIT = 60.0
+"""Seconds ``pipesl plan`` gives the certified makespan search unless told otherwise."""
+
 METHOD_HELP = "Planner: " + "; ".join(f"[bold]{k}[/] {v}" for k, v in METHODS.items()) + "."
 
 
@@ -60,7 +64,8 @@ def plan_table(problem: Problem, result: SolveResult) -> Table:
     ev = result.evaluation
     assert ev is not None
     b = result.micro_batch_size
-    table = Table(title=f"Plan ({result.method}): {result.plan.num_stages} stages",
+    stages = result.plan.num_stages
+    table = Table(title=f"Plan ({result.method}): {stages} stage{'' if stages == 1 else 's'}",
                   title_justify="left")
     for col in ("#", "node", "layers", "compute / micro-batch", "memory used / capacity"):
         table.add_column(col, justify="left" if col in ("node", "layers") else "right")
@@ -101,6 +106,8 @@ def proof_text(result: SolveResult) -> str:
     what = ("simulated makespan" if result.objective == "makespan" else "analytic T")
     if result.optimal:
         return f"optimal for the {what} (certified: no plan and no b below {lb})"
+    if result.lower_bound_s <= 0:  # a heuristic or baseline proves nothing; "0 s" says nothing
+        return f"{result.status}, not proven optimal for the {what}; no lower bound"
     return f"{result.status}, not proven optimal for the {what}; lower bound {lb}"
 
 
@@ -112,11 +119,19 @@ def plan(
     micro_batch_size: int = typer.Option(None, "--micro-batch-size", "-b", min=1,
                                          help="Fix b instead of optimising it."),
     time_limit: float = typer.Option(None, "--time-limit", min=0.0,
-                                     help="Seconds; then the best plan so far, unproven."),
+                                     help="Seconds; then the best plan so far, unproven "
+                                          "(default: none for --objective analytic, 60 for "
+                                          "makespan, whose certificate can take long)."),
     json_out: bool = typer.Option(False, "--json", help="Print the SPEC plan object."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the SPEC plan JSON here."),
     compare: bool = typer.Option(True, "--compare/--no-compare",
                                  help="Also solve without pipelining (b = B) to compare."),
+    sweep_b: bool = typer.Option(
+        False, "--sweep-b", help="Instead of one plan: the best plan at every micro-batch size "
+        "that gives a different M, as a table of the objective against b."),
+    sweep_plot: Path | None = typer.Option(
+        None, "--sweep-plot", help="With --sweep-b (implied): also draw the objective "
+        "against b (PNG/SVG/PDF)."),
     objective: str = typer.Option(
         "makespan", "--objective",
         help="What to minimise: [bold]makespan[/] the simulated iteration time of "
@@ -127,6 +142,11 @@ def plan(
     from pipesl.solvers import solve
 
     check_writable(out, "--out", JSON)
+    check_writable(sweep_plot, "--sweep-plot", FIGURE)
+    if (sweep_b or sweep_plot is not None) and (micro_batch_size is not None
+                                                 or out is not None):
+        raise ProblemError("--sweep-b", "sweeps b itself: give neither --micro-batch-size nor "
+                           "--out with it")
     prob = load_checked(problem)
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
         raise ProblemError("--micro-batch-size", f"must be <= batch_size "
@@ -134,10 +154,18 @@ def plan(
     if objective not in ("makespan", "analytic"):
         raise ProblemError("--objective", "must be makespan or analytic", objective)
     options: dict[str, Any] = {}
+    if time_limit is None and objective == "makespan":
+        time_limit = MAKESPAN_TIME_LIMIT
     if micro_batch_size is not None:
         options["micro_batch_size"] = micro_batch_size
     if time_limit is not None:
         options["time_limit"] = time_limit
+    if sweep_b or sweep_plot is not None:
+        from pipesl.cli.compare import run_sweep
+
+        run_sweep(prob, prob.name or problem, method, objective, time_limit, sweep_plot,
+                  json_out)
+        return
     with err_console.status(f"planning with {method}...", spinner="dots"):
         result = solve(prob, method, objective=objective, **options)
     document = result.document()
@@ -167,12 +195,15 @@ def plan(
             console.print("without pipelining (b = B): no plan fits in memory")
         else:
             what = (f"{schedule} makespan" if result.objective == "makespan" else "analytic T")
-            speedup = (f"[bold]{flat.objective_s / result.objective_s:.2f}x[/] faster"
-                       if result.objective_s > 0 else "no faster (both take no time)")
+            ratio = flat.objective_s / result.objective_s if result.objective_s > 0 else 1.0
+            speedup = (f"[bold]{ratio:.2f}x[/] faster" if ratio >= 1 else
+                       f"[bold]{1 / ratio:.2f}x[/] slower (this {result.method} plan is worse "
+                       "than the optimum without pipelining)")
+            stages = flat.plan.num_stages
             console.print(
                 f"without pipelining (b = B = {prob.training.batch_size}): "
                 f"{what} {format_quantity(flat.objective_s, 'seconds')} on "
-                f"{flat.plan.num_stages} stage(s); pipelining is {speedup} on the same "
-                "objective")
+                f"{stages} stage{'' if stages == 1 else 's'}; pipelining is {speedup} on the "
+                "same objective")
     if out is not None:
         console.print(f"plan written to {escape(str(out))}")

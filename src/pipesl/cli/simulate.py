@@ -34,14 +34,16 @@ if TYPE_CHECKING:
     from pipesl.sim import SimResult
 
 
-def _plan(problem: Problem, path: Path | None) -> Plan:
+def _plan(problem: Problem, path: Path | None, method: str = "exact") -> Plan:
     if path is not None:
         from pipesl.plan import load_plan
 
         return load_plan(path, problem)
     from pipesl.solvers import solve
 
-    result = solve(problem)
+    # As `pipesl plan` plans by default: the schedule's makespan.
+    with err_console.status(f"planning with {method}...", spinner="dots"):
+        result = solve(problem, method, objective="makespan")
     return result.plan
 
 
@@ -87,8 +89,10 @@ def _tables(result: SimResult) -> list[Table]:
 def simulate(
     problem: str = typer.Argument(DEFAULT_SCENARIO, help=PROBLEM_HELP),
     plan: Annotated[Path | None, typer.Option(
-        "--plan", help="Plan JSON file (SPEC section 4); default: plan first with the default "
-        "solver.")] = None,
+        "--plan", help="Plan JSON file (SPEC section 4); default: plan first with --method, "
+        "as `pipesl plan` does.")] = None,
+    method: str = typer.Option("exact", "--method", "-m", help="Without --plan: the planner "
+                               "(see `pipesl plan --help`)."),
     schedule: str | None = typer.Option(
         None, "--schedule", help=f"{' | '.join(schedule_names())}; default: the problem's "
         "training.schedule."),
@@ -116,7 +120,10 @@ def simulate(
     from pipesl.sim import simulate as simulate_plan
 
     prob = load_checked(problem)
-    chosen = _plan(prob, plan)
+    if plan is not None and method != "exact":
+        raise ProblemError("--method", "plans only without --plan (the plan file is "
+                           "simulated as it is)", method)
+    chosen = _plan(prob, plan, method)
     warn_memory(prob, chosen)
     result = simulate_plan(prob, chosen, schedule,
                            last_micro_batch="remainder" if last_micro_batch == "remainder"

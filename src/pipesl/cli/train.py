@@ -83,7 +83,7 @@ def result_tables(result: TrainResult) -> list[Table]:
     for col in ("iter", "loss", "measured", "simulated", "analytic", "measured/simulated"):
         its.add_column(col, justify="right")
     for it in result.iterations:
-        its.add_row(str(it.iteration + 1), f"{it.loss:.4f}", seconds_text(it.measured_s),
+        its.add_row(str(it.iteration), f"{it.loss:.4f}", seconds_text(it.measured_s),
                     seconds_text(it.simulated_s), seconds_text(it.analytic_s), f"{it.error:+.1%}")
     stages = Table(title="Compute per pass of b samples, ms (mean over iterations after the "
                    "first)", title_justify="left")
@@ -127,12 +127,14 @@ def reliability_lines(result: TrainResult) -> list[str]:
     lines = []
     if result.start_iteration:
         lost = result.lost_iterations
-        lines.append(f"resumed from the checkpoint after iteration {result.start_iteration}"
+        lines.append(f"resumed at iteration {result.start_iteration} from the checkpoint saved "
+                     f"after iteration {result.start_iteration - 1}"
                      + ("" if lost is None else f" ({lost} completed iterations after it "
                         "were lost and run again, besides the one in flight)"))
     if result.checkpoints:
-        lines.append(f"checkpoints after iterations {', '.join(map(str, result.checkpoints))} "
-                     f"in {result.config.checkpoint_dir}")
+        # result.checkpoints counts completed iterations; iterations are numbered from 0.
+        after = ", ".join(str(n - 1) for n in result.checkpoints)
+        lines.append(f"checkpoints after iterations {after} in {result.config.checkpoint_dir}")
     if result.audit is not None:
         lines.append(f"{result.audit.summary()} (records in {result.config.audit})")
     return lines
@@ -164,7 +166,7 @@ def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path |
     """Write the JSON result, the measured Gantt chart (last iteration) and its trace."""
     last = result.iterations[-1]
     title = (f"measured · {result.schedule} · b = {result.plan.micro_batch_size} · "
-             f"iteration {last.iteration + 1}: {seconds_text(last.measured_s)} (simulated "
+             f"iteration {last.iteration}: {seconds_text(last.measured_s)} (simulated "
              f"{seconds_text(last.simulated_s)}, {last.error:+.1%})")
     return write_run_outputs(result.to_dict(), last, trace_name=f"pipesl measured "
                              f"{result.problem}", gantt_title=title, out=out, gantt=gantt,

@@ -92,6 +92,9 @@ class Fields:
 
     def __init__(self, data: object, path: str, allowed: Sequence[str], strict: bool = True):
         if not isinstance(data, Mapping):
+            if data is None and not path:  # an empty file (YAML reads it as null)
+                raise ProblemError(path, f"is empty; expected a mapping with keys "
+                                   f"{', '.join(allowed)}")
             raise ProblemError(path, f"must be a mapping with keys {', '.join(allowed)}", data)
         self.data = data
         self.path = path

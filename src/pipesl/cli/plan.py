@@ -48,6 +48,9 @@ METHODS: dict[str, str] = {
 """The planners, for ``--method`` help without importing them (a test keeps this equal to
 the solver registry, ``pipesl.solvers.solver_names()``)."""
 
+MAKESPAN_TIME_LIMIT = 60.0
+"""Seconds ``pipesl plan`` gives the certified makespan search unless told otherwise."""
+
 METHOD_HELP = "Planner: " + "; ".join(f"[bold]{k}[/] {v}" for k, v in METHODS.items()) + "."
 
 
@@ -115,7 +118,9 @@ def plan(
     micro_batch_size: int = typer.Option(None, "--micro-batch-size", "-b", min=1,
                                          help="Fix b instead of optimising it."),
     time_limit: float = typer.Option(None, "--time-limit", min=0.0,
-                                     help="Seconds; then the best plan so far, unproven."),
+                                     help="Seconds; then the best plan so far, unproven "
+                                          "(default: none for --objective analytic, 60 for "
+                                          "makespan, whose certificate can take long)."),
     json_out: bool = typer.Option(False, "--json", help="Print the SPEC plan object."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the SPEC plan JSON here."),
     compare: bool = typer.Option(True, "--compare/--no-compare",
@@ -148,6 +153,8 @@ def plan(
     if objective not in ("makespan", "analytic"):
         raise ProblemError("--objective", "must be makespan or analytic", objective)
     options: dict[str, Any] = {}
+    if time_limit is None and objective == "makespan":
+        time_limit = MAKESPAN_TIME_LIMIT
     if micro_batch_size is not None:
         options["micro_batch_size"] = micro_batch_size
     if time_limit is not None:

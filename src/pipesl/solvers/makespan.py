@@ -292,6 +292,22 @@ class _PerB:
             placed[:, cidx] = placed_c
             arrived[:, cidx] = arrived_c
             out[name] = (placed, arrived)
+        # the same relaxation minimising the largest later compute step instead of the sum
+        # (a memory-bound model must be cut into stages no smaller than what fits)
+        reach = np.isfinite(dcc)
+        for name, t in (("mF", f), ("mG", g), ("mT", f + g)):
+            tc = t[cidx]
+            placed_c = np.full((L + 1, len(cidx)), np.inf)
+            arrived_c = np.full((L + 1, len(cidx)), np.inf)
+            placed_c[L] = 0.0
+            for j in range(L - 1, -1, -1):
+                arrived_c[j] = np.maximum(tc[:, j, j + 1:], placed_c[j + 1:].T).min(axis=1)
+                placed_c[j] = np.where(reach[j], arrived_c[j][None, :], np.inf).min(axis=1)
+            placed = np.full((L + 1, n_nodes), np.inf)
+            arrived = np.full((L + 1, n_nodes), np.inf)
+            placed[:, cidx] = placed_c
+            arrived[:, cidx] = arrived_c
+            out[name] = (placed, arrived)
         self.rest = out
         # least single-layer times of the layers after j (some later step holds each)
         t1 = np.full((L + 1,), 0.0)
@@ -307,15 +323,23 @@ class _PerB:
                 g1[j] = one_g[j:].max()
         self.step_t, self.step_f, self.step_g = t1, f1, g1
 
-    def _steps(self, j: int, used: frozenset[int], hop_from: tuple[int, ...]
-               ) -> tuple[float, float, float]:
+    def _steps(self, j: int, used: frozenset[int], hop_from: tuple[int, ...],
+               at: tuple[int, int] | None = None) -> tuple[float, float, float]:
         """Least (t, f, g) that some later step must reach: one of the layers after j alone
         on its fastest node; the rest of the model split over all unused nodes as evenly as
-        their speeds allow (some stage then takes at least its share); and the hop that must
-        leave each node of ``hop_from`` with layer j's output (its busiest resource)."""
+        their speeds allow (some stage then takes at least its share); the least largest
+        later stage of the min-max relaxation from ``at`` = (0 placed | 1 arrived, node);
+        and the hop that must leave each node of ``hop_from`` with layer j's output (its
+        busiest resource)."""
         if j >= self.L:
             return 0.0, 0.0, 0.0
         t, f, g = float(self.step_t[j]), float(self.step_f[j]), float(self.step_g[j])
+        if at is not None:
+            r = self.rest
+            kind, node = at
+            t = max(t, float(r["mT"][kind][j, node]))
+            f = max(f, float(r["mF"][kind][j, node]))
+            g = max(g, float(r["mG"][kind][j, node]))
         free = [c for c in self.compute if c not in used and c != self.src]
         if free:
             speed = float(sum(self.flops[c] for c in free))
@@ -332,14 +356,14 @@ class _PerB:
         if j == self.L:
             lab = r["F"][0][j, n]
             return Suffix(lab, lab, 0.0, 0.0)
-        t, f, g = self._steps(j, used, (n,))
+        t, f, g = self._steps(j, used, (n,), (0, n))
         return Suffix(r["F"][0][j, n], r["G"][0][j, n], r["Fc"][0][j, n], r["Gc"][0][j, n],
                       t, f, g)
 
     def suffix_arrived(self, j: int, m: int, used: frozenset[int], extra: float = 0.0,
                        hop_from: tuple[int, ...] = ()) -> Suffix:
         r = self.rest
-        t, f, g = self._steps(j, used, hop_from)
+        t, f, g = self._steps(j, used, hop_from, (1, m))
         return Suffix(r["F"][1][j, m] + extra, r["G"][1][j, m] + extra,
                       r["Fc"][1][j, m] + extra, r["Gc"][1][j, m] + extra, t, f, g)
 

@@ -361,3 +361,17 @@ def test_simulate_plans_with_the_given_method(invoke: Invoke) -> None:
     flat = solve(load_problem(path), "no_pipeline")
     assert doc["micro_batch_size"] == flat.micro_batch_size == 8
     assert doc["analytic_s"] == pytest.approx(flat.evaluation.objective_s)  # type: ignore[union-attr]
+
+
+def test_a_write_that_fails_late_keeps_the_report(invoke: Invoke, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipesl.plotting
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipesl.plotting, "save_figure", full_disk)
+    gantt = tmp_path / "g.png"
+    result = invoke("simulate", str(EXAMPLES / "tiny-line.yaml"), "--gantt", str(gantt))
+    one_line_error(result, f"--gantt {gantt}", "cannot be written (No space left on device)")
+    assert "Simulated iteration" in result.stdout  # the report came first

@@ -15,6 +15,8 @@ their micro-batches ignore jitter and a single slow iteration; the first iterati
   SPEC's ``x = 8 n a / bandwidth + latency`` solved for the bandwidth, the latency kept);
 * a node's FLOP/s from each pass: ``n * flops / (t - overhead)``.
 
+Both inverses are :func:`pipesl.cost.rate_from_seconds`, beside the forward formulas.
+
 Medians again; a link used by several hops pools their transfers. :func:`calibrate` writes
 the estimates of the drifted resources into the problem, which is then re-planned
 (:func:`pipesl.adapt.replan`).
@@ -30,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from pipesl.cost import plan_stages, stage_phases
+from pipesl.cost import plan_stages, rate_from_seconds, stage_phases, transfer_bits
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.problem.validate import validate_problem
@@ -137,7 +139,7 @@ class DriftMonitor:
                     assert st.hop is not None
                     link = net.link_between(*st.hop)
                     assert link is not None
-                    work = 8.0 * model.out_bytes(st.layer)
+                    work = transfer_bits(model.out_bytes(st.layer))
                     resource = f"link:{link.source}-{link.target}"
                     ends = (link.source, link.target)
                 items[(step, kind)] = _Item(step, kind, f"{st.name} {kind}", resource,
@@ -192,10 +194,11 @@ class DriftMonitor:
                 item = self._items[(s.step, s.kind)]
                 if wanted is not None and item.resource not in wanted:
                     continue
-                rate_time = s.seconds / self.time_scale - item.fixed
-                if rate_time <= 0 or item.work <= 0:
+                rate = rate_from_seconds(item.work, s.samples, s.seconds / self.time_scale,
+                                         item.fixed)
+                if rate is None:
                     continue
-                per.setdefault(item.resource, []).append(s.samples * item.work / rate_time)
+                per.setdefault(item.resource, []).append(rate)
                 if item.link is not None:
                     ends[item.resource] = item.link
         bandwidth: dict[tuple[str, str], float] = {}

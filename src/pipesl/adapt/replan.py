@@ -25,6 +25,7 @@ from pipesl.cost import (
     bulk_transfer_seconds,
     concurrent_transfer_seconds,
     evaluate,
+    state_bytes,
 )
 from pipesl.exceptions import PipeslError, ProblemError
 from pipesl.plan import Plan, Stage
@@ -107,8 +108,6 @@ def migration_for(problem: Problem, old: Plan, new: Plan, *, state_bytes_factor:
         source, the data owner).
     """
     net = problem.network
-    factor = (max(1.0, problem.training.state_factor - 1.0) if state_bytes_factor is None
-              else state_bytes_factor)
     fallback = checkpoint_node or problem.training.source
     if fallback not in net.node_index:
         raise ProblemError("checkpoint_node", "is not a node of the network", fallback)
@@ -123,7 +122,7 @@ def migration_for(problem: Problem, old: Plan, new: Plan, *, state_bytes_factor:
     transfers = []
     total = 0.0
     for (source, target), layers in sorted(moves.items()):
-        nbytes = factor * sum(problem.model.layers[i - 1].param_bytes for i in layers)
+        nbytes = state_bytes(problem, layers, state_bytes_factor)
         try:
             route = bulk_route(problem, source, target, nbytes)
         except nx.NetworkXNoPath:

@@ -21,8 +21,8 @@ from pipesl.plan import plan_label as _label  # cli.adaptive is imported only by
 from pipesl.units import format_quantity
 
 if TYPE_CHECKING:
-    from pipesl.adapt.events import NetworkScript
     from pipesl.problem import Problem
+    from pipesl.problem.events import NetworkScript
     from pipesl.runtime import AdaptConfig, AdaptiveResult, IterationReport, RunConfig
 
 __all__ = ["adaptive_summary", "adaptive_tables", "plan_label", "replan_lines",

@@ -323,7 +323,7 @@ def train(
     prob = load_checked(problem)
     script = None
     if events is not None:
-        from pipesl.adapt.events import load_network_events
+        from pipesl.problem.events import load_network_events
 
         script = load_network_events(events, prob)
     chosen = _plan(prob, plan)

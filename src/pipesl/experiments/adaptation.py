@@ -1,6 +1,6 @@
 """Adaptation: training in emulation while the network changes under it.
 
-Each *case* scripts one change of a built-in scenario's network (:mod:`pipesl.adapt.events`)
+Each *case* scripts one change of a built-in scenario's network (:mod:`pipesl.problem.events`)
 in the middle of a run:
 
 * ``bandwidth-drop`` — the most loaded link of the initial optimal plan (its bottleneck link,
@@ -49,13 +49,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipesl.adapt.events import NetworkScript, parse_network_events
 from pipesl.cost import evaluate, resource_name
 from pipesl.exceptions import PipeslError, ProblemError, RuntimeSetupError
 from pipesl.experiments.config import ADAPTATION_CASES, AdaptationConfig
 from pipesl.experiments.runner import ExperimentResult, Progress, markdown_table
 from pipesl.plan import Plan, plan_label
 from pipesl.problem import load_problem
+from pipesl.problem.events import NetworkScript, parse_network_events
 from pipesl.problem.types import Problem
 from pipesl.sim import simulate
 from pipesl.solvers import solve

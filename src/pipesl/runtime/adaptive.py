@@ -39,9 +39,9 @@ from typing import Any
 
 from pipesl.adapt import replan
 from pipesl.adapt.drift import DriftMonitor, Sample, calibrate
-from pipesl.adapt.events import NetworkScript, without_nodes
 from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan, plan_to_dict
+from pipesl.problem.events import NetworkScript, without_nodes
 from pipesl.problem.types import Problem
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.runtime.config import RunConfig, build_config

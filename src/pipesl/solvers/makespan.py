@@ -40,11 +40,12 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from pipesl import cost
+from pipesl.cost import num_micro_batches
 from pipesl.cost.bounds import BoundStep, Suffix, gpipe_closed_form, pipeline_bound
 from pipesl.exceptions import InfeasibleError
-from pipesl.plan import Plan, Stage, num_micro_batches
+from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["plan_makespan", "solve_makespan"]
 
@@ -437,10 +438,10 @@ class _Search:
         step's ``sum t + (M - 1) t_p`` a bound, and the cheap beta bounds one step's time) —
         so that b's tables are built only when the search reaches it."""
         from pipesl.cost import CostTables
-        from pipesl.solvers.exact import _Bounds
+        from pipesl.cost.analytic_bounds import AnalyticBounds
 
         problem = self.problem
-        cheap = _Bounds(problem, CostTables.from_problem(problem))
+        cheap = AnalyticBounds(problem, CostTables.from_problem(problem))
         flush_chain = self.schedule == "gpipe" and problem.training.labels_at is None
         for b in self.sizes:
             m = num_micro_batches(problem.training.batch_size, b)
@@ -583,7 +584,8 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
     InfeasibleError
         No valid plan.
     """
-    from pipesl.solvers.exact import candidate_micro_batch_sizes, solve_exact
+    from pipesl.solvers.exact import solve_exact
+    from pipesl.solvers.microbatch import candidate_micro_batch_sizes
 
     started = time.perf_counter()
     deadline = None if time_limit is None else started + time_limit
@@ -613,8 +615,7 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
                    lower_bound_s=min(lower, best_t))
 
 
-@register("makespan", "least simulated makespan of the schedule, certified (plan's default)")
-def _makespan(problem: Problem, *, micro_batch_size: int | None = None,
+def run_makespan(problem: Problem, *, micro_batch_size: int | None = None,
               time_limit: float | None = None) -> SolveResult:
     sizes = None if micro_batch_size is None else [micro_batch_size]
     return solve_makespan(problem, sizes, time_limit=time_limit)

@@ -64,7 +64,8 @@ _CONTEXT_BYTES = 512 * 2**20
 
 
 def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None, *,
-                time_limit: float | None = None, method: str = "exact") -> SolveResult:
+                time_limit: float | None = None, method: str = "exact",
+                per_step: bool = False) -> SolveResult:
     """The plan and micro-batch size of least T (SPEC section 3), with a proof.
 
     Parameters
@@ -74,6 +75,11 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         Restrict b to these values (default: the problem's fixed b, else every b = ceil(B/M)).
     time_limit : float, optional
         Seconds; on expiry the best plan so far is returned with ``optimal = False``.
+    per_step : bool
+        Minimise ``S + (M - 1) * (largest load of one step)`` instead of T: hops sharing a
+        link are not summed. Its optimum bounds GPipe's makespan from below where no label
+        route follows (``pipesl.cost.bounds``, bound 5); the result's ``lower_bound_s`` is
+        then a proven lower bound on that optimum (its ``objective_s`` stays the plan's T).
 
     Raises
     ------
@@ -104,6 +110,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         ctx = contexts.get(b)
         if ctx is None:
             ctx = Context(problem, tables, b, cache)
+            ctx.per_step = per_step
             contexts[b] = ctx
             if len(contexts) > max_contexts:
                 _, old = contexts.popitem(last=False)
@@ -127,7 +134,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         nonlocal best_t, best_plan
         if plan is None:
             return
-        s_plan, beta = true_bottleneck(problem, plan)
+        s_plan, beta = true_bottleneck(problem, plan, per_step)
         t = s_plan + lam * beta
         if t < best_t:
             best_t, best_plan = t, plan
@@ -138,7 +145,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
     milp_bounds: list[float] = []
     edges = 2 * len(tables.link_u) * max(tables.num_layers - 1, 0)
     stage_vars = int(tables.can_compute.sum()) * tables.num_layers * (tables.num_layers + 1) // 2
-    milp_ok = stage_vars + edges <= _MILP_MAX_VARIABLES
+    milp_ok = stage_vars + edges <= _MILP_MAX_VARIABLES and not per_step
 
     def resolve_by_milp(b: int, lam: int) -> None:
         """T*(b) by the MILP; b leaves the queue (its bound stays when HiGHS stops early)."""
@@ -182,6 +189,10 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
             if not point.complete and budget >= _MILP_AFTER and milp_ok:
                 resolve_by_milp(b, lam)
                 continue
+            if not point.complete and budget >= _MILP_AFTER and per_step:
+                milp_bounds.append(max(lb, point.sum_s + lam * beta_lb))  # b stays open
+                resolved.add(b)
+                continue
             if not point.complete:  # retry later with a larger budget
                 counters["retries"] += 1
                 heapq.heappush(heap, (max(lb, point.sum_s + lam * beta_lb), next(seq), "top",
@@ -206,6 +217,10 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         if not point.complete:  # retry the same gap later with a larger budget
             counters["retries"] += 1
             sharper = min(point.sum_s + lam * lo, (s_hi + lam * tau) if not walk else np.inf)
+            if budget >= _MILP_AFTER and per_step:  # no MILP for per-step loads: b stays open
+                milp_bounds.append(lb)  # the least bound of b's open gaps (heap order)
+                resolved.add(b)
+                continue
             heapq.heappush(heap, (max(lb, sharper), next(seq), "gap", b, lo, hi, s_hi,
                                   budget * 4))
             continue
@@ -233,8 +248,13 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
     status = "optimal" if optimal else "time_limit"
     message = "" if optimal else (f"stopped before a proof; optimality gap "
                                   f"{(best_t - lower) / best_t:.2%}")
-    return finish(problem, best_plan, method, optimal=optimal, lower_bound_s=lower,
-                  started=started, status=status, message=message, counters=counters)
+    result = finish(problem, best_plan, method, optimal=optimal, lower_bound_s=lower,
+                    started=started, status=status, message=message, counters=counters)
+    if per_step:  # the bound on the per-step objective, not on T
+        from dataclasses import replace
+
+        return replace(result, lower_bound_s=float(lower))
+    return result
 
 
 def _count(counters: dict[str, int], point: Point) -> None:

@@ -61,6 +61,9 @@ class Context:
         self.num_layers = tables.num_layers
         self.ids = [n.id for n in net.nodes]
         self.dp_passes = 0
+        self.per_step = False
+        """True when loads are judged per step (shared links not summed): see
+        ``solve_exact(per_step=True)``."""
         self._stage_times: np.ndarray | None = None
         self._window_times: dict[Windows, np.ndarray] = {}
         self._reach: list[int] | None = None

@@ -16,6 +16,7 @@ from pipesl.problem import load_problem
 from pipesl.sim import simulate
 from pipesl.solvers import solve
 from pipesl.solvers.bruteforce import enumerate_plans
+from pipesl.solvers.makespan import plan_makespan
 from strategies import random_plan, random_problem
 
 SCHEDULES = ("gpipe", "1f1b", "1f1b-net")
@@ -165,8 +166,10 @@ def test_gpipe_split_floor_is_below_every_makespan(seed: int) -> None:
         brute = solve(problem, "bruteforce", objective="makespan")
     except InfeasibleError:
         return
-    floor = gpipe_split_floor(problem, candidate_micro_batch_sizes(
+    floor, plans = gpipe_split_floor(problem, candidate_micro_batch_sizes(
         problem.training.batch_size))
+    for plan in plans:  # the plans it returns are valid, and no faster than the floor
+        assert plan_makespan(problem, plan) >= floor * (1 - 1e-9)
     assert 0 < floor <= brute.objective_s * (1 + 1e-9)
 
 
@@ -187,7 +190,7 @@ def test_gpipe_split_floor_is_tight_on_most_small_instances() -> None:
         except InfeasibleError:
             continue
         total += 1
-        floor = gpipe_split_floor(problem, candidate_micro_batch_sizes(
+        floor, _ = gpipe_split_floor(problem, candidate_micro_batch_sizes(
             problem.training.batch_size))
         tight += floor >= brute.objective_s * (1 - 1e-9)
     assert total >= 20 and tight >= total // 3

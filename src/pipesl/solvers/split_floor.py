@@ -46,10 +46,20 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from pipesl.cost import CostTables, num_micro_batches, stage_phases
+from pipesl.cost import CostTables, feasible_micro_batch_sizes, num_micro_batches, stage_phases
+from pipesl.cost.bounds import gpipe_closed_form
 from pipesl.exceptions import PipeslError
+from pipesl.plan import Plan, validate_plan
 from pipesl.problem.types import Problem
-from pipesl.solvers.layered import Context, relaxed_dp, relaxed_plan
+from pipesl.solvers.layered import (
+    Context,
+    RelaxedDP,
+    Windows,
+    branch,
+    relaxed_dp,
+    relaxed_plan,
+    reused_node,
+)
 from pipesl.solvers.routes import RouteCache
 
 __all__ = ["gpipe_split_floor"]
@@ -130,53 +140,96 @@ class _SplitTables:
         self.forward = np.where(np.isfinite(times), self.forward, np.inf)
         # a hop's load on its link is share * 2x: x <= h  <=>  load <= 2 share h
         self.hop_factor = float(2.0 * tables.load_share.max()) if len(tables.load_share) else 1.0
+        self.best: tuple[float, Plan] | None = None
+        """The valid plan of least GPipe closed form met among the relaxed plans."""
 
-    def evaluate(self, phi: float, gamma: float) -> tuple[float, float, float]:
-        """(R(phi, gamma), largest forward, largest backward of the relaxed plan found)."""
+    def keep(self, plan: Plan) -> None:
+        """Remember ``plan`` when it is valid, private (closed form applies) and the best."""
+        try:
+            validate_plan(self.ctx.problem, plan)
+        except PipeslError:
+            return
+        if not feasible_micro_batch_sizes(self.ctx.problem, plan)[plan.micro_batch_size - 1]:
+            return
+        t = gpipe_closed_form(self.ctx.problem, plan)
+        if t is not None and (self.best is None or t < self.best[0]):
+            self.best = (t, plan)
+
+    def evaluate(self, phi: float, gamma: float, budget: int = 1
+                 ) -> tuple[float, float, float]:
+        """(a lower bound on R'(phi, gamma), largest forward, largest backward of the plan).
+
+        R' is R with every node computing one stage: the relaxed plan that reuses a node is
+        split three ways by :func:`~pipesl.solvers.layered.branch` (a partition of the plans
+        where the node runs one stage), best first, up to ``budget`` DP passes; the result is
+        the least open bound, a lower bound on R' (and R <= R' <= every valid plan's S).
+        """
         ctx = self.ctx
-        times = np.where((self.forward <= phi) & (self.backward <= gamma),
-                         ctx.stage_times, np.inf)
+        admitted = (self.forward <= phi) & (self.backward <= gamma)
         hop_tau = self.hop_factor * min(phi, gamma)
-        dp = relaxed_dp(ctx, hop_tau, stage_times=times)
-        if not math.isfinite(dp.value):
-            return math.inf, phi, gamma
-        f_max, g_max = phi, gamma
-        plan = relaxed_plan(ctx, dp, stage_times=times)
-        if plan is not None:
-            try:
-                phases = stage_phases(ctx.problem, plan)
-            except (PipeslError, KeyError, ValueError):
-                phases = ()
-            if phases:
-                f_max = max(p.forward(ctx.b) for p in phases)
-                g_max = max(p.backward(ctx.b) for p in phases)
-        return dp.value, f_max, g_max
+        counter = itertools.count()
+
+        def node(windows: Windows) -> tuple[float, int, Windows, RelaxedDP, np.ndarray]:
+            times = np.where(admitted, ctx.times(windows), np.inf)
+            dp = relaxed_dp(ctx, hop_tau, windows, stage_times=times)
+            return dp.value, next(counter), windows, dp, times
+
+        heap = [node(())]
+        passes = 1
+        while heap:
+            value, _, windows, dp, times = heap[0]
+            if not math.isfinite(value):
+                return math.inf, phi, gamma
+            plan = relaxed_plan(ctx, dp, stage_times=times)
+            reuse = None if plan is None else reused_node(ctx, plan)
+            if reuse is None or passes >= budget:
+                f_max, g_max = phi, gamma
+                if plan is not None and reuse is None:
+                    self.keep(plan)
+                if plan is not None:
+                    try:
+                        phases = stage_phases(ctx.problem, plan)
+                    except (PipeslError, KeyError, ValueError):
+                        phases = ()
+                    if phases:
+                        f_max = max(p.forward(ctx.b) for p in phases)
+                        g_max = max(p.backward(ctx.b) for p in phases)
+                return value, f_max, g_max
+            heapq.heappop(heap)
+            for child in branch(windows, reuse[0], reuse[1], ctx.num_layers):
+                heapq.heappush(heap, node(child))
+                passes += 1
+        return math.inf, phi, gamma
 
 
 def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = math.inf, *,
-                      deadline: float | None = None, max_evaluations: int = 48
-                      ) -> float:
-    """A proven lower bound on every plan's GPipe makespan (no label route) over ``sizes``.
+                      deadline: float | None = None, max_evaluations: int = 48,
+                      budget: int = 1) -> tuple[float, list[Plan]]:
+    """A proven lower bound on every plan's GPipe makespan (no label route) over ``sizes``,
+    and the valid private plans (one per b at most) of least closed form the search met:
+    when one of them reaches the bound it is optimal.
 
     See the module docstring. A value at or above ``upper`` only says "no plan beats upper".
-    ``max_evaluations`` caps each one-dimensional search (the bound stays valid, just weaker).
+    ``max_evaluations`` caps each one-dimensional search and ``budget`` the DP passes of
+    each evaluation's node branching (the bound stays valid either way, just weaker).
     """
     tables = CostTables.from_problem(problem)
     cache = RouteCache()
     B = problem.training.batch_size
     floor = math.inf
+    plans: list[Plan] = []
     for b in sorted(set(sizes)):
         if deadline is not None and time.perf_counter() > deadline:
-            return 0.0  # not every b bounded: nothing proven
+            return 0.0, plans  # not every b bounded: nothing proven
         lam = float(num_micro_batches(B, b) - 1)
         ctx = Context(problem, tables, b, cache)
         split = _SplitTables(problem, tables, ctx)
-        cap = min(upper, floor)
+        cap = min([upper, floor, *(gpipe_closed_form(problem, q) or math.inf for q in plans)])
 
         def outer(phi: float, split: _SplitTables = split, lam: float = lam,
                   cap: float = cap) -> Evaluation:
             def inner(gamma: float) -> Evaluation:
-                s, f_max, g_max = split.evaluate(phi, gamma)
+                s, f_max, g_max = split.evaluate(phi, gamma, budget)
                 return s, g_max, f_max
 
             value, f_best = _min_plus_max(inner, lam, cap, max_evaluations, deadline)
@@ -186,4 +239,6 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
 
         bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline)
         floor = min(floor, bound)
-    return floor
+        if split.best is not None:
+            plans.append(split.best[1])
+    return floor, plans

@@ -41,6 +41,9 @@ class LinkRow:
     spread: float
     latency_configured_s: float
     latency_probed_s: float
+    """Per-transfer cost on a busy link (transfers back to back): the probed problem's."""
+    latency_alone_s: float
+    """Per-transfer cost of a transfer alone over an idle link."""
     padding_bytes: int
 
     @property
@@ -101,10 +104,12 @@ def _rows(tb: Testbed, configured: Problem, raw: dict[str, Any],
         i = configured.network.link_index(est["source"], est["target"])
         assert i is not None
         latency = configured.network.links[i].latency
-        for d in (est["forward"], est["backward"]):
+        for d, alone in ((est["forward"], est["forward_alone"]),
+                         (est["backward"], est["backward_alone"])):
             rows.append(LinkRow(f"{est['source']}-{est['target']}",
                                 f"{d['sender']} > {d['receiver']}", setup.rate_bps,
                                 d["bandwidth_bps"], d["spread"], latency, d["latency_s"],
+                                alone["latency_s"],
                                 padding.get(frozenset((est["source"], est["target"])), 0)))
     return rows
 

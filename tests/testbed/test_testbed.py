@@ -23,7 +23,7 @@ from pipesl.problem.io import load_model, network_from_dict
 from pipesl.runtime import RunConfig, train_reference
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.testbed import Testbed, kernel_problem, latency_padding, netns_unavailable
-from pipesl.testbed.run import testbed_train
+from pipesl.testbed.run import train_testbed
 
 REASON = netns_unavailable()
 pytestmark = [pytest.mark.distributed,
@@ -82,7 +82,7 @@ def test_a_three_namespace_job_trains_like_one_process(tmp_path: Path) -> None:
         pad = latency_padding(tb, problem)
         assert pad == (("src", "r", round(0.002 * 2e7 * 1448 / 1514 / 8)),
                        ("r", "a", round(0.001 * 5e7 * 1448 / 1514 / 8)))
-        result = testbed_train(tb, problem, PLAN, tmp_path, steps=STEPS, padding=pad,
+        result = train_testbed(tb, problem, PLAN, tmp_path, steps=STEPS, padding=pad,
                                options=("--data", "digits", "--checkpoint-dir",
                                         str(tmp_path / "ckpt")), timeout_s=300)
         stats = tb.qdisc_stats()
@@ -106,7 +106,7 @@ def test_a_failing_worker_fails_the_job_and_leaves_nothing(tmp_path: Path,
     monkeypatch.setenv("PIPESL_FAULT", "raise:node=a,iteration=1,phase=F")
     tb = Testbed(problem, ("src", "r", "a"))
     with pytest.raises(RuntimeSetupError, match="testbed: node a failed"), tb:
-        testbed_train(tb, problem, PLAN, tmp_path, steps=STEPS, timeout_s=300)
+        train_testbed(tb, problem, PLAN, tmp_path, steps=STEPS, timeout_s=300)
     _gone(tb)
 
 

@@ -138,6 +138,8 @@ class Testbed:
     ``rates`` overrides the tbf rate (bits per second) of links by ``(u, v)``.
     """
 
+    __test__ = False  # not a pytest test class
+
     problem: Problem
     nodes: tuple[str, ...]
     rates: Mapping[frozenset[str], float] = field(default_factory=dict)

@@ -22,9 +22,9 @@ from pipesl.testbed.netns import Testbed
 from pipesl.testbed.run import (
     kernel_problem,
     latency_padding,
+    probe_testbed,
     stats_delta,
-    testbed_probe,
-    testbed_train,
+    train_testbed,
 )
 
 __all__ = ["LinkRow", "ScenarioResult", "measure_scenario"]
@@ -130,11 +130,11 @@ def measure_scenario(problem: Problem, *, steps: int = 6, reps: int = 8,
     with Testbed(configured, nodes) as tb:
         pad = latency_padding(tb, configured)
         first = plan or solve(configured).plan
-        probed, raw = testbed_probe(tb, configured, first, work, reps=reps, padding=pad,
+        probed, raw = probe_testbed(tb, configured, first, work, reps=reps, padding=pad,
                                     timeout_s=timeout_s)
         chosen = plan or solve(probed).plan
         before = tb.qdisc_stats()
-        train = testbed_train(tb, probed, chosen, work, steps=steps, padding=pad,
+        train = train_testbed(tb, probed, chosen, work, steps=steps, padding=pad,
                               options=("--data", data), timeout_s=timeout_s)
         qdisc = stats_delta(before, tb.qdisc_stats())
         rows = _rows(tb, configured, raw, {frozenset((u, v)): n for u, v, n in pad})

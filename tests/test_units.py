@@ -144,7 +144,10 @@ def test_unknown_kind_is_a_programming_error() -> None:
 
 @pytest.mark.parametrize(("value", "kind", "text"), [
     (1e8, "bandwidth", "100 Mbit/s"),
-    (8e9, "bytes", "8 GB"),
+    (8 * 2**30, "bytes", "8 GiB"),  # memory in binary units: 6 GiB reads as 6 GiB
+    (8e9, "bytes", "7.45 GiB"),
+    (1536, "bytes", "1.5 KiB"),
+    (1000, "bytes", "1000 B"),
     (1e13, "flop_rate", "10 TFLOP/s"),
     (1.5e9, "flops", "1.5 GFLOP"),
     (2e-3, "seconds", "2 ms"),

@@ -40,6 +40,12 @@ SHIPPED: tuple[str, ...] = (
     "vgg16-imagenet",
     "mlp-digits",
     "cnn-digits",
+    "vgg11-cifar",
+    "vgg19-cifar",
+    "vgg11-imagenet",
+    "vgg19-imagenet",
+    "resnet50-cifar",
+    "resnet18-imagenet",
 )
 """Zoo models whose profiles this script writes (the analytic ones are not listed)."""
 

@@ -84,11 +84,6 @@ class Plan:
         return self.routes
 
 
-def num_micro_batches(batch_size: int, micro_batch_size: int) -> int:
-    """M = ceil(B / b)."""
-    return -(-batch_size // micro_batch_size)
-
-
 def _fail(field: str, message: str) -> PlanError:
     return PlanError(f"{field}: {message}")
 
@@ -232,7 +227,8 @@ def _route_field(value: Any, field: str) -> tuple[str, ...]:
 
 PLAN_FIELDS = ("micro_batch_size", "stages", "routes", "label_route", "batch_size")
 """The decision fields of a plan document (``batch_size`` is checked against the problem)."""
-DERIVED_FIELDS = ("objective_s", "num_micro_batches", "first_micro_batch_s", "bottleneck_s",
+DERIVED_FIELDS = ("objective_s", "analytic_s", "objective", "num_micro_batches",
+                  "first_micro_batch_s", "bottleneck_s",
                   "bottleneck_resource", "resource_loads", "solver", "feasible", "violations",
                   "memory", "stage_times_s")
 """Fields that ``cost.plan_document`` writes and reading ignores (they are recomputed)."""

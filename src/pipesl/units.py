@@ -186,7 +186,9 @@ def parse_quantity(value: object, kind: Kind | str, field: str = "") -> float:
 
 _DISPLAY = {
     "bandwidth": ("bit/s", [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")]),
-    "bytes": ("B", [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")]),
+    # Memory in binary units (8 GiB reads as 8 GiB, not 8.59 GB), like the devices' own.
+    "bytes": ("B", [(2.0**40, "Ti"), (2.0**30, "Gi"), (2.0**20, "Mi"), (2.0**10, "Ki"),
+                    (1.0, "")]),
     "flop_rate": ("FLOP/s", [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"),
                              (1.0, "")]),
     "flops": ("FLOP", [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"),
@@ -212,6 +214,8 @@ def format_quantity(value: float, kind: Kind | str, digits: int = 3) -> str:
         return f"0 {unit}"
     for scale, prefix in steps:
         if abs(value) >= scale:
-            return f"{value / scale:.{digits}g} {prefix}{unit}"
+            # Below the first prefix a count may have 4 digits (1000 B, not 1e+03 B).
+            shown = max(digits, 4) if scale == 1.0 else digits
+            return f"{value / scale:.{shown}g} {prefix}{unit}"
     scale, prefix = steps[-1]
     return f"{value / scale:.{digits}g} {prefix}{unit}"

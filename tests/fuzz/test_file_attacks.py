@@ -201,8 +201,8 @@ YAML_TRICKS = [
     ("a:\n\t- 1\n", Reject("", "is not valid YAML")),
     ("a: 'unterminated\n", Reject("", "is not valid YAML")),
     ("\x00\x01\x02", Reject("", "is not valid YAML")),
-    ("", Reject("", "must")),
-    ("~\n", Reject("", "must")),
+    ("", Reject("", "is empty; expected a mapping")),  # the file named, not "None must be"
+    ("~\n", Reject("", "is empty; expected a mapping")),
     ("- 1\n- 2\n", Reject("", "must")),
     ("just a string\n", Reject("", "must")),
 ]

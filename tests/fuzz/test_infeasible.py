@@ -44,13 +44,13 @@ CASES: dict[str, tuple[dict[str, Any], type[Exception], str, str]] = {
         "memory: the source 'n0' must run layer 1 (l1), which needs 500 B at micro-batch size 1,"
         " but it has 100 B (short by 400 B)"),
     "a layer too big for every node": (
-        problem([1000, 1000], layers([10, 5000])), InfeasibleError, "",
-        "memory: layer 2 (l2) alone needs 5 kB at micro-batch size 1; the largest compute node "
-        "reachable from the source, 'n0', has 1 kB (short by 4 kB)"),
+        problem([1024, 1024], layers([10, 5120])), InfeasibleError, "",
+        "memory: layer 2 (l2) alone needs 5 KiB at micro-batch size 1; the largest compute node "
+        "reachable from the source, 'n0', has 1 KiB (short by 4 KiB)"),
     "total memory too small": (
-        problem([350, 350, 350], layers([300, 300, 300, 300])), InfeasibleError, "",
-        "memory: the model needs at least 1.2 kB in all at micro-batch size 1, but the 3 "
-        "compute nodes reachable from the source have 1.05 kB together (short by 150 B)"),
+        problem([384, 384, 384], layers([320, 320, 320, 320])), InfeasibleError, "",
+        "memory: the model needs at least 1.25 KiB in all at micro-batch size 1, but the 3 "
+        "compute nodes reachable from the source have 1.125 KiB together (short by 128 B)"),
     "no contiguous split": (
         problem([10, 3, 3], layers([6, 6, 2])), InfeasibleError, "",
         "memory: no split of the model fits at micro-batch size 1; the best split still "
@@ -94,7 +94,8 @@ def test_crafted_infeasible_problems_through_the_cli(tmp_path: Any, name: str) -
     path.write_text(json.dumps(CASES[name][0]))
     line = expect_cli_error("infeasible problems (CLI)", ["plan", str(path)],
                             ("memory:",))
-    assert line == f"error: {CASES[name][3]}" or line.startswith(f"error: {CASES[name][3]}")
+    # The infeasibility names the problem file it is about.
+    assert line.startswith(f"error: {path}: {CASES[name][3]}"), line
 
 
 BINDING = ("short by", "overfills a node by", "only if a node ran two stages")

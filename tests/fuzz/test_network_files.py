@@ -10,6 +10,7 @@ undeclared keys, truncation) and data values that do not convert or break a fiel
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,6 +21,7 @@ from harness import FUZZ, SLOW, Accept, Reject, judge
 from hypothesis import given
 from hypothesis import strategies as st
 from mutate import (
+    KNOWN,
     SCOPES,
     STEM,
     Path_,
@@ -63,6 +65,12 @@ def as_node_link(expectation: Reject | Accept, base: Any, edges_key: str) -> Any
         parts = expectation.field.split(".")
         if len(parts) == 2:  # network.<key>
             return Reject(parts[1], "is not a known field")
+        # A node/edge attribute that looks like a misspelt SPEC name is refused; others are
+        # a foreign file's own attributes and ignored.
+        owner = "node" if "nodes[" in expectation.field else "link"
+        known = [k.lower() for k in KNOWN[owner]]
+        if difflib.get_close_matches(parts[-1].lower(), known, n=1, cutoff=0.75):
+            return Reject(expectation.field, "is not a known field; did you mean")
         return Accept(base)
     return as_written(expectation, "network", {"links": edges_key})
 

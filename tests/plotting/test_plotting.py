@@ -9,7 +9,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from pipesl.plan import Plan
+from pipesl.plan import Plan, Stage
 from pipesl.plotting import (
     gantt_chart,
     node_positions,
@@ -120,3 +120,51 @@ def test_resource_labels_and_time_scale() -> None:
     assert time_scale(5.0, "ms") == (1e3, "ms")
     with pytest.raises(ValueError, match="time unit"):
         time_scale(1.0, "h")
+
+
+# ---------------------------------------------------------------- issue 16, item 10
+
+
+def _relaying_compute_node() -> tuple[Problem, Plan]:
+    from pipesl.problem import ChainModel, Layer, Link, Network, Node, TrainingSpec
+
+    nodes = (Node("src", 1e12, pos=(0, 0)), Node("mid", 1e9, pos=(1, 0)),
+             Node("srv", 1e13, pos=(2, 0)), Node("spare", 1e12, pos=(1, 1)))
+    links = (Link("src", "mid", 1e9, duplex="half"), Link("mid", "srv", 1e9, duplex="full"),
+             Link("mid", "spare", 1e9))
+    model = ChainModel("m", 100, tuple(Layer(f"l{i}", 1e9, 2e9, 1000) for i in range(2)))
+    problem = Problem(Network(nodes, links), model, TrainingSpec("src", 8))
+    plan = Plan((Stage("src", 1, 1), Stage("srv", 2, 2)), (("src", "mid", "srv"),), 2)
+    return problem, plan
+
+
+def _gids(fig) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    ax = fig.axes[0]
+    return {a.get_gid(): a for a in [*ax.collections, *ax.patches] if a.get_gid()}
+
+
+def test_a_compute_node_that_only_relays_is_drawn_as_a_relay() -> None:
+    problem, plan = _relaying_compute_node()
+    gids = _gids(placement_map(problem, plan))
+    assert "node:mid:relay" in gids and "node:mid:idle" not in gids
+    assert "node:spare:idle" in gids  # a compute node off every route is idle
+    assert {"node:src:stage", "node:srv:stage"} <= set(gids)
+
+
+def test_route_arrows_show_their_links_duplex() -> None:
+    problem, plan = _relaying_compute_node()
+    gids = _gids(placement_map(problem, plan))
+    half, full = gids["hop:src>mid:half"], gids["hop:mid>srv:full"]
+    assert isinstance(half, FancyArrowPatch) and isinstance(full, FancyArrowPatch)
+    assert half.get_linestyle() in ("--", "dashed")
+    assert full.get_linestyle() in ("-", "solid")
+
+
+def test_gantt_numbers_every_micro_batch_at_m_32() -> None:
+    from pipesl.solvers import solve
+
+    problem = load_problem("edge-campus")
+    result = simulate(problem, solve(problem, micro_batch_size=4).plan)
+    assert result.num_micro_batches == 32
+    labels = {t.get_text() for t in gantt_chart(result).axes[0].texts}
+    assert {str(m) for m in range(32)} <= labels

@@ -334,7 +334,7 @@ def _file_error(call: Any, path: Path, rule: str) -> ProblemError:
     ("bad.yaml", "network:\n  nodes: [a, b\n", "is not valid YAML"),
     ("tab.yaml", "network:\n\t- a\n", "is not valid YAML"),
     ("latin1.yaml", "name: caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
-    ("empty.yaml", "", "must be a mapping"),
+    ("empty.yaml", "", "is empty; expected a mapping with keys network, model, training"),
     ("list.yaml", "- network\n- model\n", "must be a mapping"),
     ("scalar.json", "42", "must be a mapping"),
 ])

@@ -122,7 +122,8 @@ def run_main(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 @pytest.mark.parametrize(("args", "message"), [
     (("profile", "resnet50", "--input-shape", "3x224xabc"),
      "error: --input-shape: '3x224xabc' must be positive integers joined by 'x'"),
-    (("profile", "mlp", "--out", "profile.txt"), "error: --out: 'profile.txt' must end in"),
+    (("profile", "mlp", "--out", "profile.txt"),
+     "error: --out profile.txt: has the extension '.txt'; give a file name ending in .json"),
     (("profile", "resnet51"), "error: model: 'resnet51' is not a zoo model"),
     (("calibrate", "mlp", "--batch-sizes", "4"), "error: --batch-sizes: '4' needs at least two"),
 ])

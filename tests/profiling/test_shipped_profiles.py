@@ -95,3 +95,16 @@ def test_regenerating_the_zoo_profiles_reproduces_the_shipped_files() -> None:
         fresh = TOOL.document(name, TOOL.profile_zoo(name))
         shipped = yaml.safe_load(builtin_path("model", name).read_text())
         assert fresh == shipped, name
+
+
+def test_every_zoo_name_and_alias_is_usable_in_a_problem() -> None:
+    from pipesl.models import list_models
+    from pipesl.problem import problem_from_dict
+    from pipesl.problem.scenarios import MODEL_ALIASES
+
+    aliases = {alias: spec.name for spec in list_models() for alias in spec.aliases}
+    assert aliases == MODEL_ALIASES
+    for name in [spec.name for spec in list_models()] + sorted(aliases):
+        problem = problem_from_dict({"network": "edge-campus", "model": name,
+                                     "training": {"source": "dev0", "batch_size": 8}})
+        assert problem.model.name == aliases.get(name, name)

@@ -18,7 +18,8 @@ from pipesl.runtime import (
     make_job,
     train_reference,
 )
-from pipesl.runtime.report import assemble_iteration, relative_events
+from pipesl.runtime.records import Deliver, Hand, IterationTimes, LinkBusy, Loss, Pass, shifted
+from pipesl.runtime.report import assemble_iteration
 from pipesl.runtime.stages import (
     build_chain,
     default_model_ref,
@@ -142,13 +143,13 @@ def test_assemble_iteration_builds_a_trace_on_the_simulators_rows() -> None:
     plan = Plan((Stage("src", 1, 2), Stage("a", 3, 4)), (("src", "r", "a"),), 4)
     topo = build_topology(problem, plan)
     t0 = 100.0
-    events = [("compute", 0, 0, "F", 0, 100.0, 100.01, 0.001, 100.0),
-              ("hand", 0, 1, "F", 0, 100.01), ("busy", 0, 1, "F", 0, 100.01, 100.02),
-              ("deliver", 0, 1, "F", 0, 100.02, 100.021),
-              ("loss", 0, 0, 2.5), ("done", 0, 100.1), ("stepped", 0, 100.11)]
+    events = [Pass(0, 0, "F", 0, 100.0, 100.01, 0.001, 100.0),
+              Hand(0, 1, "F", 0, 100.01), LinkBusy(0, 1, "F", 0, 100.01, 100.02),
+              Deliver(0, 1, "F", 0, 100.02, 100.021), Loss(0, 0, 2.5),
+              IterationTimes(0, 100.0, 100.1, 100.11)]
     resources = tuple(dict.fromkeys(r for s in topo.steps
                                     for r in (s.forward_resource, s.backward_resource)))
-    report = assemble_iteration(topo, resources, 0, relative_events(events, t0), 0.09, 0.08)
+    report = assemble_iteration(topo, resources, 0, shifted(events, t0), 0.09, 0.08)
     assert report.loss == 2.5
     assert report.measured_s == pytest.approx(0.1) and report.wall_s == pytest.approx(0.11)
     assert report.error == pytest.approx(0.1 / 0.09 - 1)

@@ -1,4 +1,4 @@
-"""Transport pieces that need no process group: headers, pacers, the mailbox."""
+"""Emulator pieces that need no process group: the pacers and the emulate option."""
 
 from __future__ import annotations
 
@@ -7,36 +7,10 @@ import time
 from itertools import pairwise
 
 import pytest
-import torch
 
-from pipesl.exceptions import RuntimeSetupError
-from pipesl.runtime.transport import (
-    FORWARD,
-    LABELS,
-    Mailbox,
-    Message,
-    Pacer,
-    decode_header,
-    encode_header,
-)
-
-
-@pytest.mark.parametrize(("dtype", "shape"), [(torch.float32, (8, 16, 8, 8)),
-                                              (torch.float64, (3,)),
-                                              (torch.int64, (5, 7)),
-                                              (torch.bfloat16, (1, 2, 3, 4, 5, 6, 7, 8))])
-def test_header_round_trip(dtype: torch.dtype, shape: tuple[int, ...]) -> None:
-    msg = Message(FORWARD, 12, 1, 3, 7, 1234.567891234, torch.zeros(shape, dtype=dtype))
-    back, got_dtype, got_shape = decode_header(encode_header(msg))
-    assert (back.kind, back.iteration, back.route, back.position, back.micro_batch) == (
-        FORWARD, 12, 1, 3, 7)
-    assert back.avail == pytest.approx(1234.567891234, abs=1e-9)
-    assert (got_dtype, got_shape) == (dtype, shape)
-
-
-def test_header_refuses_too_many_dimensions() -> None:
-    with pytest.raises(RuntimeSetupError, match="dimensions"):
-        encode_header(Message(LABELS, tensor=torch.zeros((1,) * 9)))
+from pipesl.exceptions import ProblemError
+from pipesl.runtime.config import RunConfig, build_config, parse_emulate
+from pipesl.runtime.emulator import Pacer
 
 
 def test_pacer_serves_fifo_back_to_back_on_its_own_clock() -> None:
@@ -72,18 +46,18 @@ def test_pacer_waits_for_a_later_ready_time() -> None:
     assert got == [ready, pytest.approx(ready + 0.01)]
 
 
-def test_mailbox_delivers_with_time_and_times_out() -> None:
-    box = Mailbox()
-    box.put(("act", 0, 1, 2), "x", at=5.0)
-    assert box.get(("act", 0, 1, 2), 1.0, "x") == (5.0, "x")
-    t = time.monotonic()
-    with pytest.raises(RuntimeSetupError, match=r"timed out after 0\.3 s waiting for grad 1"):
-        box.get(("grad", 0, 0, 1), 0.3, "grad 1")
-    assert time.monotonic() - t < 2.0
+@pytest.mark.parametrize(("value", "parts"), [
+    ("links,devices", {"links", "devices"}), ("devices", {"devices"}), ("links", {"links"}),
+    (" devices , links ", {"links", "devices"}), ("none", set()), (True, {"links", "devices"}),
+    (False, set())])
+def test_emulate_option(value: str | bool, parts: set[str]) -> None:
+    assert parse_emulate(value) == parts
+    cfg = build_config(RunConfig(), emulate=value)
+    assert cfg.emulated == parts
+    assert cfg.emulate == bool(parts)
 
 
-def test_mailbox_wakes_waiters_on_failure() -> None:
-    box = Mailbox()
-    threading.Timer(0.1, box.fail, args=(RuntimeError("peer r died"),)).start()
-    with pytest.raises(RuntimeSetupError, match="peer r died"):
-        box.get(("act", 0, 1, 0), 10.0, "activation 0")
+@pytest.mark.parametrize("value", ["link", "devices,cpu", ""])
+def test_emulate_option_refuses_unknown_parts(value: str) -> None:
+    with pytest.raises(ProblemError, match="emulate"):
+        build_config(RunConfig(), emulate=value)

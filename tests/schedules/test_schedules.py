@@ -149,7 +149,7 @@ def test_forward_only_keeps_forward_order() -> None:
 
 
 def test_registry() -> None:
-    assert schedule_names() == ("gpipe", "1f1b")
+    assert schedule_names() == ("gpipe", "1f1b", "1f1b-net")
     assert isinstance(get_schedule("GPipe"), GPipe)
     assert isinstance(get_schedule(" 1F1B "), OneFOneB)
     one = OneFOneB()

@@ -18,11 +18,13 @@ from rich.table import Table
 from pipesl.cli.app import err_console, seconds_text
 from pipesl.plan import Plan
 from pipesl.plan import plan_label as _label  # cli.adaptive is imported only by a train run
+from pipesl.units import format_quantity
 
 if TYPE_CHECKING:
-    from pipesl.adapt.events import NetworkScript
+    from pipesl.adapt.loop import AdaptConfig, AdaptiveResult
     from pipesl.problem import Problem
-    from pipesl.runtime import AdaptConfig, AdaptiveResult, IterationReport, RunConfig
+    from pipesl.problem.events import NetworkScript
+    from pipesl.runtime import IterationReport, RunConfig
 
 __all__ = ["adaptive_summary", "adaptive_tables", "plan_label", "replan_lines",
            "run_adaptive_with_progress", "write_adaptive_outputs"]
@@ -67,18 +69,19 @@ def adaptive_tables(result: AdaptiveResult) -> list[Table]:
         for i in range(s.start_iteration, s.end_iteration):
             seg_of[i] = s.index
     for it in result.iterations:
-        its.add_row(str(it.iteration + 1), str(seg_of.get(it.iteration, -1) + 1),
+        its.add_row(str(it.iteration), str(seg_of.get(it.iteration, -1) + 1),
                     f"{it.loss:.4f}", seconds_text(it.measured_s), seconds_text(it.simulated_s),
                     f"{it.error:+.1%}")
     replans = Table(title="Re-plans (details below)", title_justify="left")
-    for col in ("#", "after iter", "trigger", "decision", "T old", "T new", "state to move",
+    for col in ("#", "at iter", "trigger", "decision", "T old", "T new", "state to move",
                 "planning"):
         replans.add_column(col, justify="left" if col in ("trigger", "decision") else "right")
     for k, r in enumerate(result.replans):
-        replans.add_row(str(k + 1), str(r.iteration + 1 if r.trigger == "drift" else r.iteration),
+        replans.add_row(str(k + 1), str(r.iteration),
                         r.trigger, "switch" if r.switch else "stay",
                         "-" if r.old_objective_s is None else seconds_text(r.old_objective_s),
-                        seconds_text(r.new_objective_s), f"{r.migration_bytes / 1e6:.3g} MB",
+                        seconds_text(r.new_objective_s),
+                        format_quantity(r.migration_bytes, "bytes"),
                         f"{r.seconds:.2f} s")
     segments = Table(title="Segments (one plan each)", title_justify="left")
     for col in ("segment", "plan", "iterations", "ended by", "start-up", "relaunch gap",
@@ -87,7 +90,7 @@ def adaptive_tables(result: AdaptiveResult) -> list[Table]:
     for s in segs:
         gap = result.relaunch_s(s.index) if s.index else None
         segments.add_row(str(s.index + 1), escape(plan_label(s.plan)),
-                         f"{s.start_iteration + 1}-{s.end_iteration}"
+                         f"{s.start_iteration}-{s.end_iteration - 1}"
                          if s.end_iteration > s.start_iteration else "-",
                          s.ended_by,
                          "-" if s.startup_s is None else f"{s.startup_s:.2f} s",
@@ -120,7 +123,7 @@ def write_adaptive_outputs(result: AdaptiveResult, *, out: Path | None = None,
     from pipesl.cli.train import write_run_outputs
 
     last = result.iterations[-1]
-    title = (f"measured · iteration {last.iteration + 1} on "
+    title = (f"measured · iteration {last.iteration} on "
              f"{plan_label(result.segments[-1].plan)}: {seconds_text(last.measured_s)}")
     return write_run_outputs(result.to_dict(), last, trace_name="pipesl measured (adaptive)",
                              gantt_title=title, out=out, gantt=gantt, trace=trace)

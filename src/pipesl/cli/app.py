@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 
 from pipesl import __version__
 from pipesl.exceptions import ProblemError
+
+if TYPE_CHECKING:
+    from pipesl.plan import Plan
+    from pipesl.problem import Problem
 
 
 def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
@@ -65,19 +72,83 @@ def seconds_text(seconds: float) -> str:
     return f"{seconds * 1e3:.4g} ms" if seconds < 2.0 else f"{seconds:.4g} s"
 
 
-def check_writable(path: Path | None, option: str) -> None:
-    """Refuse an output path whose folder does not exist, before any work is done.
+FIGURE = (".png", ".svg", ".pdf")
+"""Suffixes a chart or map is written as (matplotlib picks the format by suffix)."""
+JSON = (".json",)
+
+
+def check_writable(path: Path | None, option: str,
+                   suffixes: tuple[str, ...] | None = None) -> None:
+    """Refuse an output path before any work is done, so that a run never ends in a failed
+    write: a missing or read-only folder, a folder given as the file, a name without one of
+    ``suffixes`` (``--gantt noext``, ``--map m.docx``), a file that cannot be overwritten.
 
     Raises
     ------
     ProblemError
-        Naming ``option``.
+        Naming ``option``, in one line.
     """
-    if path is not None and not path.parent.is_dir():
-        raise ProblemError(option, f"cannot be written: folder {str(path.parent)!r} does not "
-                           "exist", str(path))
+    if path is None:
+        return
+    field = f"{option} {path}"  # the whole path: a truncated one would hide the file's name
+    kinds = (", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1
+             else suffixes[0]) if suffixes else ""
+    if path.is_dir():
+        example = f" such as {path / ('out' + suffixes[0])}" if suffixes else ""
+        raise ProblemError(field, f"is a folder; give a file name{example}")
+    if not path.parent.is_dir():
+        raise ProblemError(field, f"cannot be written: folder {str(path.parent)!r} does not "
+                           "exist")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        what = f"has the extension {path.suffix!r}" if path.suffix else "has no extension"
+        raise ProblemError(field, f"{what}; give a file name ending in {kinds}")
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(path.parent, os.W_OK)
+    if not writable:
+        where = "the file" if path.exists() else f"folder {str(path.parent)!r}"
+        raise ProblemError(field, f"cannot be written: {where} is not writable")
+
+
+def write_file(write: Callable[[], object], path: Path, option: str) -> None:
+    """Run ``write`` (which writes ``path``); an OS error becomes one line naming ``option``."""
+    try:
+        write()
+    except OSError as exc:
+        raise ProblemError(f"{option} {path}", f"cannot be written ({exc.strerror or exc})"
+                           ) from None
 
 
 def print_json(obj: Any) -> None:
     """Print exactly ``obj`` as JSON on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+problem_files: list[str] = []
+"""The problems this command loaded (file paths or scenario names), so that an infeasibility
+found later by a planner names the problem it is about (:func:`pipesl.cli.main`)."""
+
+
+def load_checked(argument: str) -> Problem:
+    """``load_problem`` plus a warning on stderr for what loads but cannot be what the user
+    meant: compute nodes the source has no path to."""
+    from pipesl.problem import load_problem
+    from pipesl.problem.validate import unreachable_servers
+
+    problem_files.append(argument)
+    problem = load_problem(argument)
+    cut = unreachable_servers(problem)
+    if cut:
+        shown = ", ".join(cut[:8]) + (f" and {len(cut) - 8} more" if len(cut) > 8 else "")
+        err_console.print(
+            f"[yellow]warning:[/] {len(cut)} compute node(s) have no path from the source "
+            f"{escape(problem.training.source)} and cannot take a stage: {escape(shown)} "
+            "(is a link missing?)")
+    return problem
+
+
+def warn_memory(problem: Problem, plan: Plan, what: str = "plan") -> None:
+    """A warning on stderr for each node whose stages need more memory than it has."""
+    from pipesl.cost import evaluate
+
+    for violation in evaluate(problem, plan).violations:
+        err_console.print(f"[yellow]warning:[/] the {what} does not fit in memory: "
+                          f"{escape(violation)}")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from pipesl.cli.app import app, console
+from pipesl.cli.app import app, console, load_checked
 from pipesl.cli.plan import plan_table
 from pipesl.cli.train import (
     TRAIN_DEFAULT,
@@ -94,9 +94,7 @@ def demo(
     if out.exists() and not out.is_dir():
         raise ProblemError("--out", "is a file; give a folder", str(out))
     out.mkdir(parents=True, exist_ok=True)
-    from pipesl.problem import load_problem
-
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     name = prob.name or Path(problem).stem
     console.rule(f"[bold]1. Plan and simulate: {escape(name)}")
     if prob.description:
@@ -106,7 +104,7 @@ def demo(
         return
 
     runtime = _runtime()  # fails with one line when torch is missing
-    tprob = load_problem(train_problem)
+    tprob = load_checked(train_problem)
     tname = tprob.name or Path(train_problem).stem
     console.rule(f"[bold]2. Train for real: {escape(tname)}")
     if tprob.description:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-from pipesl.cli.app import app, console, print_json
+from pipesl.cli.app import JSON, app, check_writable, console, load_checked, print_json, write_file
 from pipesl.cli.render import escape, evaluation_tables, objective_line
 
 
@@ -14,6 +17,8 @@ def evaluate(
     plan: str = typer.Argument(..., help="Plan JSON file (SPEC section 4)."),
     json_out: bool = typer.Option(False, "--json",
                                   help="Print the SPEC plan object plus feasibility fields."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write that JSON object to a "
+                                    "file (.json)."),
 ) -> None:
     """Evaluate a plan: T, first micro-batch, bottleneck, resource loads and memory.
 
@@ -23,12 +28,14 @@ def evaluate(
     from pipesl.cost import evaluate as evaluate_plan
     from pipesl.cost import plan_document
     from pipesl.plan import load_plan
-    from pipesl.problem import load_problem
-
-    prob = load_problem(problem)
+    check_writable(out, "--out", JSON)
+    prob = load_checked(problem)
     ev = evaluate_plan(prob, load_plan(plan, prob))
+    document = plan_document(ev)
+    if out is not None:
+        write_file(lambda: out.write_text(json.dumps(document, indent=2) + "\n"), out, "--out")
     if json_out:
-        print_json(plan_document(ev))
+        print_json(document)
         return
     for table in evaluation_tables(prob, ev):
         console.print(table)
@@ -38,3 +45,5 @@ def evaluate(
     else:
         for v in ev.violations:
             console.print(f"[bold red]infeasible[/]: {escape(v)}")
+    if out is not None:
+        console.print(f"wrote {escape(str(out))}")

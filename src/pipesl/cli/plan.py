@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, err_console, print_json
+from pipesl.cli.app import (
+    FIGURE,
+    JSON,
+    PROBLEM_HELP,
+    app,
+    check_writable,
+    console,
+    err_console,
+    load_checked,
+    print_json,
+    write_file,
+)
 from pipesl.cli.render import escape, objective_line
 from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.problem.scenarios import DEFAULT_SCENARIO
@@ -21,7 +32,10 @@ if TYPE_CHECKING:
 
 METHODS: dict[str, str] = {
     "exact": "joint optimum over plans and b, with proof (default)",
+    "makespan": "the certified schedule-makespan search itself (what exact runs for "
+                "--objective makespan)",
     "alternating": "the paper's alternating optimisation of placement and b",
+    "basp": "the paper's reference algorithm: BASP on the decision graph per b (small problems)",
     "milp": "mixed-integer program per b (HiGHS); small problems",
     "bruteforce": "exhaustive enumeration (tiny problems)",
     "no_pipeline": "baseline: optimal split and placement with b = B",
@@ -35,6 +49,9 @@ METHODS: dict[str, str] = {
 """The planners, for ``--method`` help without importing them (a test keeps this equal to
 the solver registry, ``pipesl.solvers.solver_names()``)."""
 
+MAKESPAN_TIME_LIMIT = 60.0
+"""Seconds ``pipesl plan`` gives the certified makespan search unless told otherwise."""
+
 METHOD_HELP = "Planner: " + "; ".join(f"[bold]{k}[/] {v}" for k, v in METHODS.items()) + "."
 
 
@@ -47,7 +64,8 @@ def plan_table(problem: Problem, result: SolveResult) -> Table:
     ev = result.evaluation
     assert ev is not None
     b = result.micro_batch_size
-    table = Table(title=f"Plan ({result.method}): {result.plan.num_stages} stages",
+    stages = result.plan.num_stages
+    table = Table(title=f"Plan ({result.method}): {stages} stage{'' if stages == 1 else 's'}",
                   title_justify="left")
     for col in ("#", "node", "layers", "compute / micro-batch", "memory used / capacity"):
         table.add_column(col, justify="left" if col in ("node", "layers") else "right")
@@ -64,6 +82,35 @@ def plan_table(problem: Problem, result: SolveResult) -> Table:
     return table
 
 
+def iteration_report(problem: Problem, result: SolveResult) -> list[str]:
+    """What one iteration of the plan takes: the schedule's makespan and the analytic T."""
+    assert result.evaluation is not None
+    ev = result.evaluation
+    schedule = problem.training.schedule
+    lines = []
+    if result.objective == "makespan":
+        lines.append(f"iteration ({schedule}, simulated makespan): "
+                     f"[bold]{format_quantity(result.objective_s, 'seconds')}[/]   "
+                     f"b = {ev.micro_batch_size}, M = {ev.num_micro_batches}, "
+                     f"B = {ev.batch_size}")
+        lines.append("analytic (SPEC section 3, the paper's objective; not what runs): "
+                     + objective_line(ev))
+    else:
+        lines.append("analytic (SPEC section 3, the objective minimised): " + objective_line(ev))
+    return lines
+
+
+def proof_text(result: SolveResult) -> str:
+    """What the solver proved, naming the quantity."""
+    lb = format_quantity(result.lower_bound_s, "seconds")
+    what = ("simulated makespan" if result.objective == "makespan" else "analytic T")
+    if result.optimal:
+        return f"optimal for the {what} (certified: no plan and no b below {lb})"
+    if result.lower_bound_s <= 0:  # a heuristic or baseline proves nothing; "0 s" says nothing
+        return f"{result.status}, not proven optimal for the {what}; no lower bound"
+    return f"{result.status}, not proven optimal for the {what}; lower bound {lb}"
+
+
 @app.command()
 def plan(
     problem: str = typer.Argument(DEFAULT_SCENARIO, help=PROBLEM_HELP),
@@ -72,36 +119,58 @@ def plan(
     micro_batch_size: int = typer.Option(None, "--micro-batch-size", "-b", min=1,
                                          help="Fix b instead of optimising it."),
     time_limit: float = typer.Option(None, "--time-limit", min=0.0,
-                                     help="Seconds; then the best plan so far, unproven."),
+                                     help="Seconds; then the best plan so far, unproven "
+                                          "(default: none for --objective analytic, 60 for "
+                                          "makespan, whose certificate can take long)."),
     json_out: bool = typer.Option(False, "--json", help="Print the SPEC plan object."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the SPEC plan JSON here."),
     compare: bool = typer.Option(True, "--compare/--no-compare",
                                  help="Also solve without pipelining (b = B) to compare."),
+    sweep_b: bool = typer.Option(
+        False, "--sweep-b", help="Instead of one plan: the best plan at every micro-batch size "
+        "that gives a different M, as a table of the objective against b."),
+    sweep_plot: Path | None = typer.Option(
+        None, "--sweep-plot", help="With --sweep-b (implied): also draw the objective "
+        "against b (PNG/SVG/PDF)."),
+    objective: str = typer.Option(
+        "makespan", "--objective",
+        help="What to minimise: [bold]makespan[/] the simulated iteration time of "
+             "training.schedule (default); [bold]analytic[/] the paper's T (SPEC section 3)."),
 ) -> None:
     """Plan a problem: where to cut the model, where each stage runs, the routes and b."""
     from pipesl.plan import dump_plan
-    from pipesl.problem import load_problem
     from pipesl.solvers import solve
 
-    check_writable(out, "--out")
-    prob = load_problem(problem)
+    check_writable(out, "--out", JSON)
+    check_writable(sweep_plot, "--sweep-plot", FIGURE)
+    if (sweep_b or sweep_plot is not None) and (micro_batch_size is not None
+                                                 or out is not None):
+        raise ProblemError("--sweep-b", "sweeps b itself: give neither --micro-batch-size nor "
+                           "--out with it")
+    prob = load_checked(problem)
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
         raise ProblemError("--micro-batch-size", f"must be <= batch_size "
                            f"({prob.training.batch_size})", micro_batch_size)
-    options: dict[str, object] = {}
+    if objective not in ("makespan", "analytic"):
+        raise ProblemError("--objective", "must be makespan or analytic", objective)
+    options: dict[str, Any] = {}
+    if time_limit is None and objective == "makespan":
+        time_limit = MAKESPAN_TIME_LIMIT
     if micro_batch_size is not None:
         options["micro_batch_size"] = micro_batch_size
     if time_limit is not None:
         options["time_limit"] = time_limit
+    if sweep_b or sweep_plot is not None:
+        from pipesl.cli.compare import run_sweep
+
+        run_sweep(prob, prob.name or problem, method, objective, time_limit, sweep_plot,
+                  json_out)
+        return
     with err_console.status(f"planning with {method}...", spinner="dots"):
-        result = solve(prob, method, **options)
+        result = solve(prob, method, objective=objective, **options)
     document = result.document()
     if out is not None:
-        try:
-            dump_plan(document, out)
-        except OSError as exc:
-            raise ProblemError("--out", f"cannot be written ({exc.strerror or exc})",
-                               str(out)) from None
+        write_file(lambda: dump_plan(document, out), out, "--out")
     if json_out:
         print_json(document)
         return
@@ -112,22 +181,29 @@ def plan(
     if result.plan.label_route is not None and len(result.plan.label_route) > 1:
         console.print(f"label route: {escape(' -> '.join(result.plan.label_route))}")
     assert result.evaluation is not None
-    console.print(objective_line(result.evaluation))
-    proof = ("optimal (proven)" if result.optimal else
-             f"{result.status}; lower bound {format_quantity(result.lower_bound_s, 'seconds')}")
-    console.print(f"solver {result.method}: {proof}, {result.seconds:.3g} s")
+    schedule = prob.training.schedule
+    report = iteration_report(prob, result)
+    for line in report:
+        console.print(line)
+    console.print(f"solver {result.method}: {proof_text(result)}, {result.seconds:.3g} s")
     if compare and prob.training.batch_size > 1 and result.num_micro_batches > 1:
         try:
-            flat = solve(prob, "exact", micro_batch_size=prob.training.batch_size,
+            flat = solve(prob, "exact", objective=objective,
+                         micro_batch_size=prob.training.batch_size,
                          **({"time_limit": time_limit} if time_limit else {}))
         except InfeasibleError:
             console.print("without pipelining (b = B): no plan fits in memory")
         else:
-            speedup = (f"[bold]{flat.objective_s / result.objective_s:.2f}x[/] faster"
-                       if result.objective_s > 0 else "no faster (both take no time)")
+            what = (f"{schedule} makespan" if result.objective == "makespan" else "analytic T")
+            ratio = flat.objective_s / result.objective_s if result.objective_s > 0 else 1.0
+            speedup = (f"[bold]{ratio:.2f}x[/] faster" if ratio >= 1 else
+                       f"[bold]{1 / ratio:.2f}x[/] slower (this {result.method} plan is worse "
+                       "than the optimum without pipelining)")
+            stages = flat.plan.num_stages
             console.print(
                 f"without pipelining (b = B = {prob.training.batch_size}): "
-                f"T = {format_quantity(flat.objective_s, 'seconds')} on "
-                f"{flat.plan.num_stages} stage(s); pipelining is {speedup}")
+                f"{what} {format_quantity(flat.objective_s, 'seconds')} on "
+                f"{stages} stage{'' if stages == 1 else 's'}; pipelining is {speedup} on the "
+                "same objective")
     if out is not None:
         console.print(f"plan written to {escape(str(out))}")

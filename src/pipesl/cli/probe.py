@@ -107,8 +107,9 @@ def probe(
 
     if duplex not in (None, "full", "half"):
         raise ProblemError("--duplex", "must be full or half", duplex)
-    for path, option in ((out, "--out"), (raw, "--raw")):
-        check_writable(path, option)
+    for path, option, kinds in ((out, "--out", (".yaml", ".yml", ".json")),
+                                (raw, "--raw", (".json",))):
+        check_writable(path, option, kinds)
     prob = load_problem(problem)
     chosen = load_plan(plan, prob) if plan is not None else None
     result = run_probe(prob, chosen, nodes=_names(nodes), host_nodes=_names(host_nodes),

@@ -15,7 +15,7 @@ import yaml
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipesl.cli.app import app, console, err_console, print_json
+from pipesl.cli.app import app, check_writable, console, err_console, print_json
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 
 TORCH_MISSING = "torch is not installed; pip install 'pipesl[torch]'"
@@ -58,6 +58,9 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+DOCUMENT = (".json", ".yaml", ".yml")
+
+
 def write_document(doc: dict[str, Any], path: Path, option: str = "--out") -> None:
     """Write ``doc`` as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
     suffix = path.suffix.lower()
@@ -75,11 +78,10 @@ def write_document(doc: dict[str, Any], path: Path, option: str = "--out") -> No
 
 
 def _size(n: float, unit: str = "B") -> str:
-    for prefix in ("", "K", "M", "G", "T"):
-        if abs(n) < 1000 or prefix == "T":
-            return f"{n:.3g} {prefix}{unit}" if prefix or unit != "B" else f"{n:.0f} B"
-        n /= 1000
-    raise AssertionError("unreachable")
+    """Bytes in binary units (KiB, MiB), FLOPs with SI prefixes (kFLOP), as ``pipesl show``."""
+    from pipesl.units import format_quantity
+
+    return format_quantity(n, "bytes" if unit == "B" else "flops")
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -139,6 +141,7 @@ def profile_command(
     _require_torch()
     from pipesl.profiling import profile, profile_document
 
+    check_writable(out, "--out", DOCUMENT)
     shape = parse_shape(input_shape)
     chain = profile(model, input_shape=shape, batch=batch, dtype=dtype, granularity=granularity)
     command = f"pipesl profile {model}" + (f" --input-shape {input_shape}" if shape else "")
@@ -192,6 +195,7 @@ def calibrate_command(
     from pipesl.models import resolve_model
     from pipesl.profiling import calibrate
 
+    check_writable(out, "--out", DOCUMENT)
     sizes = _parse_sizes(batch_sizes)
     if threads is not None:
         torch.set_num_threads(threads)

@@ -17,26 +17,25 @@ from pipesl.units import format_quantity
 
 if TYPE_CHECKING:
     from pipesl.cost import Evaluation
-    from pipesl.problem.types import Problem
+    from pipesl.problem.types import Network, Problem, TrainingSpec
 
-__all__ = ["escape", "evaluation_tables", "problem_tables"]
+__all__ = ["escape", "evaluation_tables", "network_tables", "problem_tables"]
 
 
 def _q(value: float, kind: str) -> str:
     return "unbounded" if math.isinf(value) else format_quantity(value, kind)
 
 
-def problem_tables(problem: Problem) -> list[Table]:
-    """Tables of nodes, links, the model and the training options."""
-    net, model, tr = problem.network, problem.model, problem.training
+def network_tables(net: Network, training: TrainingSpec | None = None) -> list[Table]:
+    """Tables of a network's nodes and links (with the source and label roles if known)."""
     nodes = Table(title=f"Nodes ({len(net.nodes)})", title_justify="left")
     for col in ("id", "kind", "compute", "FLOP/s", "memory", "overhead"):
         nodes.add_column(col, justify="right" if col not in ("id", "kind") else "left")
     for n in net.nodes:
         role = n.kind or ("server" if n.can_compute else "relay")
-        if n.id == tr.source:
+        if training is not None and n.id == training.source:
             role += " (source)"
-        if n.id == tr.labels_at:
+        if training is not None and n.id == training.labels_at:
             role += " (labels)"
         nodes.add_row(escape(n.id), escape(role), "yes" if n.can_compute else "relay",
                       _q(n.flops, "flop_rate") if n.flops else "-",
@@ -47,6 +46,13 @@ def problem_tables(problem: Problem) -> list[Table]:
     for e in net.links:
         links.add_row(escape(f"{e.source} - {e.target}"), _q(e.bandwidth, "bandwidth"),
                       _q(e.latency, "seconds"), e.duplex)
+    return [nodes, links]
+
+
+def problem_tables(problem: Problem) -> list[Table]:
+    """Tables of nodes, links, the model and the training options."""
+    net, model, tr = problem.network, problem.model, problem.training
+    nodes, links = network_tables(net, tr)
     layers = Table(title=f"Model {escape(model.name)}: {model.num_layers} layers, input "
                    f"{_q(model.input_bytes, 'bytes')}/sample", title_justify="left")
     for col in ("#", "layer", "fwd FLOP", "bwd FLOP", "output", "params", "saved act."):

@@ -8,7 +8,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipesl.cli.app import app, console, err_console, print_json
+from pipesl.cli.app import (
+    JSON,
+    app,
+    check_writable,
+    console,
+    err_console,
+    load_checked,
+    print_json,
+    write_file,
+)
 from pipesl.cli.plan import METHOD_HELP, plan_table
 from pipesl.units import format_quantity
 
@@ -33,15 +42,14 @@ def replan(
     """
     from pipesl.adapt import replan as replan_problem
     from pipesl.plan import dump_plan, load_plan
-    from pipesl.problem import load_problem
-
-    prob = load_problem(problem)
+    check_writable(out, "--out", JSON)
+    prob = load_checked(problem)
     old = load_plan(plan, prob)
     with err_console.status("re-planning...", spinner="dots"):
         decision = replan_problem(prob, old, horizon, method=method,
                                   checkpoint_node=checkpoint_node)
     if out is not None:
-        dump_plan(decision.new.document(), out)
+        write_file(lambda: dump_plan(decision.new.document(), out), out, "--out")
     if json_out:
         print_json(decision.document())
         return

@@ -8,13 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pipesl.cli.app import (
+    FIGURE,
+    JSON,
     PROBLEM_HELP,
     app,
     check_writable,
     console,
     err_console,
+    load_checked,
     print_json,
     seconds_text,
+    warn_memory,
+    write_file,
 )
 from pipesl.cli.render import escape
 from pipesl.exceptions import ProblemError
@@ -29,14 +34,16 @@ if TYPE_CHECKING:
     from pipesl.sim import SimResult
 
 
-def _plan(problem: Problem, path: Path | None) -> Plan:
+def _plan(problem: Problem, path: Path | None, method: str = "exact") -> Plan:
     if path is not None:
         from pipesl.plan import load_plan
 
         return load_plan(path, problem)
     from pipesl.solvers import solve
 
-    result = solve(problem)
+    # As `pipesl plan` plans by default: the schedule's makespan.
+    with err_console.status(f"planning with {method}...", spinner="dots"):
+        result = solve(problem, method, objective="makespan")
     return result.plan
 
 
@@ -82,8 +89,10 @@ def _tables(result: SimResult) -> list[Table]:
 def simulate(
     problem: str = typer.Argument(DEFAULT_SCENARIO, help=PROBLEM_HELP),
     plan: Annotated[Path | None, typer.Option(
-        "--plan", help="Plan JSON file (SPEC section 4); default: plan first with the default "
-        "solver.")] = None,
+        "--plan", help="Plan JSON file (SPEC section 4); default: plan first with --method, "
+        "as `pipesl plan` does.")] = None,
+    method: str = typer.Option("exact", "--method", "-m", help="Without --plan: the planner "
+                               "(see `pipesl plan --help`)."),
     schedule: str | None = typer.Option(
         None, "--schedule", help=f"{' | '.join(schedule_names())}; default: the problem's "
         "training.schedule."),
@@ -105,34 +114,41 @@ def simulate(
     if last_micro_batch not in ("full", "remainder"):
         raise ProblemError("--last-micro-batch", "must be 'full' or 'remainder'",
                            last_micro_batch)
-    for path, option in ((gantt, "--gantt"), (map_path, "--map"), (trace, "--trace")):
-        check_writable(path, option)
-    from pipesl.problem import load_problem
+    for path, option, kinds in ((gantt, "--gantt", FIGURE), (map_path, "--map", FIGURE),
+                                (trace, "--trace", JSON)):
+        check_writable(path, option, kinds)
     from pipesl.sim import simulate as simulate_plan
 
-    prob = load_problem(problem)
-    chosen = _plan(prob, plan)
+    prob = load_checked(problem)
+    if plan is not None and method != "exact":
+        raise ProblemError("--method", "plans only without --plan (the plan file is "
+                           "simulated as it is)", method)
+    chosen = _plan(prob, plan, method)
+    warn_memory(prob, chosen)
     result = simulate_plan(prob, chosen, schedule,
                            last_micro_batch="remainder" if last_micro_batch == "remainder"
                            else "full")
     out = err_console if json_out else console
+    if json_out:  # the report first: it is out even if a write fails
+        print_json(result.to_dict())
+    else:
+        for table in _tables(result):
+            console.print(table)
     written: list[str] = []
     if trace is not None:
-        result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}")
+        write_file(lambda: result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}"),
+                   trace, "--trace")
         written.append(f"trace {trace}")
     if gantt is not None or map_path is not None:
         from pipesl.plotting import gantt_chart, placement_map, save_figure
 
         if gantt is not None:
-            save_figure(gantt_chart(result), gantt)
+            chart = gantt_chart(result)
+            write_file(lambda: save_figure(chart, gantt), gantt, "--gantt")
             written.append(f"Gantt chart {gantt}")
         if map_path is not None:
-            save_figure(placement_map(prob, chosen), map_path)
+            drawing = placement_map(prob, chosen)
+            write_file(lambda: save_figure(drawing, map_path), map_path, "--map")
             written.append(f"placement map {map_path}")
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        for table in _tables(result):
-            console.print(table)
     for line in written:
         out.print(f"wrote {escape(line)}")

@@ -83,7 +83,7 @@ def testbed(
     from pipesl.problem import load_problem
     from pipesl.testbed import measure_scenario
 
-    check_writable(out, "--out")
+    check_writable(out, "--out", (".json",))
     if folder is not None and not folder.is_dir():
         raise ProblemError("--folder", "must be an existing folder", str(folder))
     if steps < 2:

@@ -6,6 +6,7 @@ torch is imported only when a command runs, so the rest of the CLI works without
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,13 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipesl.cli.app import (
+    FIGURE,
+    JSON,
     PROBLEM_HELP,
     app,
     check_writable,
     console,
     err_console,
+    load_checked,
     print_json,
     seconds_text,
+    warn_memory,
+    write_file,
 )
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 
@@ -78,7 +84,7 @@ def result_tables(result: TrainResult) -> list[Table]:
     for col in ("iter", "loss", "measured", "simulated", "analytic", "measured/simulated"):
         its.add_column(col, justify="right")
     for it in result.iterations:
-        its.add_row(str(it.iteration + 1), f"{it.loss:.4f}", seconds_text(it.measured_s),
+        its.add_row(str(it.iteration), f"{it.loss:.4f}", seconds_text(it.measured_s),
                     seconds_text(it.simulated_s), seconds_text(it.analytic_s), f"{it.error:+.1%}")
     stages = Table(title="Compute per pass of b samples, ms (mean over iterations after the "
                    "first)", title_justify="left")
@@ -122,12 +128,14 @@ def reliability_lines(result: TrainResult) -> list[str]:
     lines = []
     if result.start_iteration:
         lost = result.lost_iterations
-        lines.append(f"resumed from the checkpoint after iteration {result.start_iteration}"
+        lines.append(f"resumed at iteration {result.start_iteration} from the checkpoint saved "
+                     f"after iteration {result.start_iteration - 1}"
                      + ("" if lost is None else f" ({lost} completed iterations after it "
                         "were lost and run again, besides the one in flight)"))
     if result.checkpoints:
-        lines.append(f"checkpoints after iterations {', '.join(map(str, result.checkpoints))} "
-                     f"in {result.config.checkpoint_dir}")
+        # result.checkpoints counts completed iterations; iterations are numbered from 0.
+        after = ", ".join(str(n - 1) for n in result.checkpoints)
+        lines.append(f"checkpoints after iterations {after} in {result.config.checkpoint_dir}")
     if result.audit is not None:
         lines.append(f"{result.audit.summary()} (records in {result.config.audit})")
     return lines
@@ -140,15 +148,16 @@ def write_run_outputs(document: dict[str, Any], last: IterationReport, *, trace_
     ``last`` iteration; return what was written, for people."""
     written: list[str] = []
     if out is not None:
-        out.write_text(json.dumps(document, indent=2) + "\n")
+        write_file(lambda: out.write_text(json.dumps(document, indent=2) + "\n"), out, "--out")
         written.append(f"result {out}")
     if trace is not None:
-        last.trace.dump_chrome(trace, name=trace_name)
+        write_file(lambda: last.trace.dump_chrome(trace, name=trace_name), trace, "--trace")
         written.append(f"measured trace {trace}")
     if gantt is not None:
         from pipesl.plotting import gantt_chart, save_figure
 
-        save_figure(gantt_chart(last.trace, title=gantt_title), gantt)
+        figure = gantt_chart(last.trace, title=gantt_title)
+        write_file(lambda: save_figure(figure, gantt), gantt, "--gantt")
         written.append(f"measured Gantt chart {gantt}")
     return written
 
@@ -158,22 +167,26 @@ def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path |
     """Write the JSON result, the measured Gantt chart (last iteration) and its trace."""
     last = result.iterations[-1]
     title = (f"measured · {result.schedule} · b = {result.plan.micro_batch_size} · "
-             f"iteration {last.iteration + 1}: {seconds_text(last.measured_s)} (simulated "
+             f"iteration {last.iteration}: {seconds_text(last.measured_s)} (simulated "
              f"{seconds_text(last.simulated_s)}, {last.error:+.1%})")
     return write_run_outputs(result.to_dict(), last, trace_name=f"pipesl measured "
                              f"{result.problem}", gantt_title=title, out=out, gantt=gantt,
                              trace=trace)
 
 
-def _show(result: TrainResult, written: list[str], json_out: bool) -> None:
-    """Print a run's result: JSON on stdout, or the tables and summary; then the notes."""
+def _show(result: TrainResult, write: Callable[[], list[str]], json_out: bool) -> None:
+    """Print a run's result (JSON on stdout, or the tables and summary), then ``write`` its
+    files and print the notes: the report is out even if a write fails."""
     if json_out:
         print_json(result.to_dict())
     else:
         for table in result_tables(result):
             console.print(table)
         console.print(summary_line(result))
-    for line in [*reliability_lines(result), *(f"wrote {w}" for w in written)]:
+    notes = reliability_lines(result)
+    for line in notes:
+        (err_console if json_out else console).print(escape(line))
+    for line in (f"wrote {w}" for w in write()):
         (err_console if json_out else console).print(escape(line))
 
 
@@ -196,7 +209,7 @@ def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunCon
 
 Steps = Annotated[int, typer.Option("--steps", "-n", min=1, help="Training iterations.")]
 Schedule = Annotated[str | None, typer.Option(
-    "--schedule", help="gpipe | 1f1b; default: the problem's training.schedule.")]
+    "--schedule", help="gpipe | 1f1b | 1f1b-net; default: the problem's training.schedule.")]
 Model = Annotated[str | None, typer.Option(
     "--model", help="Zoo name or package.module:factory; default: the zoo model named like "
     "the problem's model profile.")]
@@ -289,6 +302,9 @@ def train(
     trace: TraceOpt = None,
 ) -> None:
     """Train for real: one local process per network node of the plan (stages and relays)."""
+    for path, option, kinds in ((out, "--out", JSON), (gantt, "--gantt", FIGURE),
+                                (trace, "--trace", JSON)):
+        check_writable(path, option, kinds)
     runtime = _runtime()
     every = checkpoint_every if checkpoint_every is not None else (1 if adapt else 10)
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
@@ -298,30 +314,27 @@ def train(
                   checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                   checkpoint_every=every, resume=resume,
                   audit=None if audit is None else str(audit), fault=inject_fault)
-    for path, option in ((out, "--out"), (gantt, "--gantt"), (trace, "--trace")):
-        check_writable(path, option)
     if adapt and audit is not None:
         raise ProblemError("--audit", "is not supported with --adapt (audit a plain run of "
                            "each plan instead)")
     if events is not None and not emulate:
         raise ProblemError("--events", "needs --emulate: on a real network the changes are "
                            "the network's own")
-    from pipesl.problem import load_problem
-
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     script = None
     if events is not None:
-        from pipesl.adapt.events import load_network_events
+        from pipesl.problem.events import load_network_events
 
         script = load_network_events(events, prob)
     chosen = _plan(prob, plan)
+    warn_memory(prob, chosen)
     runtime.make_job(prob, chosen, cfg, events=script)  # every check before any process
     if adapt:
         _train_adaptive(runtime, prob, chosen, cfg, script, drift_threshold, drift_window,
                         json_out=json_out, out=out, gantt=gantt, trace=trace)
         return
     result = run_with_progress(runtime, prob, chosen, cfg, events=script)
-    _show(result, write_outputs(result, out=out, gantt=gantt, trace=trace), json_out)
+    _show(result, lambda: write_outputs(result, out=out, gantt=gantt, trace=trace), json_out)
     if result.audit is not None and not result.audit.ok:
         raise RuntimeSetupError(f"the transport audit found {len(result.audit.violations)} "
                                 f"violations: {'; '.join(result.audit.violations[:3])}")
@@ -341,7 +354,6 @@ def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, 
     adapt = runtime.AdaptConfig(threshold=threshold, window=window,
                                 checkpoint_every=cfg.checkpoint_every)
     result = run_adaptive_with_progress(runtime, problem, plan, cfg, adapt, script)
-    written = write_adaptive_outputs(result, out=out, gantt=gantt, trace=trace)
     if json_out:
         print_json(result.to_dict())
     else:
@@ -349,6 +361,7 @@ def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, 
             console.print(table)
         for line in [*replan_lines(result), adaptive_summary(result)]:
             console.print(escape(line))
+    written = write_adaptive_outputs(result, out=out, gantt=gantt, trace=trace)
     for line in (f"wrote {w}" for w in written):
         (err_console if json_out else console).print(escape(line))
 
@@ -403,6 +416,8 @@ def worker(
     gantt: GanttOpt = None,
 ) -> None:
     """Run one rank of a multi-host job under torchrun (see docs/runtime.md)."""
+    for path, option, kinds in ((out, "--out", JSON), (gantt, "--gantt", FIGURE)):
+        check_writable(path, option, kinds)
     runtime = _runtime()
     cfg = _config(runtime, steps=steps, schedule=schedule, emulate=emulate,
                   pace_links=pace_links, latency_padding=_padding(latency_padding),
@@ -411,14 +426,11 @@ def worker(
                   checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                   checkpoint_every=checkpoint_every, resume=resume,
                   audit=None if audit is None else str(audit))
-    for path, option in ((out, "--out"), (gantt, "--gantt")):
-        check_writable(path, option)
-    from pipesl.problem import load_problem
-
-    prob = load_problem(problem)
+    prob = load_checked(problem)
     chosen = _plan(prob, plan)
+    warn_memory(prob, chosen)
     nodes = [n.strip() for n in host_nodes.split(",") if n.strip()] if host_nodes else None
     result = runtime.run_torchrun_worker(prob, chosen, cfg, host_nodes=nodes)
     if result is None:
         return
-    _show(result, write_outputs(result, out=out, gantt=gantt), json_out)
+    _show(result, lambda: write_outputs(result, out=out, gantt=gantt), json_out)

@@ -22,7 +22,8 @@ the pipeline bottleneck)::
     T(plan, b) = sum_s t_s(b) + (M - 1) * max_r load_r(b),      M = ceil(B / b)
 
 Memory on a node running layers i..j: ``xi * sum(param_bytes) + W * b * sum(act_bytes)``
-with W * b = B for GPipe and W = min(M, K - k + 1) for 1F1B (k = 1-based stage index).
+with W * b = B for GPipe, W = min(M, K - k + 1) for 1F1B (k = 1-based stage index) and, for
+1F1B-net, W = the stage's warm-up depth (:func:`net_warmups`, at least 1, capped by memory).
 
 Each stage splits into a forward and a backward pass (what the simulator schedules, see
 :func:`stage_phases`): a compute stage's forward takes ``b * sum(fwd_flops) / flops_n + o_n`` and
@@ -37,38 +38,48 @@ vectorised with prefix sums for the solvers' hot paths, are in :mod:`pipesl.cost
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
-from pipesl.plan import Plan, num_micro_batches, plan_to_dict, validate_plan
-from pipesl.problem.types import Link, Problem
+from pipesl.plan import Plan, plan_to_dict, validate_plan
+from pipesl.problem.types import Layer, Link, Problem
 
 __all__ = [
     "Affine",
     "Evaluation",
     "PlanStage",
+    "Resource",
     "StagePhases",
     "activation_window",
     "compute_time",
     "evaluate",
     "feasible_micro_batch_sizes",
+    "flops_from_alpha",
+    "hop_seconds",
     "hop_time",
     "link_resources",
     "memory_use",
     "min_stage_memory",
+    "net_warmups",
     "num_micro_batches",
     "objective",
+    "overhead_from_beta",
     "plan_document",
     "plan_stages",
+    "rate_from_seconds",
     "resource_loads",
     "resource_name",
+    "seconds_per_bit",
     "stage_memory",
     "stage_phases",
+    "training_flops",
+    "transfer_bits",
     "transfer_time",
+    "transfer_weight",
 ]
 
 
@@ -95,9 +106,39 @@ class Affine:
 ZERO = Affine(0.0, 0.0)
 
 
+@overload
+def num_micro_batches(batch_size: int, micro_batch_size: int) -> int: ...
+@overload
+def num_micro_batches(batch_size: int, micro_batch_size: np.ndarray) -> np.ndarray: ...
+def num_micro_batches(batch_size: int, micro_batch_size: int | np.ndarray) -> int | np.ndarray:
+    """M = ceil(B / b), the one definition (``micro_batch_size`` may be an array of b)."""
+    return -(-batch_size // micro_batch_size)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource of SPEC section 3, typed: a compute node, a half-duplex link, or one
+    direction of a full-duplex link. Its string :attr:`name` is for the edges (plan
+    documents, traces, reports); node ids may contain ``-`` or ``>``, so code keeps the
+    typed value (or the ends) rather than parsing a name back."""
+
+    kind: Literal["node", "link"]
+    u: str
+    """The node, or a link's first end (half duplex: ``source``; full duplex: from)."""
+    v: str | None = None
+    """A link's other end (half duplex: ``target``; full duplex: to)."""
+    full_duplex: bool = False
+
+    @property
+    def name(self) -> str:
+        """``node:<id>``; ``link:<u>-<v>`` (half duplex, ends as written in the input);
+        ``link:<u>><v>`` (the u -> v direction of a full-duplex link)."""
+        return resource_name(self.kind, self.u, self.v, self.full_duplex)
+
+
 def resource_name(kind: Literal["node", "link"], u: str, v: str | None = None,
                   full_duplex: bool = False) -> str:
-    """The one naming rule for resources (SPEC section 4).
+    """The one naming rule for resources (SPEC section 4), :attr:`Resource.name` as text.
 
     ``node:<id>``; ``link:<u>-<v>`` for a half-duplex link (ends as written in the input);
     ``link:<u>><v>`` for the u -> v direction of a full-duplex link.
@@ -114,10 +155,39 @@ def link_resources(link: Link, u: str, v: str, x: Affine) -> tuple[tuple[str, Af
     return ((resource_name("link", link.source, link.target), x.scaled(2.0)),)
 
 
+def seconds_per_bit(u: str, v: str, data: Mapping[str, Any]) -> float:
+    """networkx edge weight ``1 / bandwidth``: summed over a path, its seconds per bit."""
+    return 1.0 / float(data["bandwidth"])
+
+
+def transfer_weight(b: float, out_bytes: float) -> Callable[[str, str, Mapping[str, Any]], float]:
+    """networkx edge weight: the one-way transfer x of b samples of ``out_bytes`` each."""
+    bits = 8.0 * b * out_bytes
+
+    def weight(u: str, v: str, data: Mapping[str, Any]) -> float:
+        return bits / float(data["bandwidth"]) + float(data["latency"])
+
+    return weight
+
+
+def hop_seconds(b: Any, out_bytes: Any, inv_bandwidth: Any, latency: Any) -> Any:
+    """t = 2x of a hop, ``2 (8 b out_bytes / bandwidth + latency)``, on numbers or arrays.
+
+    ``inv_bandwidth`` and ``latency`` may be sums over a path (a relaxed route of several
+    hops), which is how the baselines' bounds use it.
+    """
+    return 2.0 * (8.0 * b * out_bytes * inv_bandwidth) + 2.0 * latency
+
+
+def training_flops(layers: Iterable[Layer]) -> float:
+    """FLOPs per sample of one forward and one backward pass over ``layers``."""
+    return sum(x.fwd_flops + x.bwd_flops for x in layers)
+
+
 def compute_time(problem: Problem, node: str, first: int, last: int) -> Affine:
     """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based)."""
     n = problem.network.node(node)
-    work = sum(x.fwd_flops + x.bwd_flops for x in problem.model.layers[first - 1:last])
+    work = training_flops(problem.model.layers[first - 1:last])
     return Affine(work / n.flops, 2.0 * n.overhead)
 
 
@@ -132,6 +202,40 @@ def hop_time(problem: Problem, u: str, v: str, layer: int) -> Affine:
     if link is None:
         raise KeyError(f"no link between {u!r} and {v!r}")
     return transfer_time(link, problem.model.out_bytes(layer)).scaled(2.0)
+
+
+# ---------------------------------------------------------------- inverse formulas
+# The forward formulas above solved for the figure a measurement reveals (drift detection in
+# pipesl.adapt.drift, speed calibration in pipesl.profiling.calibrate).
+
+
+def transfer_bits(out_bytes: float) -> float:
+    """Bits per sample of a transfer of layer output ``out_bytes`` (``x = b * bits / bw + d``)."""
+    return 8.0 * out_bytes
+
+
+def rate_from_seconds(work: float, samples: int, seconds: float, fixed: float
+                      ) -> float | None:
+    """The rate r solving ``seconds = samples * work / r + fixed``; None when undetermined.
+
+    A pass (``work`` = FLOPs per sample, ``fixed`` = overhead) gives FLOP/s; a transfer
+    (``work`` = :func:`transfer_bits`, ``fixed`` = latency) gives the bandwidth in bit/s.
+    None when the time is not above the fixed part or there is no work.
+    """
+    rate_time = seconds - fixed
+    if rate_time <= 0 or work <= 0:
+        return None
+    return samples * work / rate_time
+
+
+def flops_from_alpha(flops_per_sample: float, alpha: float) -> float:
+    """F solving :func:`compute_time`'s ``alpha = flops_per_sample / F`` (alpha > 0)."""
+    return flops_per_sample / alpha
+
+
+def overhead_from_beta(beta: float) -> float:
+    """o solving :func:`compute_time`'s ``beta = 2 o`` (one forward, one backward pass), >= 0."""
+    return max(beta / 2.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -265,12 +369,57 @@ def objective(problem: Problem, plan: Plan, micro_batch_size: int | None = None)
 
 
 def _window(problem: Problem, b: int, stage_index: int, num_stages: int) -> float:
-    """W * b: samples whose activations a stage keeps (GPipe: B; 1F1B: min(M, K-k+1) * b)."""
+    """W * b: samples whose activations a stage keeps (GPipe: B; 1F1B: min(M, K-k+1) * b).
+
+    ``1f1b-net`` adapts its windows to memory (:func:`net_warmups`), so what a stage must hold
+    to be placed at all is one micro-batch (W = 1).
+    """
     tr = problem.training
     if tr.schedule == "gpipe":
         return float(tr.batch_size)
+    if tr.schedule == "1f1b-net":
+        return float(b)
     m = num_micro_batches(tr.batch_size, b)
     return float(min(m, num_stages - stage_index) * b)
+
+
+def net_warmups(problem: Problem, plan: Plan, micro_batch_size: int | None = None
+                ) -> tuple[int, ...]:
+    """Warm-up depth (= peak micro-batches in flight) of each compute stage under ``1f1b-net``.
+
+    Stage k must keep enough micro-batches in flight to cover its round trip at the pipeline's
+    rate: with tau the largest resource load (one micro-batch per tau at steady state) and
+    ``R_k`` the time from the end of stage k's forward pass to the start of its backward pass
+    (every later step forward and backward, hops and label route included),
+    ``need_k = ceil((t_k + R_k) / tau)``. The depth is ``max(K - k, need_k)`` (never less than
+    1F1B's), capped by M and by the micro-batches whose activations fit in the node's memory,
+    then made non-increasing along the pipeline (a later stage never runs more warm-up
+    forwards than an earlier one, or the schedule would deadlock). At least 1.
+    """
+    tr = problem.training
+    b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
+    m = num_micro_batches(tr.batch_size, b)
+    k_total = plan.num_stages
+    stages = plan_stages(problem, plan)
+    times = [st.time(b) for st in stages]
+    tau = max(a(b) for a in resource_loads(problem, plan).values())
+    pos = [i for i, st in enumerate(stages) if st.kind == "compute"]
+    out: list[int] = []
+    for k, s in enumerate(plan.stages):
+        p = pos[k]
+        trip = sum(times[p:])
+        need = math.ceil(trip / tau - 1e-9) if tau > 0 else 1
+        want = min(m, max(k_total - k, need))
+        layers = problem.model.layers[s.layer_slice]
+        acts = sum(x.act_bytes for x in layers) * b
+        free = problem.network.node(s.node).memory - tr.state_factor * sum(
+            x.param_bytes for x in layers)
+        cap = m if acts <= 0 or free >= m * acts else max(0, math.floor(free / acts + 1e-12))
+        w = max(1, min(want, cap))
+        if out:
+            w = min(w, out[-1])
+        out.append(w)
+    return tuple(out)
 
 
 def activation_window(problem: Problem, micro_batch_size: int, stage_index: int,
@@ -309,6 +458,14 @@ def memory_use(problem: Problem, plan: Plan, micro_batch_size: int | None = None
     """Bytes used on each compute node of the plan."""
     b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
     k_total = plan.num_stages
+    if problem.training.schedule == "1f1b-net":  # the windows the schedule really keeps
+        tr = problem.training
+        out = {}
+        for s, w in zip(plan.stages, net_warmups(problem, plan, b), strict=True):
+            layers = problem.model.layers[s.layer_slice]
+            out[s.node] = (tr.state_factor * sum(x.param_bytes for x in layers)
+                           + w * b * sum(x.act_bytes for x in layers))
+        return out
     return {s.node: stage_memory(problem, s.first_layer, s.last_layer, b, k, k_total)
             for k, s in enumerate(plan.stages)}
 
@@ -317,7 +474,7 @@ def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
     """Boolean mask over b = 1..B (index b - 1): True where every stage fits in memory."""
     tr = problem.training
     b = np.arange(1, tr.batch_size + 1)
-    m = -(-tr.batch_size // b)
+    m = num_micro_batches(tr.batch_size, b)
     ok = np.ones(tr.batch_size, dtype=bool)
     k_total = plan.num_stages
     for k, s in enumerate(plan.stages):
@@ -326,6 +483,8 @@ def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
         acts = sum(x.act_bytes for x in layers)
         if tr.schedule == "gpipe":
             window = np.full(b.shape, float(tr.batch_size))
+        elif tr.schedule == "1f1b-net":  # its windows shrink to fit; one micro-batch must
+            window = b.astype(float)
         else:
             window = np.minimum(m, k_total - k) * b
         need = tr.state_factor * params + window * acts

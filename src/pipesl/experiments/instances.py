@@ -112,8 +112,9 @@ def make_instance(config: InstanceConfig, seed: int) -> Problem:
                 n = replace(n, memory=config.server_memory_gib * GiB)
         nodes.append(n)
     links = tuple(replace(e, bandwidth=e.bandwidth * config.bandwidth_scale) for e in net.links)
-    if config.schedule not in ("gpipe", "1f1b"):
-        raise ProblemError("instance.schedule", "must be gpipe or 1f1b", config.schedule)
+    if config.schedule not in ("gpipe", "1f1b", "1f1b-net"):
+        raise ProblemError("instance.schedule", "must be gpipe, 1f1b or 1f1b-net",
+                           config.schedule)
     training = TrainingSpec(source=source, batch_size=config.batch_size,
                             schedule=config.schedule)  # type: ignore[arg-type]
     label = config.network if config.network != "generated" else config.topology

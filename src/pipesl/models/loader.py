@@ -199,8 +199,12 @@ def resolve_model(ref: str, *, input_shape: tuple[int, ...] | None = None,
     chain = to_sequential(module)
     shape = input_shape or _shape_of(module) or _shape_of(factory)
     if shape is None:
-        raise ProblemError("input_shape", f"is required for the user model {ref!r} (e.g. "
-                           "--input-shape 3x32x32), or give the model an input_shape attribute")
+        factory_name = ref.rpartition(":")[2]
+        raise ProblemError("input_shape", f"is required for the user model {ref!r}: give the "
+                           f"factory or the model an input_shape attribute (e.g. "
+                           f"{factory_name}.input_shape = (3, 32, 32), one sample without the "
+                           "batch dimension); pipesl profile and pipesl calibrate also take "
+                           "--input-shape 3x32x32")
     sample = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     if chain is not module:
         _check_same(module, chain, sample)

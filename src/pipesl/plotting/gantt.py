@@ -1,8 +1,10 @@
 """Gantt chart of a simulated iteration: one row per resource, one bar per task.
 
 Forward passes are blue, backward passes orange; each bar carries its micro-batch number when
-it is wide enough to hold it. Rows follow the pipeline (the order in which the first
-micro-batch uses the resources); link rows sit on a grey band. A dashed line marks the
+it can hold it: across the bar, or up it when the bar is narrow (M = 32 and more), in a font a
+little smaller when the numbers have two digits or more; the figure widens with M. Rows
+follow the pipeline (the order in which the first micro-batch uses the resources); link rows
+sit on a grey band. A dashed line marks the
 analytic T when the input is a :class:`~pipesl.sim.SimResult`.
 """
 
@@ -81,8 +83,10 @@ def gantt_chart(result: SimResult | Trace, *, title: str | None = None,
     """
     trace = result.trace if isinstance(result, SimResult) else result
     rows = len(trace.resources)
+    count = int(trace.micro_batch.max()) + 1 if len(trace) else 1
     if ax is None:
-        fig = new_figure(width=12.0, height=1.3 + 0.42 * max(rows, 2))
+        width_in = min(12.0 * max(1.0, count / 16) ** 0.5, 20.0)
+        fig = new_figure(width=width_in, height=1.3 + 0.42 * max(rows, 2))
         ax = fig.subplots()
     else:
         fig = ax.figure  # type: ignore[assignment]
@@ -113,13 +117,21 @@ def gantt_chart(result: SimResult | Trace, *, title: str | None = None,
                 ax.broken_barh(list(zip(left[mask], width[mask], strict=True)),
                                (r - 0.36, 0.72), facecolors=color, zorder=2)
 
-    # Micro-batch numbers where they fit: about 6.5 px per character plus margins.
-    fits = width * px_per_unit >= 6.5 * (np.floor(np.log10(trace.micro_batch + 1)) + 1) + 5
-    if int(fits.sum()) <= 3000:
-        for x0, w, r, m in zip(left[fits].tolist(), width[fits].tolist(),
-                               y[fits].tolist(), trace.micro_batch[fits].tolist(), strict=True):
-            ax.text(x0 + w / 2, r, str(m), ha="center", va="center", fontsize=7.5,
-                    color="white", fontweight="bold", zorder=3)
+    # Micro-batch numbers where they fit: across the bar, else up it (a digit is about 0.6 em
+    # wide and 1 em tall); the bar is 0.72 of a row high.
+    fontsize = 7.5 if count <= 10 else 6.5
+    em_px = fontsize / 72 * fig.dpi
+    row_px = fig.get_figheight() * fig.dpi * 0.8 / max(rows, 1) * 0.72
+    digits = np.floor(np.log10(trace.micro_batch + 1)) + 1
+    bar_px = width * px_per_unit
+    across = bar_px >= 0.62 * em_px * digits + 4
+    up = ~across & (bar_px >= em_px + 1) & (0.62 * em_px * digits + 4 <= row_px)
+    if int((across | up).sum()) <= 3000:
+        for sel, rotation in ((across, 0), (up, 90)):
+            for x0, w, r, m in zip(left[sel].tolist(), width[sel].tolist(), y[sel].tolist(),
+                                   trace.micro_batch[sel].tolist(), strict=True):
+                ax.text(x0 + w / 2, r, str(m), ha="center", va="center", fontsize=fontsize,
+                        rotation=rotation, color="white", fontweight="bold", zorder=3)
 
     handles: list[Artist] = [Patch(color=FORWARD, label="forward (activation)"),
                Patch(color=BACKWARD, label="backward (gradient)")]

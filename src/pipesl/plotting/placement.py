@@ -2,10 +2,15 @@
 
 Compute stages are large discs coloured by stage and labelled with their layer ranges; the
 routes between consecutive stages are arrows in the sending stage's colour; relays are grey
-squares (darker when a route crosses them); idle compute nodes are hollow discs; the source
+squares (darker when a route crosses them); a compute node that holds no stage but forwards a
+route is drawn as a relay on the route (a dark disc), an idle one as a hollow disc; the source
 wears a black ring, the label node (U-shaped split learning) a dashed one. Half-duplex links
-are dashed, full-duplex links solid. Node ``pos`` from the problem is used when every node
-has one, else a Kamada-Kawai layout.
+(one medium shared by both directions) are dashed, full-duplex links solid, and a route's
+arrow keeps its link's style, so the duplex of a used hop stays visible. Node ``pos`` from
+the problem is used when every node has one, else a Kamada-Kawai layout.
+
+Each node's marker and each hop's arrow carries a ``gid`` (``node:<id>:<role>``,
+``hop:<u>><v>:<duplex>``) so that tests and tools can find them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from pipesl.plotting.style import STAGE_COLORS, new_figure
 from pipesl.problem.types import Problem
 
 __all__ = ["node_positions", "placement_map"]
+
+RELAY_ON_ROUTE = "#555555"
+"""Fill of a node that forwards a route without computing (relay, or unused compute node)."""
 
 
 def node_positions(problem: Problem) -> dict[str, tuple[float, float]]:
@@ -92,10 +100,13 @@ def placement_map(problem: Problem, plan: Plan, *, title: str | None = None,
             seen = used.get(frozenset((u, v)), 0)
             used[frozenset((u, v))] = seen + 1
             rad = 0.0 if seen == 0 else 0.18 * (1 if seen % 2 else -1) * ((seen + 1) // 2)
+            hop = net.link_between(u, v)
+            duplex = hop.duplex if hop is not None else "half"
             ax.add_patch(FancyArrowPatch(pos[u], pos[v], arrowstyle="-|>", mutation_scale=16,
                                          color=color, linewidth=2.6, zorder=2,
+                                         linestyle="--" if duplex == "half" else "-",
                                          connectionstyle=f"arc3,rad={rad}",
-                                         shrinkA=13, shrinkB=13))
+                                         shrinkA=13, shrinkB=13, gid=f"hop:{u}>{v}:{duplex}"))
 
     # Nodes.
     for n in net.nodes:
@@ -105,18 +116,24 @@ def placement_map(problem: Problem, plan: Plan, *, title: str | None = None,
             s = plan.stages[k]
             ax.scatter([x], [y], s=520, color=STAGE_COLORS[k % len(STAGE_COLORS)],
                        edgecolors="black" if n.id == tr.source else "white",
-                       linewidths=3.0 if n.id == tr.source else 1.5, zorder=4)
+                       linewidths=3.0 if n.id == tr.source else 1.5, zorder=4,
+                       gid=f"node:{n.id}:stage")
             ax.text(x, y, f"S{k + 1}", ha="center", va="center", color="white",
                     fontsize=9, fontweight="bold", zorder=5)
             label = f"{n.id}\n{_layers(s.first_layer, s.last_layer)}"
+        elif n.can_compute and n.id in on_route:  # computes nothing here, forwards a route
+            ax.scatter([x], [y], s=260, color=RELAY_ON_ROUTE, edgecolors="#333333",
+                       linewidths=1.4, zorder=4, gid=f"node:{n.id}:relay")
+            label = f"{n.id}\n(relays)"
         elif n.can_compute:
             ax.scatter([x], [y], s=260, color="white", edgecolors="#888888", linewidths=1.4,
-                       zorder=4)
+                       zorder=4, gid=f"node:{n.id}:idle")
             label = n.id
         else:
             ax.scatter([x], [y], s=150, marker="s", zorder=4,
-                       color="#555555" if n.id in on_route else "#d0d0d0",
-                       edgecolors="#333333" if n.id in on_route else "#999999")
+                       color=RELAY_ON_ROUTE if n.id in on_route else "#d0d0d0",
+                       edgecolors="#333333" if n.id in on_route else "#999999",
+                       gid=f"node:{n.id}:{'relay' if n.id in on_route else 'unused'}")
             label = n.id
         if n.id == tr.labels_at and n.id != plan.stages[-1].node:
             ax.scatter([x], [y], s=900, facecolors="none", edgecolors="black",
@@ -137,15 +154,20 @@ def placement_map(problem: Problem, plan: Plan, *, title: str | None = None,
     handles += [
         Line2D([], [], marker="o", linestyle="", markersize=10, color="white",
                markeredgecolor="black", markeredgewidth=2.5, label=f"source ({tr.source})"),
-        Line2D([], [], marker="s", linestyle="", markersize=8, color="#555555",
+        Line2D([], [], marker="s", linestyle="", markersize=8, color=RELAY_ON_ROUTE,
                label="relay on a route"),
         Line2D([], [], marker="s", linestyle="", markersize=8, color="#d0d0d0",
                markeredgecolor="#999999", label="other relay"),
         Line2D([], [], marker="o", linestyle="", markersize=9, color="white",
                markeredgecolor="#888888", label="idle compute node"),
-        Line2D([], [], color="#b8b8b8", linestyle=(0, (4, 3)), label="half-duplex link"),
-        Line2D([], [], color="#b8b8b8", label="full-duplex link"),
+        Line2D([], [], color="#b8b8b8", linestyle=(0, (4, 3)),
+               label="half-duplex link (route: dashed arrow)"),
+        Line2D([], [], color="#b8b8b8", label="full-duplex link (route: solid arrow)"),
     ]
+    if any(n.can_compute and n.id in on_route and n.id not in stage_of for n in net.nodes):
+        handles.insert(len(plan.stages) + 2, Line2D(
+            [], [], marker="o", linestyle="", markersize=9, color=RELAY_ON_ROUTE,
+            markeredgecolor="#333333", label="compute node, relays only"))
     if tr.labels_at is not None and tr.labels_at != plan.stages[-1].node:
         handles.insert(len(plan.stages) + 1, Line2D(
             [], [], marker="o", linestyle="", markersize=12, color="white",

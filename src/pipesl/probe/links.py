@@ -3,16 +3,16 @@
 Every rank runs :func:`probe_links` with the same arguments. The links are probed one after
 the other (a barrier between them), both directions, so that no two measurements share the
 CPU or a link. A *transfer* is what the runtime's transport sends for one activation or
-gradient (:mod:`pipesl.runtime.transport`): the fixed int64 header, the float32 payload and
-the link's latency padding if any, each a gloo point-to-point message. It is timed by a
-round trip: the receiver answers with a header alone, and the one-way time is the round trip
-minus half the round trip of two bare headers measured on the same link just before, so no
-two hosts' clocks are compared. Each size is also sent ``stream`` times back to back before
-the answer: the difference to one transfer, divided by ``stream - 1``, is what a transfer adds
-to a busy link (a pipeline's bottleneck in its steady state), without the token bucket's
-burst that a transfer over an idle link gets for free and without the per-message work that
-overlaps with the previous transfer's bytes on the wire. Sizes cycle inside every repetition,
-so a burst of load on a shared machine spreads over every size.
+gradient (:mod:`pipesl.runtime.transport`): one gloo point-to-point message, the float32
+payload with the link's latency padding if any behind it (no header). It is timed by a
+round trip: the receiver answers with a small acknowledgement, and the one-way time is the
+round trip minus half the round trip of two bare acknowledgements measured on the same link
+just before, so no two hosts' clocks are compared. Each size is also sent ``stream`` times
+back to back before the answer: the difference to one transfer, divided by ``stream - 1``, is
+what a transfer adds to a busy link (a pipeline's bottleneck in its steady state), without the
+token bucket's burst that a transfer over an idle link gets for free and without the
+per-message work that overlaps with the previous transfer's bytes on the wire. Sizes cycle
+inside every repetition, so a burst of load on a shared machine spreads over every size.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ import torch
 import torch.distributed as dist
 
 from pipesl.probe.estimate import LinkEstimate, fit_direction
-from pipesl.runtime.transport import HEADER_LEN
 
 __all__ = ["probe_links"]
 
 logger = logging.getLogger(__name__)
 
 _TAG = 11
+_ACK = 8
+"""Bytes of the acknowledgement (and of the bare round trip's messages)."""
 Progress = Callable[[str], None]
 
 
@@ -40,8 +41,9 @@ class _Pair:
     def __init__(self, peer: int, timeout_s: float, padding: int) -> None:
         self.peer = peer
         self.timeout = timedelta(seconds=timeout_s)
-        self.header = torch.zeros(HEADER_LEN, dtype=torch.int64)
-        self.pad = torch.zeros(padding, dtype=torch.uint8) if padding > 0 else None
+        self.header = torch.zeros(_ACK, dtype=torch.uint8)
+        self.padding = padding
+        self._framed: dict[int, torch.Tensor] = {}
 
     def send(self, t: torch.Tensor) -> None:
         work = dist.isend(t, dst=self.peer, tag=_TAG)
@@ -53,19 +55,21 @@ class _Pair:
         assert work is not None
         work.wait(self.timeout)
 
+    def _message(self, payload: torch.Tensor) -> torch.Tensor:
+        """The payload's bytes with the padding behind them: one message, as the runtime."""
+        if not self.padding:
+            return payload
+        key = payload.numel()
+        if key not in self._framed:
+            self._framed[key] = torch.zeros(payload.numel() * payload.element_size()
+                                            + self.padding, dtype=torch.uint8)
+        return self._framed[key]
+
     def transfer_out(self, payload: torch.Tensor | None) -> None:
-        self.send(self.header)
-        if payload is not None:
-            self.send(payload)
-            if self.pad is not None:
-                self.send(self.pad)
+        self.send(self.header if payload is None else self._message(payload))
 
     def transfer_in(self, payload: torch.Tensor | None) -> None:
-        self.recv(self.header)
-        if payload is not None:
-            self.recv(payload)
-            if self.pad is not None:
-                self.recv(self.pad)
+        self.recv(self.header if payload is None else self._message(payload))
 
 
 def _direction(pair: _Pair, sending: bool, sizes: Sequence[int], reps: int, warmup: int,
@@ -77,7 +81,7 @@ def _direction(pair: _Pair, sending: bool, sizes: Sequence[int], reps: int, warm
     alone: list[list[float]] = [[] for _ in sizes]
     streamed: list[list[float]] = [[] for _ in sizes]
     for r in range(warmup + reps):
-        # a bare round trip (two headers), then every size alone and `stream` times in a row
+        # a bare round trip (two acks), then every size alone and `stream` times in a row
         for i in (-1, *range(len(sizes))):
             payload = None if i < 0 else payloads[i]
             times = []

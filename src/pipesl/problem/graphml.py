@@ -14,7 +14,18 @@ where). The reader:
 * keeps the links' order and orientation as written (a half-duplex link is named
   ``link:<source>-<target>``).
 
-Attributes other than the SPEC ones (labels, colours, yEd graphics) are ignored.
+Attributes other than the SPEC ones (colours, yEd graphics) are ignored, except a name that
+looks like a misspelt SPEC one (``overhed``, ``Memory``), which is refused: it would silently
+take its default.
+
+Topology Zoo files (topology-zoo.org) are read as they are: an edge's ``LinkSpeedRaw`` (bit/s),
+or ``LinkSpeed`` with ``LinkSpeedUnits`` (K, M, G, T), gives its bandwidth; a node's
+``Latitude``/``Longitude`` its position (x = longitude, y = latitude, for the placement map); a
+node's ``label`` its id when the ids are bare numbers and every label is given and unique;
+with ``geo_latency`` a link without a latency gets the great-circle distance between its ends
+over :data:`FIBRE_SPEED` (light in fibre). Such a network has no compute nodes (every node is
+a relay) until ``flops`` are given; ``pipesl show net.graphml --out net.yaml`` writes it as a
+SPEC network file to edit.
 """
 
 from __future__ import annotations
@@ -27,12 +38,19 @@ from pathlib import Path
 from typing import Any
 
 from pipesl.exceptions import ProblemError
+from pipesl.problem.parse import unknown_field_rule
 
-__all__ = ["GRAPHML_NS", "read_graphml", "write_graphml"]
+__all__ = ["FIBRE_SPEED", "GRAPHML_NS", "great_circle_m", "read_graphml", "write_graphml"]
 
 GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
 _NODE_ATTRS = ("flops", "memory", "overhead", "compute", "kind", "x", "y")
 _EDGE_ATTRS = ("bandwidth", "latency", "duplex")
+_ZOO_NODE = ("label", "Latitude", "Longitude")
+_ZOO_EDGE = ("LinkSpeedRaw", "LinkSpeed", "LinkSpeedUnits")
+_SPEED_UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+FIBRE_SPEED = 2.0e8
+"""Metres per second of light in optical fibre (about 2/3 c), for great-circle latencies."""
+EARTH_RADIUS_M = 6_371_000.0
 _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
@@ -79,7 +97,78 @@ def _coerce(attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def read_graphml(text: str, name: str) -> dict[str, Any]:
+def great_circle_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres between two points given in degrees (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _number(value: Any) -> float | None:
+    """A Topology Zoo number, written as a double or as text; None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _zoo_node(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Latitude/Longitude -> pos (when no x/y); the label is kept aside for the ids."""
+    lat, lon = _number(attrs.pop("Latitude", None)), _number(attrs.pop("Longitude", None))
+    if "pos" not in attrs and lat is not None and lon is not None:
+        attrs["pos"] = [lon, lat]
+        attrs["_geo"] = True
+    return attrs
+
+
+def _zoo_edge(attrs: dict[str, Any], field: str) -> dict[str, Any]:
+    """LinkSpeedRaw, or LinkSpeed x LinkSpeedUnits -> bandwidth (bit/s) when none is given."""
+    raw = attrs.pop("LinkSpeedRaw", None)
+    speed, units = attrs.pop("LinkSpeed", None), attrs.pop("LinkSpeedUnits", None)
+    if "bandwidth" in attrs:
+        return attrs
+    if raw is not None and _number(raw) is not None:
+        attrs["bandwidth"] = _number(raw)
+    elif speed is not None:
+        unit = "" if units is None else str(units).strip().upper().removesuffix("BPS")
+        if _number(speed) is None or unit not in _SPEED_UNITS:
+            raise ProblemError(f"{field}.LinkSpeed", "must be a number with LinkSpeedUnits "
+                               "one of K, M, G, T (Topology Zoo)", f"{speed} {units}")
+        attrs["bandwidth"] = _number(speed) * _SPEED_UNITS[unit]  # type: ignore[operator]
+    return attrs
+
+
+def _zoo_ids(nodes: list[dict[str, Any]], links: list[dict[str, Any]]) -> None:
+    """Labels as ids when the ids are bare numbers and every label is given and unique."""
+    labels = [n.get("label") for n in nodes]
+    numeric = all(isinstance(n["id"], str) and n["id"].strip().isdigit() for n in nodes)
+    given = all(isinstance(x, str) and x.strip() for x in labels)
+    if numeric and given and len({str(x).strip() for x in labels}) == len(nodes):
+        rename = {n["id"]: str(n["label"]).strip() for n in nodes}
+        for n in nodes:
+            n["id"] = rename[n["id"]]
+        for e in links:
+            e["source"] = rename.get(e["source"], e["source"])
+            e["target"] = rename.get(e["target"], e["target"])
+    for n in nodes:
+        n.pop("label", None)
+
+
+def _geo_latencies(nodes: list[dict[str, Any]], links: list[dict[str, Any]]) -> None:
+    """A link without latency between two geographic nodes: distance / FIBRE_SPEED."""
+    where = {n["id"]: n["pos"] for n in nodes if n.get("_geo")}
+    for e in links:
+        if "latency" not in e and e["source"] in where and e["target"] in where:
+            (x1, y1), (x2, y2) = where[e["source"]], where[e["target"]]
+            e["latency"] = great_circle_m(x1, y1, x2, y2) / FIBRE_SPEED
+
+
+def read_graphml(text: str, name: str, geo_latency: bool = False) -> dict[str, Any]:
     """Parse GraphML text into a SPEC ``network`` mapping (``nodes`` and ``links`` lists).
 
     Parameters
@@ -88,6 +177,9 @@ def read_graphml(text: str, name: str) -> dict[str, Any]:
         The file's text.
     name : str
         The file's name, for error messages.
+    geo_latency : bool
+        Give a link without latency whose ends have Latitude/Longitude the great-circle
+        distance over :data:`FIBRE_SPEED`.
 
     Raises
     ------
@@ -117,8 +209,12 @@ def read_graphml(text: str, name: str) -> dict[str, Any]:
         if key_id in keys:
             raise ProblemError(f"{name}: <key id={key_id!r}>", "is declared twice")
         default = next((d.text for d in key if _local(d.tag) == "default"), None)
-        keys[key_id] = (key.get("for", "all"), key.get("attr.name", ""),
-                        key.get("attr.type", "string"), default)
+        owner, attr = key.get("for", "all"), key.get("attr.name", "")
+        known = {"node": _NODE_ATTRS, "edge": _EDGE_ATTRS}.get(owner, _NODE_ATTRS + _EDGE_ATTRS)
+        rule = unknown_field_rule(attr, known, foreign=True)
+        if rule is not None and owner in ("node", "edge", "all"):
+            raise ProblemError(f"{name}: <key id={key_id!r} attr.name={attr!r}>", rule)
+        keys[key_id] = (owner, attr, key.get("attr.type", "string"), default)
     graphs = [g for g in root if _local(g.tag) == "graph"]
     if len(graphs) != 1:
         raise ProblemError(name, f"holds {len(graphs)} <graph> elements; a network file "
@@ -161,7 +257,8 @@ def read_graphml(text: str, name: str) -> dict[str, Any]:
         if tag == "node":
             field = f"{name}: network.nodes[{len(nodes)}]"
             node = {"id": element.get("id")}
-            node.update(_coerce(attributes(element, "node", _NODE_ATTRS, field)))
+            node.update(_zoo_node(_coerce(attributes(element, "node", _NODE_ATTRS + _ZOO_NODE,
+                                                     field))))
             nodes.append(node)
         elif tag == "edge":
             field = f"{name}: network.links[{len(links)}]"
@@ -175,8 +272,13 @@ def read_graphml(text: str, name: str) -> dict[str, Any]:
                                    " the graph is a multigraph; give at most one link per pair"
                                    " of nodes")
             pairs[ends] = len(links)
-            links.append({"source": u, "target": v,
-                          **attributes(element, "edge", _EDGE_ATTRS, field)})
+            links.append({"source": u, "target": v, **_zoo_edge(
+                attributes(element, "edge", _EDGE_ATTRS + _ZOO_EDGE, field), field)})
+    _zoo_ids(nodes, links)
+    if geo_latency:
+        _geo_latencies(nodes, links)
+    for n in nodes:
+        n.pop("_geo", None)
     return {"nodes": nodes, "links": links}
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from pipesl.exceptions import ProblemError
+from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.problem.graphml import read_graphml, write_graphml
 from pipesl.problem.parse import (
     Fields,
@@ -321,15 +321,19 @@ def _format_of(path: Path) -> str:
     return "auto"
 
 
-def load_document(path: str | Path) -> Any:
-    """Parse a JSON or YAML file into Python objects (no validation)."""
+def load_document(path: str | Path, expected: str = "a mapping") -> Any:
+    """Parse a JSON or YAML file into Python objects (no validation); an empty file is refused
+    naming the file and what it should hold (``expected``)."""
     p = Path(path)
     fmt = _format_of(p)
     if fmt == "graphml":
         raise ProblemError(str(p), "is GraphML; only a network can be given as GraphML")
     fmt = "yaml" if fmt == "auto" else fmt
     text = read_text(p, MAX_YAML_BYTES if fmt == "yaml" else MAX_FILE_BYTES)
-    return _parse_text(text, str(p), fmt)
+    doc = _parse_text(text, str(p), fmt)
+    if doc is None:  # YAML reads an empty file (or a lone ~) as null
+        raise ProblemError(str(p), f"is empty; expected {expected}")
+    return doc
 
 
 # ---------------------------------------------------------------- networks
@@ -385,13 +389,16 @@ def _network_from_document(doc: Any, name: str) -> Network:
                              f"{name}: network" if name else "network", strict=False)
 
 
-def load_network(path: str | Path) -> Network:
+def load_network(path: str | Path, geo_latency: bool = False) -> Network:
     """Load a network from a SPEC network file, node-link JSON or GraphML.
 
     Parameters
     ----------
     path : str or Path
         ``.graphml``, ``.json`` or ``.yaml``/``.yml``; or the name of a built-in network.
+    geo_latency : bool
+        GraphML only: a link without latency between nodes with Latitude/Longitude (Topology
+        Zoo) gets the great-circle distance over the speed of light in fibre.
 
     Returns
     -------
@@ -403,9 +410,13 @@ def load_network(path: str | Path) -> Network:
 
         p = builtin_path("network", str(path))
     if _format_of(p) == "graphml":
-        doc = read_graphml(read_text(p), str(p))
+        doc = read_graphml(read_text(p), str(p), geo_latency=geo_latency)
         return network_from_dict(doc, f"{p}: network", strict=False)
-    return _network_from_document(load_document(p), str(p))
+    if geo_latency:
+        raise ProblemError(str(p), "great-circle latencies need a GraphML network with "
+                           "Latitude/Longitude (Topology Zoo)")
+    return _network_from_document(
+        load_document(p, "a mapping with the network's nodes and links"), str(p))
 
 
 def network_to_dict(network: Network) -> dict[str, Any]:
@@ -458,7 +469,7 @@ def load_model(path: str | Path) -> ChainModel:
         from pipesl.problem.scenarios import builtin_path
 
         p = builtin_path("model", str(path))
-    return _model_from_document(load_document(p), str(p))
+    return _model_from_document(load_document(p, "a mapping with the model's layers"), str(p))
 
 
 def model_to_dict(model: ChainModel) -> dict[str, Any]:
@@ -481,13 +492,19 @@ def _resolve(value: Any, kind: str, base: Path | None, field: str) -> Network | 
         candidate = (base / value) if base is not None else Path(value)
         if value.strip() and _exists(candidate) and not candidate.is_dir():
             return load_network(candidate) if kind == "network" else load_model(candidate)
-        from pipesl.problem.scenarios import builtin_names, builtin_path
+        from pipesl.problem.scenarios import (
+            PROFILE_HINT,
+            builtin_names,
+            builtin_path,
+            canonical_name,
+        )
 
-        if value in builtin_names(kind):
+        if canonical_name(kind, value) in builtin_names(kind):
             p = builtin_path(kind, value)
             return load_network(p) if kind == "network" else load_model(p)
+        hint = f"; {PROFILE_HINT}" if kind == "model" else ""
         raise ProblemError(field, f"is neither a file nor a built-in {kind} (built-ins: "
-                           f"{', '.join(builtin_names(kind))})", value)
+                           f"{', '.join(builtin_names(kind))}){hint}", value)
     if kind == "network":
         return network_from_dict(value, field)
     return model_from_dict(value, field)
@@ -532,9 +549,11 @@ def load_problem(path: str | Path) -> Problem:
         from pipesl.problem.scenarios import builtin_path
 
         p = builtin_path("scenario", str(path))
-    doc = load_document(p)
+    doc = load_document(p, "a mapping with keys network, model, training (name, description)")
     try:
         return problem_from_dict(doc, base=p.parent, name=p.stem)
+    except InfeasibleError as exc:
+        raise InfeasibleError(f"{p}: {exc}") from None
     except ProblemError as exc:
         if not str(exc).startswith(str(p)):
             raise ProblemError(f"{p}: {exc.field}" if exc.field else str(p), exc.rule,

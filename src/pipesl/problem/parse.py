@@ -7,6 +7,7 @@ and the rule. Cross-field checks (ids that must exist, reachability) live in
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_BATCH_SIZE",
     "MAX_QUANTITY",
     "MIN_RATE",
+    "close_matches",
     "model_from_dict",
     "network_from_dict",
     "training_from_dict",
@@ -41,6 +43,34 @@ MIN_RATE = 1 / MAX_QUANTITY
 by rates, and a rate near the float minimum (5e-324) would make stage times infinite."""
 MAX_BATCH_SIZE = 1_000_000
 """Largest batch size accepted (the planner's work grows with sqrt(B))."""
+
+
+def close_matches(name: object, known: Sequence[str]) -> list[str]:
+    """The known field names that ``name`` looks like a misspelling of (``memroy`` -> memory,
+    ``Latency`` -> latency); none for names that are merely different (``label``, ``color``,
+    ``Latitude``)."""
+    if not isinstance(name, str) or name in known:
+        return []
+    lowered = {k.lower(): k for k in known}
+    return [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=2,
+                                                          cutoff=0.75)]
+
+
+def unknown_field_rule(name: object, known: Sequence[str], foreign: bool = False) -> str | None:
+    """The rule an unknown key breaks, or None when a foreign graph file may carry it.
+
+    In pipesl's own files every unknown key is refused; in foreign graph files (GraphML,
+    node-link JSON) other attributes are ignored unless they look like a misspelt SPEC name,
+    which would otherwise silently take its default.
+    """
+    matches = close_matches(name, known)
+    hint = f"did you mean {' or '.join(matches)}? " if matches else ""
+    if foreign:
+        if not matches:
+            return None
+        return (f"is not a known field; {hint}(other attributes of a graph file are ignored, "
+                "but one this close to a SPEC name would silently take its default)")
+    return f"is not a known field; {hint}expected one of {', '.join(known)}"
 
 
 class Fields:
@@ -56,21 +86,23 @@ class Fields:
         The keys it may have.
     strict : bool
         Whether unknown keys are an error (True for pipesl's own files; False for foreign
-        graph formats whose nodes carry extra attributes).
+        graph formats whose nodes carry extra attributes: those are ignored, except a key that
+        looks like a misspelt field, see :func:`unknown_field_rule`).
     """
 
     def __init__(self, data: object, path: str, allowed: Sequence[str], strict: bool = True):
         if not isinstance(data, Mapping):
+            if data is None and not path:  # an empty file (YAML reads it as null)
+                raise ProblemError(path, f"is empty; expected a mapping with keys "
+                                   f"{', '.join(allowed)}")
             raise ProblemError(path, f"must be a mapping with keys {', '.join(allowed)}", data)
         self.data = data
         self.path = path
-        if strict:
-            for key in data:
-                if key not in allowed:
-                    raise ProblemError(
-                        self.sub(_key_name(key)),
-                        f"is not a known field; expected one of {', '.join(allowed)}",
-                    )
+        for key in data:
+            if key not in allowed:
+                rule = unknown_field_rule(key, allowed, foreign=not strict)
+                if rule is not None:
+                    raise ProblemError(self.sub(_key_name(key)), rule)
 
     def sub(self, name: str) -> str:
         """Dotted path of a child field."""

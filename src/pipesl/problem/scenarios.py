@@ -16,6 +16,8 @@ from pipesl.exceptions import ProblemError, _short
 
 __all__ = [
     "DEFAULT_SCENARIO",
+    "MODEL_ALIASES",
+    "PROFILE_HINT",
     "BuiltinInfo",
     "builtin_names",
     "builtin_path",
@@ -27,6 +29,17 @@ DEFAULT_SCENARIO = "edge-campus"
 _DIRS = {"scenario": "scenarios", "network": "networks", "model": "models"}
 _SUFFIXES = (".yaml", ".yml", ".json", ".graphml")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: `pipesl scenarios` is quick
+MODEL_ALIASES = {
+    "vgg11": "vgg11-imagenet", "vgg16": "vgg16-imagenet", "vgg19": "vgg19-imagenet",
+    "resnet18": "resnet18-imagenet", "resnet50": "resnet50-imagenet",
+    "mobilenetv2": "mobilenetv2-imagenet", "mobilenet_v2": "mobilenetv2-imagenet",
+    "vit-b16": "vit-b16-imagenet", "vit_b_16": "vit-b16-imagenet", "gpt2": "gpt2-small",
+    "mlp": "mlp-digits", "cnn": "cnn-digits",
+}
+"""The model zoo's aliases (``pipesl models``), so that a problem's ``model: resnet18`` names
+the same shipped profile as ``resnet18-imagenet`` (a test keeps this equal to the zoo's)."""
+PROFILE_HINT = ("every `pipesl models` name has a shipped profile; profile another model with "
+                "`pipesl profile package.module:factory --out model.yaml` and give that file")
 
 
 @dataclass(frozen=True)
@@ -51,15 +64,21 @@ def builtin_names(kind: str) -> list[str]:
     return sorted(_files(kind))
 
 
+def canonical_name(kind: str, name: str) -> str:
+    """A built-in's own name: a zoo alias (``resnet18``) becomes its model's."""
+    return MODEL_ALIASES.get(name, name) if kind == "model" else name
+
+
 def builtin_path(kind: str, name: str) -> Path:
     """Path of a built-in; a ProblemError lists the valid names when ``name`` is unknown."""
     files = _files(kind)
-    if name not in files:
+    if canonical_name(kind, name) not in files:
         names = ", ".join(sorted(files)) or "none"
+        hint = f"; {PROFILE_HINT}" if kind == "model" else ""
         raise ProblemError((name and _short(name, 300)) or "name",
                            f"is neither an existing file nor a built-in {kind} (built-in "
-                           f"{_DIRS[kind]}: {names})")
-    return files[name]
+                           f"{_DIRS[kind]}: {names}){hint}")
+    return files[canonical_name(kind, name)]
 
 
 def _description(path: Path) -> str:

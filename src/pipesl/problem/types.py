@@ -32,10 +32,10 @@ __all__ = [
 ]
 
 Duplex = Literal["half", "full"]
-Schedule = Literal["gpipe", "1f1b"]
+Schedule = Literal["gpipe", "1f1b", "1f1b-net"]
 Routing = Literal["optimize", "shortest"]
 DUPLEX_MODES: tuple[str, ...] = ("half", "full")
-SCHEDULES: tuple[str, ...] = ("gpipe", "1f1b")
+SCHEDULES: tuple[str, ...] = ("gpipe", "1f1b", "1f1b-net")
 ROUTING_MODES: tuple[str, ...] = ("optimize", "shortest")
 
 
@@ -186,7 +186,7 @@ class TrainingSpec:
     micro_batch_size: int | None = None
     """b, or None to let the planner choose."""
     schedule: Schedule = "gpipe"
-    """``gpipe`` or ``1f1b``; decides the activation-memory rule."""
+    """``gpipe``, ``1f1b`` or ``1f1b-net``; decides the order of passes and the memory rule."""
     state_factor: float = 3.0
     """xi: bytes of model state per parameter byte (weights + gradients + optimiser)."""
     routing: Routing = "optimize"

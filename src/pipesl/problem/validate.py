@@ -11,7 +11,18 @@ from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.problem.types import Problem
 from pipesl.units import format_quantity
 
-__all__ = ["validate_problem"]
+__all__ = ["unreachable_servers", "validate_problem"]
+
+
+def unreachable_servers(problem: Problem) -> list[str]:
+    """Compute nodes with no path from the source: they can never hold a stage.
+
+    Not an error (the source may hold the whole model, and a network file may describe more
+    than one site), but worth saying: a plan then keeps everything on what the source reaches.
+    """
+    net = problem.network
+    reachable = nx.node_connected_component(net.graph, problem.training.source)
+    return [n.id for n in net.compute_nodes if n.id not in reachable]
 
 
 def validate_problem(problem: Problem) -> Problem:

@@ -11,11 +11,32 @@ from pipesl.exceptions import ProblemError
 from pipesl.runtime.faults import parse_fault
 from pipesl.schedules import get_schedule
 
-__all__ = ["BACKENDS", "DATA_KINDS", "DTYPES", "RunConfig", "build_config"]
+__all__ = ["BACKENDS", "DATA_KINDS", "DTYPES", "EMULATE_PARTS", "RunConfig", "build_config",
+           "parse_emulate"]
 
 BACKENDS = ("gloo", "nccl")
 DATA_KINDS = ("synthetic", "digits")
 DTYPES = ("float32", "float64")
+EMULATE_PARTS = ("links", "devices")
+
+
+def parse_emulate(value: str | bool) -> frozenset[str]:
+    """``links,devices`` / ``links`` / ``devices`` / ``none`` (True: both, False: none).
+
+    Raises
+    ------
+    ValueError
+        Naming the unknown part.
+    """
+    if isinstance(value, bool):
+        return frozenset(EMULATE_PARTS) if value else frozenset()
+    parts = {p.strip() for p in str(value).split(",") if p.strip()}
+    if parts == {"none"}:
+        return frozenset()
+    bad = parts - set(EMULATE_PARTS)
+    if bad or not parts:
+        raise ValueError(", ".join(sorted(bad)) or "empty")
+    return frozenset(parts)
 
 
 @dataclass(frozen=True)
@@ -28,15 +49,22 @@ class RunConfig:
     steps: int = 3
     """Training iterations (mini-batches); one optimiser step each."""
     schedule: str | None = None
-    """``gpipe`` or ``1f1b``; None: the problem's ``training.schedule``."""
+    """``gpipe``, ``1f1b`` or ``1f1b-net``; None: the problem's ``training.schedule``."""
     emulate: bool = True
     """Pad every pass to its planned duration and pace every link to its bandwidth and latency
     (SPEC section 3), so that local processes behave like the problem's devices and network.
-    Turn off on real devices and networks."""
+    Turn off on real devices and networks. :func:`build_config` also takes one of the
+    :attr:`emulation` strings here (``"none"`` turns it off)."""
+    emulation: str = "links,devices"
+    """What :attr:`emulate` emulates: ``links,devices``, ``links`` or ``devices`` — e.g.
+    ``devices`` when the kernel shapes real links (netem) and only the devices need their
+    planned speed (:mod:`pipesl.runtime.emulator`)."""
     pace_links: bool = True
     """Under emulation, pace the links too. Turn off when the kernel's traffic shaper (the
     testbed, :mod:`pipesl.testbed`) or a real network enforces the bandwidth: passes are
-    still padded, transfers leave as soon as they are ready, and the virtual clock is off."""
+    still padded, transfers leave as soon as they are ready, and the virtual clock is off.
+    The same as :attr:`emulation` without ``links`` (:func:`build_config` keeps both
+    in agreement)."""
     latency_padding: tuple[tuple[str, str, int], ...] = ()
     """``(u, v, bytes)``: every activation and gradient over the link u-v carries this many
     bytes of padding, so that a kernel-shaped link spends its per-transfer latency on the
@@ -95,6 +123,11 @@ class RunConfig:
     """Test mode: make a worker fail, e.g. ``kill:node=a,iteration=2,phase=F`` (see
     :mod:`pipesl.runtime.faults`); None: the ``PIPESL_FAULT`` environment variable, if set."""
 
+    @property
+    def emulated(self) -> frozenset[str]:
+        """The emulated parts: ``links``, ``devices``, both or none."""
+        return parse_emulate(self.emulation) if self.emulate else frozenset()
+
     def padding_of(self, node: str) -> dict[str, int]:
         """``{neighbour: bytes}`` of :attr:`latency_padding` on the links of ``node``."""
         out: dict[str, int] = {}
@@ -121,6 +154,27 @@ def build_config(config: RunConfig | None = None, **options: Any) -> RunConfig:
         Naming the option, its value and the rule.
     """
     cfg = replace(config or RunConfig(), **options)
+    if isinstance(cfg.emulate, str):
+        cfg = replace(cfg, emulate=cfg.emulate.strip() != "none",
+                      emulation=cfg.emulation if cfg.emulate.strip() == "none"
+                      else cfg.emulate)
+    try:
+        parts = parse_emulate(cfg.emulation)
+    except ValueError:
+        raise ProblemError("emulate", "must be links,devices, links, devices or none",
+                           cfg.emulation) from None
+    if not isinstance(cfg.emulate, bool):
+        raise ProblemError("emulate", "must be true, false or links,devices, links, devices, "
+                           "none", cfg.emulate)
+    if not isinstance(cfg.pace_links, bool):
+        raise ProblemError("pace_links", "must be true or false", cfg.pace_links)
+    if not cfg.pace_links:  # the testbed's switch: the kernel shapes the links
+        parts = parts - {"links"}
+    if not parts:
+        cfg = replace(cfg, emulate=False, emulation="links,devices")
+    else:
+        cfg = replace(cfg, emulation=",".join(p for p in EMULATE_PARTS if p in parts),
+                      pace_links="links" in parts)
     if isinstance(cfg.steps, bool) or not isinstance(cfg.steps, int) or cfg.steps < 1:
         raise ProblemError("steps", "must be an integer >= 1", cfg.steps)
     if cfg.schedule is not None:

@@ -29,9 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pipesl.adapt.events import NetworkScript
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.plan import Plan, plan_to_dict
+from pipesl.problem.events import NetworkScript
 from pipesl.problem.types import Problem
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.runtime.audit import AuditReport, check_audit, collect_audit
@@ -41,11 +41,12 @@ from pipesl.runtime.control import Control
 from pipesl.runtime.data import DataSpec, make_batches
 from pipesl.runtime.faults import FAULT_ENV, FaultSpec, parse_fault
 from pipesl.runtime.liveness import Board
+from pipesl.runtime.records import IterationRecords
 from pipesl.runtime.report import IterationReport, TrainResult, summarise
 from pipesl.runtime.stages import inspect_model
 from pipesl.runtime.supervise import Supervisor, stop_processes
 from pipesl.runtime.topology import Topology, build_topology
-from pipesl.runtime.worker import Job, Rendezvous, Sink, run_worker
+from pipesl.runtime.worker import Job, Rendezvous, Sink, finish_iteration, run_worker
 from pipesl.sim import simulate
 
 if TYPE_CHECKING:
@@ -114,14 +115,28 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
     lost: int | None = None
     if cfg.checkpoint_dir is not None:
         resume, lost = ckpt.prepare_resume(cfg.checkpoint_dir, cfg.resume, meta, cfg.steps)
+    label_shape, label_dtype = _label_shape(data, dataset)
     return Job(problem, plan, topology, cfg, info, data, sim.makespan_s * scale,
-               sim.analytic_s * scale, sim.trace.resources,
+               sim.analytic_s * scale, sim.trace.resources, label_shape=label_shape,
+               label_dtype=label_dtype,
                start_iteration=resume.completed if resume is not None else 0,
                resume_folder=str(resume.folder) if resume is not None else None,
                resume_manifest=resume.manifest if resume is not None else None,
                resume_lost=lost, checkpoint_meta=meta, fault=fault,
                audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts",
                conditions=conditions, stoppable=stoppable)
+
+
+def _label_shape(data: DataSpec, dataset: Any) -> tuple[tuple[int, ...], str]:
+    """Per-sample shape and dtype of the labels (what travels when they do)."""
+    if dataset is not None:
+        import torch
+
+        y = torch.as_tensor(dataset[0][1])
+        return tuple(y.shape), str(y.dtype).removeprefix("torch.")
+    if data.tokens:
+        return data.sample_shape, "int64"
+    return (), "int64"
 
 
 def _check_hang_timeout(topology: Topology, cfg: RunConfig,
@@ -224,41 +239,23 @@ def _from_bytes(data: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
-class _QueueSink(Sink):
-    """Forwards rank 0's results and any rank's failure to the launcher."""
+class _PipeSink(Sink):
+    """Forwards a rank's records, rank 0's end of the run and the rank's failure to the
+    launcher, over the rank's own pipe (a process killed while writing corrupts only its own
+    pipe, not a channel that others share)."""
+
+    collects_records = True
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel
-
-    def iteration(self, report: IterationReport) -> None:
-        self.channel.put(("iteration", report))
-
-    def done(self, state: dict[str, Any] | None) -> None:
-        # Tensors through a multiprocessing queue are shared by file descriptor, which dies
-        # with this process: send bytes instead.
-        self.channel.put(("done", None if state is None else _to_bytes(state)))
-
-    def error(self, rank: int, node: str, message: str, primary: bool = True) -> None:
-        with contextlib.suppress(Exception):  # the launcher may be gone already
-            self.channel.put(("error", (rank, node, message, primary)))
-            self.channel.close()
-            self.channel.join_thread()  # flush before the process exits
-
-
-class _PipeSink(_QueueSink):
-    """Like :class:`_QueueSink`, over a warm spare's own pipe to the launcher (a process
-    killed while writing corrupts only its own pipe, not a queue that others share)."""
-
-    def __init__(self, channel: Any) -> None:
-        super().__init__(channel)
         self._lock = threading.Lock()
 
     def _put(self, message: Any) -> None:
         with self._lock:
             self.channel.send(message)
 
-    def iteration(self, report: IterationReport) -> None:
-        self._put(("iteration", report))
+    def records(self, records: IterationRecords) -> None:
+        self._put(("records", records))
 
     def done(self, state: dict[str, Any] | None) -> None:
         self._put(("done", None if state is None else _to_bytes(state)))
@@ -303,28 +300,22 @@ class PipeChannel:
 
 
 def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> None:
-    """Entry point of a spawned rank (``channel``: the launcher's queue, or a warm spare's
-    pipe).
+    """Run one rank in this spawned process, reporting over ``channel`` (its pipe).
 
-    After a clean run the process flushes its results and leaves with ``os._exit(0)``:
-    finalising torch takes seconds per process, which only delays the launcher.
+    After a clean run the process leaves with ``os._exit(0)``: finalising torch takes
+    seconds per process, which only delays the launcher.
     """
-    _die_with_parent()
     node = job.topology.nodes[rendezvous.rank]
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{node}] %(name)s: %(message)s")
-    piped = not hasattr(channel, "put")
-    run_worker(job, rendezvous, _PipeSink(channel) if piped else _QueueSink(channel))
-    if not piped:
-        channel.close()
-        channel.join_thread()
+    run_worker(job, rendezvous, _PipeSink(channel))
     logging.shutdown()
     os._exit(0)
 
 
 def pooled_entry(conn: Any, board: Board, control: Control) -> None:
-    """Entry point of a warm spare (:mod:`pipesl.runtime.pool`): import torch and the worker
-    ahead of time, then wait for a job on ``conn`` and run it as :func:`_spawned` would,
-    with this process's own board, control and pipe."""
+    """Entry point of every worker process (:mod:`pipesl.runtime.pool`; a fresh launch is a
+    cold pool): import torch and the worker, then wait for a job on ``conn`` and run it with
+    this process's own board, control and pipe."""
     _die_with_parent()
     import pipesl.runtime.worker  # noqa: F401  (the expensive part: torch)
 
@@ -382,15 +373,15 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     on_iteration : callable, optional
         Called in this process with each :class:`IterationReport` as it completes.
     events : NetworkScript, optional
-        Emulation: scripted changes of the network (:mod:`pipesl.adapt.events`), relative to
+        Emulation: scripted changes of the network (:mod:`pipesl.problem.events`), relative to
         ``truth`` (default ``problem``), which the planner's ``problem`` does not know.
     decide : callable, optional
         Called after ``on_iteration`` with each report; True stops the run before the next
         iteration, with a checkpoint of the state (:mod:`pipesl.runtime.control`). The
         workers wait for the verdict.
     pool : WorkerPool, optional
-        Run on warm processes of this pool (:mod:`pipesl.runtime.pool`) instead of
-        spawning new ones.
+        Run on warm processes of this pool (:mod:`pipesl.runtime.pool`); default a cold
+        pool of exactly this run's processes (spawned now, the same protocol).
 
     Returns
     -------
@@ -428,62 +419,80 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     if job.audit_folder is not None:
         shutil.rmtree(job.audit_folder, ignore_errors=True)
     level = logging.getLogger("pipesl").getEffectiveLevel()
-    board: Any
-    if pool is None:
-        ctx = mp.get_context("spawn")
-        channel = ctx.Queue()
-        board = Board(ctx, world)
-        control = Control(ctx) if decide is not None else None
-        processes = [ctx.Process(target=_spawned, name=f"pipesl-{node}", daemon=True,
-                                 args=(job, Rendezvous(init, r, world, loopback, board,
-                                                       control if r == 0 else None),
-                                       channel, level))
-                     for r, node in enumerate(topo.nodes)]
-    else:
-        spares = pool.take(world)
-        channel, board = PipeChannel([s.conn for s in spares]), pool.board_view(spares)
-        control = spares[0].control
-        control.reset()
-        processes = [s.process for s in spares]
+    own_pool = pool is None
+    if pool is None:  # a fresh launch is a cold pool of exactly this run's processes
+        from pipesl.runtime.pool import WorkerPool
+
+        pool = WorkerPool(world, idle=False, replenish=False)
+    spares = pool.take(world)
+    channel, board = PipeChannel([s.conn for s in spares]), pool.board_view(spares)
+    control = spares[0].control
+    control.reset()
+    processes = [s.process for s in spares]
     reports: list[IterationReport] = []
     state: dict[str, Any] | None = None
     first_at: float | None = None
+    parts: dict[int, list[IterationRecords]] = {}
+    complete: list[list[IterationRecords]] = []
+    live_reports = (on_iteration is not None or decide is not None
+                    or cfg.checkpoint_dir is not None)
+    supervisor: Supervisor | None = None
 
     def received(kind: str, payload: Any) -> None:
         nonlocal first_at, state
-        if kind == "iteration":
+        if kind == "records":
+            got = parts.setdefault(payload.iteration, [])
+            got.append(payload)
+            if len(got) < world:
+                return
+            if supervisor is not None:
+                supervisor.completed = max(supervisor.completed, payload.iteration + 1)
+            if not live_reports:  # assembled after the run: no CPU taken from the workers
+                complete.append(parts.pop(payload.iteration))
+                return
+            report = finish_iteration(job, parts.pop(payload.iteration), True)
             if first_at is None:
-                first_at = time.perf_counter() - payload.wall_s
-            reports.append(payload)
+                first_at = report.started_s
+            reports.append(report)
             if on_iteration is not None:
-                on_iteration(payload)
+                on_iteration(report)
             if decide is not None:
                 assert control is not None
-                control.decide(payload.iteration, bool(decide(payload)))
+                control.decide(report.iteration, bool(decide(report)))
         elif kind == "done":
             state = None if payload is None else _from_bytes(payload)
 
     try:
-        if pool is None:
-            for p in processes:
-                p.start()
-        else:
-            for r, spare in enumerate(spares):
-                spare.conn.send((job, Rendezvous(init, r, world, loopback), level))
+        for r, spare in enumerate(spares):
+            spare.conn.send((job, Rendezvous(init, r, world, loopback), level))
         logger.info("started %s", ", ".join(f"{n} (pid {p.pid})"
                                            for n, p in zip(topo.nodes, processes, strict=True)))
-        Supervisor(processes, topo.nodes, [", ".join(topo.roles(n)) for n in topo.nodes],
-                   board, channel, hang_timeout_s=cfg.hang_timeout_s,
-                   startup_timeout_s=2 * cfg.timeout_s + 30.0,
-                   start_iteration=job.start_iteration, on_message=received).run()
+        supervisor = Supervisor(processes, topo.nodes,
+                                [", ".join(topo.roles(n)) for n in topo.nodes], board, channel,
+                                hang_timeout_s=cfg.hang_timeout_s,
+                                startup_timeout_s=2 * cfg.timeout_s + 30.0,
+                                start_iteration=job.start_iteration, on_message=received)
+        supervisor.run()
         deadline = time.monotonic() + min(cfg.timeout_s, 30.0)
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
             logger.debug("%s exited with %s", p.name, p.exitcode)
+        # Every rank's pipe is its own: the last records may come after rank 0's end.
+        while parts:
+            try:
+                kind, payload = channel.get(timeout=1.0)
+            except queue.Empty:
+                break
+            received(kind, payload)
+        for iteration_parts in complete:
+            report = finish_iteration(job, iteration_parts, True)
+            if first_at is None:
+                first_at = report.started_s
+            reports.append(report)
     finally:
         stop_processes(processes)
-        if pool is None:
-            channel.close()
+        if own_pool:
+            pool.close()
         shutil.rmtree(folder, ignore_errors=True)
     startup = (first_at - started) if first_at is not None else 0.0
     return _result(job, reports, state, startup)

@@ -21,6 +21,7 @@ Pure Python (no torch): the launcher imports it before any worker starts.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -95,10 +96,10 @@ class Board:
     def write(self, rank: int, progress: int, last: float, state: float, since: float,
               what: str) -> None:
         """Publish rank ``rank``'s status."""
-        base = rank * _SLOTS
-        self.values[base:base + _SLOTS] = [float(progress), last, state, since]
+        struct.pack_into(f"{_SLOTS}d", self.values, rank * _SLOTS * 8, float(progress), last,
+                         state, since)
         raw = what.encode("utf-8", "replace")[:_WHAT - 1]
-        self.texts[rank * _WHAT:(rank + 1) * _WHAT] = raw + b"\0" * (_WHAT - len(raw))
+        struct.pack_into(f"{_WHAT}s", self.texts, rank * _WHAT, raw)  # zero-padded
 
     def read(self, rank: int) -> Status:
         """Rank ``rank``'s last published status."""

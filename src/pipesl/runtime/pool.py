@@ -2,7 +2,7 @@
 
 Starting a run spawns one process per node, and each imports torch: seconds of CPU per
 process, tens of seconds for a handful of them on a small, busy machine. An adaptive run
-(:mod:`pipesl.runtime.adaptive`) relaunches its job on every switch of plan, so it keeps a
+(:mod:`pipesl.adapt.loop`) relaunches its job on every switch of plan, so it keeps a
 :class:`WorkerPool`: spare processes spawned ahead of time that import torch and the worker,
 then wait for a job on a pipe. :meth:`WorkerPool.take` hands ``n`` of them to
 :func:`pipesl.runtime.launch.train` (``pool=``) and spawns replacements at once, which
@@ -88,6 +88,9 @@ class WorkerPool:
         covers every plan).
     idle : bool
         Start spares under ``SCHED_IDLE`` (Linux).
+    replenish : bool
+        Spawn replacements for the spares a run takes (False: a cold pool for one run, what
+        :func:`pipesl.runtime.launch.train` makes when given none).
 
     Notes
     -----
@@ -96,10 +99,10 @@ class WorkerPool:
     it first. A spare that is not warm yet when taken finishes its imports first.
     """
 
-    def __init__(self, size: int, *, idle: bool = True) -> None:
+    def __init__(self, size: int, *, idle: bool = True, replenish: bool = True) -> None:
         if size < 1:
             raise ValueError("a pool needs size >= 1")
-        self.size, self.idle = size, idle
+        self.size, self.idle, self.replenish = size, idle, replenish
         self._ctx = mp.get_context("spawn")
         self._spares: list[Spare] = []
         self.spawned = 0
@@ -134,7 +137,9 @@ class WorkerPool:
         for s in taken:
             _set_policy(s.process.pid, "SCHED_OTHER")
         taken += [self._spawn(idle=False) for _ in range(n - len(taken))]
-        self._spares += [self._spawn(self.idle) for _ in range(self.size - len(self._spares))]
+        if self.replenish:
+            self._spares += [self._spawn(self.idle)
+                             for _ in range(self.size - len(self._spares))]
         return taken
 
     def warm_up(self, timeout_s: float = 300.0) -> float:

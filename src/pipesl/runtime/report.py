@@ -20,6 +20,7 @@ import numpy as np
 
 from pipesl.plan import Plan, plan_to_dict
 from pipesl.runtime.config import RunConfig
+from pipesl.runtime.records import Deliver, Hand, IterationTimes, LinkBusy, Loss, Pass, Record
 from pipesl.runtime.topology import DIRECTIONS, Direction, Topology
 from pipesl.sim import Trace
 
@@ -82,6 +83,10 @@ class IterationReport:
     transfers: tuple[TransferRecord, ...] = field(repr=False)
     trace: Trace = field(repr=False)
     """The measured timeline in the simulator's format (draw it with ``gantt_chart``)."""
+    started_s: float = 0.0
+    """The source's ``time.perf_counter()`` when the iteration started: the difference
+    between two iterations' is the period at which the pipeline runs (everything between
+    iterations included)."""
 
     @property
     def error(self) -> float:
@@ -209,28 +214,8 @@ class TrainResult:
 # ---------------------------------------------------------------------- assembly
 
 
-def _relative(event: tuple[Any, ...], t0: float) -> tuple[Any, ...]:
-    what = event[0]
-    if what == "hand":
-        return (*event[:5], event[5] - t0)
-    if what == "deliver":
-        return (*event[:5], event[5] - t0, event[6] - t0)
-    if what == "busy":
-        return (*event[:5], event[5] - t0, event[6] - t0)
-    if what == "compute":
-        return (*event[:5], event[5] - t0, event[6] - t0, event[7], event[8] - t0)
-    if what in ("done", "stepped"):
-        return (what, event[1], event[2] - t0)
-    return event
-
-
-def relative_events(events: Sequence[tuple[Any, ...]], t0: float) -> list[tuple[Any, ...]]:
-    """``events`` with absolute times turned into seconds since ``t0``."""
-    return [_relative(e, t0) for e in events]
-
-
 def assemble_iteration(topology: Topology, resources: tuple[str, ...], iteration: int,
-                       events: Sequence[tuple[Any, ...]], simulated_s: float,
+                       events: Sequence[Record], simulated_s: float,
                        analytic_s: float) -> IterationReport:
     """Merge every process's relative records of one iteration into an :class:`IterationReport`.
 
@@ -240,8 +225,9 @@ def assemble_iteration(topology: Topology, resources: tuple[str, ...], iteration
     resources : tuple of str
         Row order of the trace (the simulated trace's, so both Gantt charts match).
     iteration : int
-    events : sequence of tuple
-        Every process's records, times relative to its own start.
+    events : sequence of Record
+        Every process's records (:mod:`pipesl.runtime.records`), times relative to the
+        iteration's start.
     simulated_s, analytic_s : float
         The predictions (already scaled).
     """
@@ -252,21 +238,19 @@ def assemble_iteration(topology: Topology, resources: tuple[str, ...], iteration
     losses: list[float] = []
     measured = wall = 0.0
     for e in events:
-        what = e[0]
-        if what == "compute":
-            compute.append(ComputeRecord(e[2], e[3], e[4], e[5], e[6], e[7], e[8] - e[5]))
-        elif what == "hand":
-            hand[(e[2], e[3], e[4])] = e[5]
-        elif what == "busy":
-            busy[(e[2], e[3], e[4])] = (e[5], e[6])
-        elif what == "deliver":
-            deliver[(e[2], e[3], e[4])] = (e[5], e[6])
-        elif what == "loss":
-            losses.append(e[3])
-        elif what == "done":
-            measured = e[2]
-        elif what == "stepped":
-            wall = e[2]
+        if isinstance(e, Pass):
+            compute.append(ComputeRecord(e.stage, e.kind, e.micro_batch, e.start, e.end,
+                                         e.real_s, e.began - e.start))
+        elif isinstance(e, Hand):
+            hand[(e.step, e.kind, e.micro_batch)] = e.t
+        elif isinstance(e, LinkBusy):
+            busy[(e.step, e.kind, e.micro_batch)] = (e.start, e.end)
+        elif isinstance(e, Deliver):
+            deliver[(e.step, e.kind, e.micro_batch)] = (e.t, e.real)
+        elif isinstance(e, Loss):
+            losses.append(e.value)
+        elif isinstance(e, IterationTimes):
+            measured, wall = e.done, e.stepped
     transfers = []
     for key, t_hand in sorted(hand.items(), key=lambda kv: kv[1]):
         t_del, t_real = deliver.get(key, (t_hand, t_hand))

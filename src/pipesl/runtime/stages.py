@@ -25,6 +25,7 @@ from pipesl.problem.types import Problem
 
 __all__ = [
     "ModelInfo",
+    "Stage",
     "build_chain",
     "default_model_ref",
     "inspect_model",
@@ -66,6 +67,10 @@ class ModelInfo:
     loss: LossKind
     zoo_name: str | None
     """Zoo name when the model is from the zoo."""
+    unit_shapes: tuple[tuple[int, ...], ...] = ()
+    """Per-sample output shape of every unit (``unit_shapes[i]``: unit i's, 1-based; index 0
+    is the input's): the shape of every activation and gradient that crosses a hop, so that
+    messages need no header."""
 
 
 def _cut(chain: nn.Sequential, num_layers: int | None) -> nn.Sequential:
@@ -121,20 +126,24 @@ def inspect_model(problem: Problem, ref: str | None) -> ModelInfo:
                            "ranges index the units, so they must match (profile the model with "
                            "`pipesl profile`)", ref)
     sample = resolved.sample
+    was = chain.training
+    chain.eval()
+    shapes = [tuple(sample.shape)]
+    with torch.no_grad():
+        out = sample.unsqueeze(0)
+        for unit in chain:
+            out = unit(out)
+            shapes.append(tuple(out.shape[1:]))
+    chain.train(was)
     if zoo is not None and model_spec(zoo).loss == "lm":
         classes = model_spec(zoo).num_classes
     else:
-        was = chain.training
-        chain.eval()
-        with torch.no_grad():
-            out = chain(sample.unsqueeze(0))
-        chain.train(was)
         if out.ndim != 2:
             raise ProblemError("model", f"outputs shape {tuple(out.shape)} per batch; the "
                                "runtime trains classifiers (batch, classes) and the zoo's "
                                "language models", ref)
         classes = int(out.shape[1])
-    return ModelInfo(ref, n, tuple(sample.shape), classes, resolved.loss, zoo)
+    return ModelInfo(ref, n, tuple(sample.shape), classes, resolved.loss, zoo, tuple(shapes))
 
 
 def micro_batch_loss(kind: LossKind, batch_size: int
@@ -151,3 +160,63 @@ def micro_batch_loss(kind: LossKind, batch_size: int
         return base(output, target) * (output.shape[0] / batch_size)
 
     return scaled
+
+
+class Stage:
+    """A compute stage: its piece of the model, its forward and backward passes, its
+    optimiser (SGD) and, on the last stage when the labels stay on it, the loss.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Units ``first_layer..last_layer`` of the chain (:func:`stage_module`).
+    lr, momentum : float
+        SGD's.
+    loss : callable, optional
+        ``loss(output, labels)`` of one micro-batch (:func:`micro_batch_loss`) when the
+        stage's forward pass ends in the loss.
+    input_grad : bool
+        Compute the gradient of the stage's input (every stage but the first).
+    """
+
+    def __init__(self, module: nn.Module, lr: float, momentum: float,
+                 loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 input_grad: bool = True) -> None:
+        self.module = module
+        self.input_grad = input_grad
+        self.module.train()
+        params = [p for p in module.parameters() if p.requires_grad]
+        self.optimizer = (torch.optim.SGD(params, lr=lr, momentum=momentum)
+                          if params else None)
+        self.loss = loss
+        self._saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def forward(self, m: int, x: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Micro-batch ``m``'s forward pass: its output (the loss when ``labels`` is given),
+        kept with the input for the backward pass."""
+        if self.input_grad:
+            x.requires_grad_(True)
+        out = self.module(x)
+        if labels is not None:
+            assert self.loss is not None
+            out = self.loss(out, labels)
+        self._saved[m] = (x, out)
+        return out
+
+    def backward(self, m: int, grad: torch.Tensor | None) -> torch.Tensor | None:
+        """Micro-batch ``m``'s backward pass from the gradient of its output (None: its
+        output is the loss); returns the gradient of its input (None on a first stage)."""
+        x, out = self._saved.pop(m)
+        if out.requires_grad:  # a first stage without parameters has no graph
+            out.backward(grad)
+        return x.grad
+
+    def zero_grad(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """One optimiser step over the gradients accumulated on every micro-batch."""
+        if self.optimizer is not None:
+            self.optimizer.step()

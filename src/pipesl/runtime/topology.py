@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
-from pipesl.cost import Affine
-from pipesl.plan import Plan, num_micro_batches, validate_plan
+from pipesl.cost import Affine, num_micro_batches
+from pipesl.plan import Plan, validate_plan
 from pipesl.problem.types import Problem
-from pipesl.schedules import ScheduleTable, get_schedule
+from pipesl.schedules import ScheduleTable, plan_table
 from pipesl.sim import Step, plan_steps
 
 __all__ = ["Hop", "StageRole", "Topology", "build_topology", "micro_batch_sizes"]
@@ -232,7 +232,7 @@ def build_topology(problem: Problem, plan: Plan,
                                f"{table.num_micro_batches} micro-batches; the plan needs "
                                f"{k_total} x {len(sizes)}")
     else:
-        table = get_schedule(schedule or tr.schedule).table(k_total, len(sizes))
+        table = plan_table(problem, plan, schedule or tr.schedule)  # the simulator's table
     steps = plan_steps(problem, plan)
     routes = plan.all_routes()
     nodes = _rank_order(plan, routes)

@@ -2,40 +2,38 @@
 
 :func:`run_worker` is the body of every rank, whether spawned locally by
 :func:`pipesl.runtime.launch.train` or started by ``torchrun`` through ``pipesl worker``.
-Per iteration, every rank
+Every rank lowers the schedule table to its own program (:mod:`pipesl.runtime.program`)
+and, per iteration,
 
-1. meets the others at a barrier and starts its clock;
-2. the source sends the batch's labels along the stage routes (when the loss node does not
-   hold them itself) and every compute stage executes its schedule's action list
-   (:attr:`~pipesl.schedules.ScheduleTable.orders`), the very list the simulator runs; a
-   U-shaped loss node computes the loss of each micro-batch as its output arrives and sends
-   the gradient back; relays only forward (in their transport threads);
-3. compute stages take one optimiser step over the gradients accumulated on every
+1. runs it (:class:`~pipesl.runtime.executor.Executor`): the source's stage lane starts with
+   the labels' send when they travel; compute stages run their table order; a U-shaped loss
+   node computes the loss of each micro-batch as its output arrives; relays hand every
+   message on;
+2. compute stages take one optimiser step over the gradients accumulated on every
    micro-batch, and write their units' checkpoint files when one is due
    (:mod:`pipesl.runtime.checkpoint`);
-4. everybody sends its timing records (and checkpoint files) to rank 0 (the source), which
-   assembles the iteration's report and writes the checkpoint's manifest.
+3. reports that iteration's typed records (:mod:`pipesl.runtime.records`) in one message:
+   to the launcher on local runs, which assembles the report and writes the checkpoint's
+   manifest; under torchrun to rank 0 (a gather), which does the same.
 
-Every rank publishes what it is doing — busy on a pass, waiting for a message — for the
-launcher's hang detection (:mod:`pipesl.runtime.liveness`); test runs may inject a fault
+No barrier separates iterations on one host (the schedule orders everything through the
+messages); ranks on several hosts meet at one before each iteration, which lines up their
+clocks' records to within its skew. Every rank publishes what it is doing for the launcher's
+hang detection (:mod:`pipesl.runtime.liveness`); test runs may inject a fault
 (:mod:`pipesl.runtime.faults`) or audit every tensor that crosses a hop
 (:mod:`pipesl.runtime.audit`).
-
-Emulated compute: a pass that becomes ready at ``r`` on a node free at ``f`` occupies the
-node over ``[max(r, f), max(r, f) + planned]``; the process computes for real, then sleeps to
-the end of that window. So the node's timeline is the planned one as long as the real compute
-fits in the planned time (else the pass overruns and is counted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -51,14 +49,18 @@ from pipesl.runtime.conditions import Conditions
 from pipesl.runtime.config import RunConfig
 from pipesl.runtime.control import Control, agree_to_stop
 from pipesl.runtime.data import DataSpec, make_batches
+from pipesl.runtime.emulator import Emulator, Links, parse_emulate
+from pipesl.runtime.executor import Executor
 from pipesl.runtime.faults import FaultInjector, FaultSpec
 from pipesl.runtime.liveness import Board, Liveness
-from pipesl.runtime.report import IterationReport, assemble_iteration, relative_events
-from pipesl.runtime.stages import ModelInfo, build_chain, micro_batch_loss, stage_module
+from pipesl.runtime.program import Transfer, lower
+from pipesl.runtime.records import IterationRecords, IterationTimes, Recorder, shifted
+from pipesl.runtime.report import IterationReport, assemble_iteration
+from pipesl.runtime.stages import ModelInfo, Stage, build_chain, micro_batch_loss, stage_module
 from pipesl.runtime.topology import Topology
-from pipesl.runtime.transport import Event, PeerFailure, Transport, sleep_until
+from pipesl.runtime.transport import PeerFailure, Transport
 
-__all__ = ["Job", "Rendezvous", "Sink", "run_worker"]
+__all__ = ["Job", "Rendezvous", "Sink", "finish_iteration", "run_worker", "wire_shapes"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,9 @@ class Job:
     stoppable: bool = False
     """The launcher decides after every iteration whether the run goes on
     (:mod:`pipesl.runtime.control`); every rank then agrees before each iteration."""
+    label_shape: tuple[int, ...] = ()
+    """Per-sample shape of the labels (what travels when they do)."""
+    label_dtype: str = "int64"
 
 
 @dataclass(frozen=True)
@@ -119,10 +124,20 @@ class Rendezvous:
 
 
 class Sink:
-    """Where rank 0 sends results and any rank its failure (overridden by the launcher)."""
+    """Where a rank sends its results and its failure (overridden by the launcher).
+
+    With :attr:`collects_records` every rank sends its records of each iteration to
+    :meth:`records` (the launcher assembles them); without, rank 0 gathers them and sends
+    the assembled report to :meth:`iteration` (torchrun).
+    """
+
+    collects_records = False
+
+    def records(self, records: IterationRecords) -> None:
+        """One rank's records of one iteration (when :attr:`collects_records`)."""
 
     def iteration(self, report: IterationReport) -> None:
-        """An iteration is complete (rank 0)."""
+        """An iteration is complete (rank 0, when not :attr:`collects_records`)."""
 
     def done(self, state: dict[str, Any] | None) -> None:
         """The run is complete (rank 0); ``state`` with ``return_state``."""
@@ -154,11 +169,28 @@ def _loopback_interface() -> str | None:
     return None
 
 
-class _NodeProcess:
-    """The roles of one node in one process: its stage, its loss role, its transport."""
+def wire_shapes(job: Job) -> Callable[[Transfer, int], tuple[tuple[int, ...], torch.dtype]]:
+    """``shape_of(transfer, micro_batch)``: the shape and dtype of what a transfer carries
+    (route r carries stage r's output and its gradient; the labels the whole batch's)."""
+    topo = job.topology
+    dtype = getattr(torch, job.config.dtype)
+    label_dtype = getattr(torch, job.label_dtype)
+    units = job.model.unit_shapes
+
+    def shape_of(transfer: Transfer, m: int) -> tuple[tuple[int, ...], torch.dtype]:
+        if transfer.kind == "labels":
+            return (topo.batch_size, *job.label_shape), label_dtype
+        last = topo.stages[transfer.route].last_layer
+        return (topo.sizes[m], *units[last]), dtype
+
+    return shape_of
+
+
+class _Node:
+    """One node's process: its stage, program, transport, emulator and executor."""
 
     def __init__(self, job: Job, rank: int, group: Any, fatal: Callable[[str, bool], None],
-                 virtual_clock: bool, live: Liveness) -> None:
+                 one_host: bool, live: Liveness) -> None:
         topo, cfg = job.topology, job.config
         self.job, self.rank, self.topo, self.cfg = job, rank, topo, cfg
         self.node = topo.nodes[rank]
@@ -167,69 +199,65 @@ class _NodeProcess:
                      if job.conditions is not None else None)
         self.faults = FaultInjector([f for f in (job.fault, departure) if f is not None],
                                     self.node)
-        self.conditions = job.conditions
         self.auditor = (Auditor(job.audit_folder, self.node, topo)
                         if job.audit_folder is not None else None)
-        self.stage = topo.stage_of(self.node)
-        self.k_total = topo.num_stages
-        self.loss_role = self.node == topo.loss_node and topo.has_label_route
-        self.loss_at_stage = (self.stage is not None and self.stage.index == self.k_total - 1
-                              and not topo.has_label_route)
-        self.emulate, self.scale = cfg.emulate, cfg.time_scale
-        self.timeout = cfg.timeout_s
-        dtype = getattr(torch, cfg.dtype)
-        holds_labels = topo.labels_local and self.node == topo.loss_node
+        role = topo.stage_of(self.node)
+        self.role = role
+        self.holds_labels = topo.labels_local and self.node == topo.loss_node
         self.batches = (make_batches(job.data)
-                        if self.node == topo.source or holds_labels else None)
-        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+                        if self.node == topo.source or self.holds_labels else None)
         self.device = _device(cfg.backend, rank)
-        self.holds_labels = holds_labels
-        self.loss = micro_batch_loss(job.model.loss, topo.batch_size)
-        self.module: torch.nn.Module | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
-        if self.stage is not None:
-            chain = build_chain(job.model.ref, cfg.seed, dtype, job.problem.model.num_layers)
-            self.module = stage_module(chain, self.stage.first_layer,
-                                       self.stage.last_layer).to(self.device)
+        loss = micro_batch_loss(job.model.loss, topo.batch_size)
+        self.stage: Stage | None = None
+        if role is not None:
+            chain = build_chain(job.model.ref, cfg.seed, getattr(torch, cfg.dtype),
+                                job.problem.model.num_layers)
+            module = stage_module(chain, role.first_layer, role.last_layer).to(self.device)
             del chain
-            self.module.train()
-            params = [p for p in self.module.parameters() if p.requires_grad]
-            if params:
-                self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+            loss_here = role.index == topo.num_stages - 1 and not topo.has_label_route
+            self.stage = Stage(module, cfg.lr, cfg.momentum, loss if loss_here else None,
+                               input_grad=role.index > 0)
             if job.resume_folder is not None and job.resume_manifest is not None:
-                rng = ckpt.load_stage(job.resume_folder, job.resume_manifest, self.module,
-                                      self.optimizer, self.stage.first_layer)
-                logger.info("%s: stage %d resumed from %s%s", self.node, self.stage.index + 1,
+                rng = ckpt.load_stage(job.resume_folder, job.resume_manifest, module,
+                                      self.stage.optimizer, role.first_layer)
+                logger.info("%s: stage %d resumed from %s%s", self.node, role.index + 1,
                             job.resume_folder, " (with its RNG state)" if rng else "")
         offsets = [0]
         for n in topo.sizes:
             offsets.append(offsets[-1] + n)
-        self.offsets = offsets
-        self.transport = Transport(topo, self.node, group, emulate=self.emulate,
-                                   time_scale=self.scale, timeout_s=self.timeout,
-                                   on_fatal=fatal, device=self.device,
-                                   virtual_clock=virtual_clock, liveness=live,
-                                   auditor=self.auditor, faults=self.faults,
-                                   conditions=job.conditions, pace_links=cfg.pace_links,
-                                   padding=cfg.padding_of(self.node))
+        self.program = lower(topo)[self.node]
+        parts = parse_emulate(cfg.emulation) if cfg.emulate else frozenset()
+        virtual = "links" in parts and cfg.virtual_clock and one_host
+        self.one_host = one_host
+        self.recorder = Recorder()
+        self.emulator = Emulator(topo, self.node, parts, cfg.time_scale, job.conditions,
+                                 on_error=lambda message: fatal(f"failed: {message}", False))
+        self.transport = Transport(
+            self.node, {n: i for i, n in enumerate(topo.nodes)}, group,
+            inbound=self.program.inbound(), shape_of=wire_shapes(job),
+            iterations=range(job.start_iteration, cfg.steps), stamped=virtual,
+            timeout_s=cfg.timeout_s, device=self.device, auditor=self.auditor,
+            padding=cfg.padding_of(self.node))
+        def lane_failed(exc: BaseException) -> None:
+            fatal(_error_text(exc), not isinstance(exc, PeerFailure))
 
-    # ------------------------------------------------------------------ helpers
+        self.links = Links(self.transport, self.emulator, self.recorder, live, cfg.timeout_s,
+                           virtual, on_error=lane_failed)
+        self.executor = Executor(
+            self.program, stage=self.stage, stage_index=None if role is None else role.index,
+            loss=loss if topo.has_label_route and self.node == topo.loss_node else None,
+            links=self.links, emulator=self.emulator, recorder=self.recorder,
+            offsets=tuple(offsets), loss_stage=topo.num_stages, live=live, faults=self.faults,
+            on_error=lane_failed)
 
-    def prefetch(self, it: int) -> None:
-        """Read batch ``it`` before the iteration's clock starts (the data loader is not part
-        of the cost model)."""
-        self._batch = None
-        if self.batches is not None:
-            x, y = self.batches.batch(it)
-            self._batch = (x.to(self.device), y.to(self.device))
+    def start(self) -> None:
+        self.transport.start()  # before any thread takes a receive
+        self.emulator.start()
+        self.links.start()
 
-    def _labels(self, it: int) -> torch.Tensor:
-        if self.holds_labels:
-            assert self._batch is not None
-            return self._batch[1]
-        _, y = self.transport.mailbox.get(("labels", it), self.timeout,
-                                          f"the labels of iteration {it} on {self.node}")
-        return y
+    def close(self) -> None:
+        self.links.drain()
+        self.emulator.close()
 
     def collective(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run a collective of the process group, marked as waiting for ``what``; a failure
@@ -241,160 +269,35 @@ class _NodeProcess:
                 raise PeerFailure(f"{self.node}: {what} failed: "
                                   f"{' '.join(str(exc).split())[:300]}") from exc
 
-    def _slice(self, t: torch.Tensor, m: int) -> torch.Tensor:
-        return t[self.offsets[m]:self.offsets[m + 1]]
-
-    def _planned(self, kind: str, n: int, it: int, m: int) -> float:
-        """The emulated duration of this stage's pass ``kind`` of micro-batch ``m``."""
-        st = self.stage
-        assert st is not None
-        if self.conditions is not None:
-            return self.conditions.seconds(st.step, kind, n, it, m)
-        return st.forward(n) if kind == "F" else st.backward(n)
-
-    def _pad(self, start: float, planned: float) -> float:
-        """Sleep to the end of the pass's window; return the window's end."""
-        if not self.emulate:
-            return time.perf_counter()
-        end = max(start + planned * self.scale, time.perf_counter())
-        sleep_until(end)
-        return end
-
-    # ------------------------------------------------------------------ roles
-
-    def run_stage(self, it: int, t0: float, inputs: torch.Tensor | None) -> None:
-        """Execute this stage's action list for iteration ``it``."""
-        st, topo, mod = self.stage, self.topo, self.module
-        assert st is not None and mod is not None
-        k = st.index
-        mailbox = self.transport.mailbox
-        saved: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        forward_end: dict[int, float] = {}
-        labels: torch.Tensor | None = None
-        free_at = t0
-        out_route = k  # route k leaves stage k (the label route when k = K - 1)
-        for kind, m in topo.table.orders[k]:
-            n = topo.sizes[m]
-            if kind == "F":
-                if k == 0:
-                    assert inputs is not None
-                    ready, x = t0, self._slice(inputs, m)
-                else:
-                    ready, x = mailbox.get(("act", it, k, m), self.timeout,
-                                           f"activation {m} of iteration {it} for stage "
-                                           f"{k + 1} on {self.node}")
-                    x.requires_grad_(True)
-                if self.loss_at_stage and labels is None:
-                    labels = self._labels(it)
-                with self.live.busy(f"the forward pass of micro-batch {m}, iteration {it}"):
-                    self.faults.check(it, "F", m)
-                    c0 = time.perf_counter()
-                    start = max(ready, free_at) if self.emulate else c0
-                    out = mod(x)
-                    if labels is not None:
-                        out = self.loss(out, self._slice(labels, m))
-                        self.transport.record(("loss", it, m, float(out.detach())))
-                    real = time.perf_counter() - c0
-                    end = self._pad(start, self._planned("F", n, it, m))
-                saved[m] = (x, out)
-                forward_end[m] = end
-                if not self.loss_at_stage:
-                    self.transport.send("F", it, out_route, 0, m, out, end)
-            else:
-                x, out = saved.pop(m)
-                if self.loss_at_stage:
-                    ready, grad = forward_end.pop(m), None
-                else:
-                    ready, grad = mailbox.get(("grad", it, k, m), self.timeout,
-                                              f"gradient {m} of iteration {it} for stage "
-                                              f"{k + 1} on {self.node}")
-                with self.live.busy(f"the backward pass of micro-batch {m}, iteration {it}"):
-                    self.faults.check(it, "B", m)
-                    c0 = time.perf_counter()
-                    start = max(ready, free_at) if self.emulate else c0
-                    if out.requires_grad:  # a first stage without parameters has no graph
-                        out.backward(grad)
-                    real = time.perf_counter() - c0
-                    end = self._pad(start, self._planned("B", n, it, m))
-                if k > 0:
-                    assert x.grad is not None
-                    prev = topo.routes[k - 1]
-                    self.transport.send("B", it, k - 1, len(prev) - 2, m, x.grad, end)
-            free_at = end
-            self.live.progress()
-            self.transport.record(("compute", it, k, kind, m, start, end, real, c0))
-
-    def run_loss(self, it: int) -> None:
-        """U-shaped loss node: the loss of every micro-batch, its gradient sent back."""
-        topo, mailbox = self.topo, self.transport.mailbox
-        k_loss = self.k_total
-        route = topo.routes[k_loss - 1]
-        labels = self._labels(it)
-        for m in range(topo.num_micro_batches):
-            ready, out = mailbox.get(("act", it, k_loss, m), self.timeout,
-                                     f"output {m} of iteration {it} at the loss node "
-                                     f"{self.node}")
-            with self.live.busy(f"the loss of micro-batch {m}, iteration {it}"):
-                self.faults.check(it, "L", m)
-                c0 = time.perf_counter()
-                out.requires_grad_(True)
-                loss = self.loss(out, self._slice(labels, m))
-                loss.backward()
-                real = time.perf_counter() - c0
-            self.live.progress()
-            self.transport.record(("loss", it, m, float(loss.detach())))
-            self.transport.record(("compute", it, k_loss, "L", m, ready, ready, real, c0))
-            assert out.grad is not None
-            self.transport.send("B", it, k_loss - 1, len(route) - 2, m, out.grad, ready)
-
     # ------------------------------------------------------------------ one iteration
 
-    def iteration(self, it: int) -> tuple[list[Event], float, list[ckpt.UnitFile]]:
-        """Run iteration ``it``; return this process's records, its start time and the
-        checkpoint files it wrote after the iteration (if any)."""
-        self.prefetch(it)
-        self.collective(f"the other workers at the start of iteration {it}", dist.barrier)
+    def iteration(self, it: int) -> IterationRecords:
+        """Run iteration ``it``; this rank's records of it and the checkpoint files it
+        wrote after it."""
+        inputs = labels = None
+        if self.batches is not None:  # read before the clock starts (not in the cost model)
+            x, y = self.batches.batch(it)
+            inputs, labels = x.to(self.device), y.to(self.device)
+        if not self.one_host:
+            self.collective(f"the other workers at the start of iteration {it}", dist.barrier)
         t0 = time.perf_counter()
-        inputs = None
-        if self.node == self.topo.source:
-            assert self._batch is not None
-            inputs, labels = self._batch
-            if not self.topo.labels_local:
-                self.transport.send_labels(it, labels)
-        failure: list[BaseException] = []
-        loss_thread = None
-        if self.loss_role:
-            def target() -> None:
-                try:
-                    self.run_loss(it)
-                except BaseException as exc:
-                    failure.append(exc)
-            loss_thread = threading.Thread(target=target, name="loss", daemon=True)
-            loss_thread.start()
         if self.stage is not None:
-            if self.optimizer is not None:
-                self.optimizer.zero_grad(set_to_none=True)
-            self.run_stage(it, t0, inputs)
-        if loss_thread is not None:
-            with self.live.waiting(f"the losses of iteration {it}"):
-                loss_thread.join()
-            if failure:
-                raise failure[0]
+            self.stage.zero_grad()
+        self.executor.run(it, t0, inputs if self.node == self.topo.source else None, labels)
         done = time.perf_counter()
         if self.stage is not None:
             with self.live.busy(f"the optimiser step of iteration {it}"):
                 self.faults.check(it, "step")
-                if self.optimizer is not None:
-                    self.optimizer.step()
+                self.stage.step()
         stepped = time.perf_counter()
         files = self.save_checkpoint(it)
-        # Every transfer of the iteration has completed and been recorded.
-        self.collective(f"the other workers at the end of iteration {it}", dist.barrier)
-        events = self.transport.take_events(it)
+        with self.live.waiting(f"the sends of iteration {it} to complete"):
+            self.links.drain()
+        records = self.recorder.take(it)
         if self.node == self.topo.source:
-            events += [("done", it, done), ("stepped", it, stepped)]
+            records += (IterationTimes(it, t0, done, stepped),)
         self.live.progress()
-        return events, t0, files
+        return IterationRecords(self.rank, it, t0, records, tuple(files))
 
     def checkpoint_on_stop(self, completed: int) -> None:
         """Stopped before iteration ``completed``: make sure a complete checkpoint holds the
@@ -403,11 +306,11 @@ class _NodeProcess:
         if cfg.checkpoint_dir is None or completed % cfg.checkpoint_every == 0:
             return
         files: list[ckpt.UnitFile] = []
-        if self.stage is not None:
-            assert self.module is not None
+        if self.stage is not None and self.role is not None:
             with self.live.busy(f"the checkpoint after {completed} iterations"):
-                files = ckpt.save_stage(cfg.checkpoint_dir, completed, self.module,
-                                        self.optimizer, self.stage.first_layer, self.node)
+                files = ckpt.save_stage(cfg.checkpoint_dir, completed, self.stage.module,
+                                        self.stage.optimizer, self.role.first_layer,
+                                        self.node)
         gathered: list[Any] | None = [None] * len(self.topo.nodes) if self.rank == 0 else None
         self.collective("rank 0 to gather the checkpoint on stop", dist.gather_object, files,
                         gathered, dst=0)
@@ -421,20 +324,20 @@ class _NodeProcess:
         """After iteration ``it``: write this stage's unit files when a checkpoint is due."""
         cfg = self.cfg
         due = (it + 1) % cfg.checkpoint_every == 0 or it == cfg.steps - 1
-        if cfg.checkpoint_dir is None or not due or self.stage is None:
+        if cfg.checkpoint_dir is None or not due or self.stage is None or self.role is None:
             return []
-        assert self.module is not None
         with self.live.busy(f"the checkpoint of iteration {it}"):
-            files = ckpt.save_stage(cfg.checkpoint_dir, it + 1, self.module, self.optimizer,
-                                    self.stage.first_layer, self.node)
+            files = ckpt.save_stage(cfg.checkpoint_dir, it + 1, self.stage.module,
+                                    self.stage.optimizer, self.role.first_layer, self.node)
             self.faults.check(it, "checkpoint")
         return files
 
     def state(self) -> dict[str, torch.Tensor]:
         """This stage's parameters and buffers (CPU copies)."""
-        if self.module is None:
+        if self.stage is None:
             return {}
-        return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+        return {k: v.detach().cpu().clone()
+                for k, v in self.stage.module.state_dict().items()}
 
 
 def _watch_self(live: Liveness, hang_timeout_s: float,
@@ -456,16 +359,17 @@ def _error_text(exc: BaseException) -> str:
 
 def run_worker(job: Job, rendezvous: Rendezvous, sink: Sink, exit_on_fatal: bool = True,
                one_host: bool = True, self_watch: bool = False) -> None:
-    """The body of one rank: join the group, run every iteration, report to rank 0.
+    """The body of one rank: join the group, run every iteration, report.
 
     Parameters
     ----------
     job : Job
     rendezvous : Rendezvous
     sink : Sink
-        Rank 0 reports each iteration and the end of the run to it; any rank its failure.
+        Where this rank reports its records (or rank 0 each iteration), the end of the run
+        and its failure.
     exit_on_fatal : bool
-        When a transport thread fails, exit the process at once (``os._exit(1)``) so that the
+        When a pacer or a lane fails, exit the process at once (``os._exit(1)``) so that the
         launcher or torchrun tears the job down instead of waiting for collectives.
     one_host : bool
         Every rank runs on this host (one clock): the emulation may use the virtual clock.
@@ -493,18 +397,18 @@ def run_worker(job: Job, rendezvous: Rendezvous, sink: Sink, exit_on_fatal: bool
         logger.debug("rank %d (%s): joining the process group", rank, node)
         dist.init_process_group("gloo", init_method=rendezvous.init_method, rank=rank,
                                 world_size=rendezvous.world_size, timeout=timeout)
-        group = dist.new_group(list(range(rendezvous.world_size)), timeout=timeout,
-                               backend=cfg.backend)
+        group = (dist.new_group(list(range(rendezvous.world_size)), timeout=timeout,
+                                backend=cfg.backend)
+                 if cfg.backend != "gloo" else dist.group.WORLD)
         logger.debug("rank %d (%s): joined; building the node", rank, node)
-        proc = _NodeProcess(job, rank, group, lambda m, p: fatal(m, p),
-                            cfg.virtual_clock and one_host, live)
-        proc.transport.start()
+        proc = _Node(job, rank, group, fatal, one_host, live)
+        proc.start()
         live.ready()
         if self_watch:
             threading.Thread(target=_watch_self, args=(live, cfg.hang_timeout_s, fatal),
                              name="watchdog", daemon=True).start()
         logger.info("rank %d runs %s: %s", rank, node, ", ".join(topo.roles(node)) or "idle")
-        _iterations(proc, job, rendezvous, sink, one_host)
+        _iterations(proc, job, rendezvous, sink)
         state: dict[str, Any] | None = None
         if cfg.return_state:
             mine = proc.state()
@@ -516,12 +420,10 @@ def run_worker(job: Job, rendezvous: Rendezvous, sink: Sink, exit_on_fatal: bool
             if rank == 0:
                 assert parts is not None
                 state = {k: v for part in parts for k, v in part.items()}
-        logger.debug("rank %d (%s): closing", rank, node)
-        with live.waiting("the neighbours to close their channels"):
-            proc.transport.close(timeout_s=min(cfg.timeout_s, 30.0))
+        with live.waiting("the last sends to complete"):
+            proc.close()
         if proc.auditor is not None:
             proc.auditor.flush()
-        logger.debug("rank %d (%s): closed", rank, node)
         proc.collective("the other workers at the end of the run", dist.barrier)
         live.done()
         if rank == 0:
@@ -536,9 +438,8 @@ def run_worker(job: Job, rendezvous: Rendezvous, sink: Sink, exit_on_fatal: bool
         logger.debug("rank %d (%s): left the process group", rank, node)
 
 
-def _iterations(proc: _NodeProcess, job: Job, rendezvous: Rendezvous, sink: Sink,
-                one_host: bool) -> None:
-    """Every iteration of the run; rank 0 assembles the reports and writes the manifests."""
+def _iterations(proc: _Node, job: Job, rendezvous: Rendezvous, sink: Sink) -> None:
+    """Every iteration of the run, each reported as one message of records."""
     rank, topo, cfg = rendezvous.rank, job.topology, job.config
     for it in range(job.start_iteration, cfg.steps):
         if job.stoppable and it > job.start_iteration and agree_to_stop(
@@ -547,28 +448,45 @@ def _iterations(proc: _NodeProcess, job: Job, rendezvous: Rendezvous, sink: Sink
                         rank, proc.node, it)
             proc.checkpoint_on_stop(it)
             return
-        logger.debug("rank %d (%s): iteration %d", rank, proc.node, it)
-        events, t0, files = proc.iteration(it)
+        records = proc.iteration(it)
+        to = "the launcher" if sink.collects_records else topo.source
         if rank != 0 and proc.auditor is not None:
-            proc.auditor.control(f"timing records of iteration {it}", "control", topo.source,
-                                 it, (events, t0, files))
+            proc.auditor.control(f"timing records of iteration {it}", "control", to, it,
+                                 records)
+        if sink.collects_records:
+            sink.records(records)
+            continue
         gathered: list[Any] | None = [None] * rendezvous.world_size if rank == 0 else None
         proc.collective(f"rank 0 to gather the records of iteration {it}",
-                        dist.gather_object, (events, t0, files), gathered, dst=0)
-        if rank != 0:
-            continue
-        assert gathered is not None
-        if cfg.checkpoint_dir is not None:
-            with proc.live.busy(f"the checkpoint manifest of iteration {it}"):
-                reported = ckpt.unit_files([part[2] for part in gathered])
-                if reported:
-                    ckpt.write_manifest(cfg.checkpoint_dir, it + 1, reported,
-                                        job.problem.model.num_layers, job.checkpoint_meta)
-                ckpt.write_progress(cfg.checkpoint_dir, it + 1)
-        # One host, one clock: every record on the source's timeline. Else each process's
-        # records from its own start (aligned to within the barrier's skew).
-        origin = gathered[0][1]
-        merged = [e for events, t_start, _ in gathered
-                  for e in relative_events(events, origin if one_host else t_start)]
-        sink.iteration(assemble_iteration(topo, job.resources, it, merged, job.simulated_s,
-                                          job.analytic_s))
+                        dist.gather_object, records, gathered, dst=0)
+        if rank == 0:
+            assert gathered is not None
+            sink.iteration(finish_iteration(job, gathered, proc.one_host, proc.live))
+
+
+def finish_iteration(job: Job, parts: list[IterationRecords], one_host: bool,
+                     live: Liveness | None = None) -> IterationReport:
+    """Every rank's records of one iteration in, its report out; the checkpoint's manifest
+    (when the stages wrote one) and the progress file written first (the launcher, or rank 0
+    under torchrun).
+
+    One host, one clock: every record on the source's timeline. Else each process's records
+    count from its own start (aligned to within the start barrier's skew).
+    """
+    cfg, topo = job.config, job.topology
+    parts = sorted(parts, key=lambda p: p.rank)
+    it = parts[0].iteration
+    if cfg.checkpoint_dir is not None:
+        busy = (live.busy(f"the checkpoint manifest of iteration {it}") if live is not None
+                else contextlib.nullcontext())
+        with busy:
+            reported = ckpt.unit_files([list(p.files) for p in parts])
+            if reported:
+                ckpt.write_manifest(cfg.checkpoint_dir, it + 1, reported,
+                                    job.problem.model.num_layers, job.checkpoint_meta)
+            ckpt.write_progress(cfg.checkpoint_dir, it + 1)
+    origin = parts[0].start
+    merged = [r for p in parts for r in shifted(p.records, origin if one_host else p.start)]
+    report = assemble_iteration(topo, job.resources, it, merged, job.simulated_s,
+                                job.analytic_s)
+    return replace(report, started_s=origin)

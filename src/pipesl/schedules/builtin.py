@@ -1,4 +1,4 @@
-"""The built-in pipeline schedules, GPipe and 1F1B, and the registry that names them.
+"""The built-in pipeline schedules, GPipe, 1F1B and 1F1B-net, and the registry that names them.
 
 Each schedule is a small stateless class whose :meth:`~PipelineSchedule.stage_actions` gives
 one compute stage's order; :meth:`~PipelineSchedule.table` assembles and validates all stages.
@@ -17,6 +17,7 @@ __all__ = [
     "SCHEDULES",
     "GPipe",
     "OneFOneB",
+    "OneFOneBNet",
     "PipelineSchedule",
     "get_schedule",
     "schedule_names",
@@ -108,7 +109,51 @@ class OneFOneB(PipelineSchedule):
         return (*fwd[:warmup], *steady, *bwd[m_total - warmup:])
 
 
-SCHEDULES: dict[str, type[PipelineSchedule]] = {GPipe.name: GPipe, OneFOneB.name: OneFOneB}
+class OneFOneBNet(PipelineSchedule):
+    """1F1B whose warm-up depth per stage covers the round trip, hops included.
+
+    Plain 1F1B keeps ``K - k`` micro-batches in flight on stage k (0-based), which counts
+    compute stages only: on a multi-hop route the first stage then idles while its oldest
+    micro-batch travels. This schedule takes each stage's warm-up depth from ``warmups``
+    (``pipesl.cost.net_warmups`` derives them from the plan: enough micro-batches to cover the
+    round trip at the bottleneck's rate, capped by the node's memory, non-increasing along the
+    pipeline), then alternates one backward and one forward exactly like 1F1B. At most
+    ``warmups[k]`` micro-batches are in flight on stage k (its memory rule). Without
+    ``warmups`` it is 1F1B. Build it for a plan with :func:`pipesl.schedules.plan_table`.
+
+    Examples
+    --------
+    >>> print(OneFOneBNet((3, 1)).table(2, 4))
+    F0 F1 F2 B0 F3 B1 B2 B3
+    F0 B0 F1 B1 F2 B2 F3 B3
+    """
+
+    name = "1f1b-net"
+
+    def __init__(self, warmups: tuple[int, ...] | None = None):
+        self.warmups = None if warmups is None else tuple(int(w) for w in warmups)
+
+    def stage_actions(self, stage: int, num_stages: int,
+                      num_micro_batches: int) -> tuple[Action, ...]:
+        m_total = num_micro_batches
+        fwd, bwd = _actions(m_total)
+        depth = num_stages - stage if self.warmups is None else self.warmups[stage]
+        warmup = max(1, min(depth, m_total))
+        steady = [a for i in range(m_total - warmup) for a in (bwd[i], fwd[warmup + i])]
+        return (*fwd[:warmup], *steady, *bwd[m_total - warmup:])
+
+    def table(self, num_stages: int, num_micro_batches: int) -> ScheduleTable:
+        if self.warmups is not None and len(self.warmups) != num_stages:
+            raise ProblemError("schedule 1f1b-net", f"has {len(self.warmups)} warm-up depths "
+                               f"for {num_stages} stages")
+        return super().table(num_stages, num_micro_batches)
+
+    def __repr__(self) -> str:
+        return f"OneFOneBNet({self.warmups!r})" if self.warmups is not None else "OneFOneBNet()"
+
+
+SCHEDULES: dict[str, type[PipelineSchedule]] = {GPipe.name: GPipe, OneFOneB.name: OneFOneB,
+                                                OneFOneBNet.name: OneFOneBNet}
 """Registry: schedule name -> class."""
 
 

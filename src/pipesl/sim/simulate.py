@@ -14,9 +14,9 @@ import numpy as np
 
 from pipesl import cost
 from pipesl.exceptions import ProblemError
-from pipesl.plan import Plan, num_micro_batches
+from pipesl.plan import Plan
 from pipesl.problem.types import Problem
-from pipesl.schedules import SCHEDULES, PipelineSchedule, ScheduleTable, get_schedule
+from pipesl.schedules import SCHEDULES, PipelineSchedule, ScheduleTable, plan_table
 from pipesl.sim.pipeline import Step, run_pipeline
 from pipesl.sim.trace import Trace
 
@@ -123,17 +123,6 @@ def plan_steps(problem: Problem, plan: Plan) -> tuple[Step, ...]:
                  for st, ph in zip(stages, phases, strict=True))
 
 
-def _table(schedule: str | PipelineSchedule | ScheduleTable, num_stages: int,
-           m_total: int) -> ScheduleTable:
-    if isinstance(schedule, ScheduleTable):
-        if (schedule.num_stages, schedule.num_micro_batches) != (num_stages, m_total):
-            raise ProblemError("schedule", f"has {schedule.num_stages} stages x "
-                               f"{schedule.num_micro_batches} micro-batches; the plan needs "
-                               f"{num_stages} x {m_total}")
-        return schedule.validate()
-    return get_schedule(schedule).table(num_stages, m_total)
-
-
 def _memory(problem: Problem, plan: Plan, trace: Trace, sizes: list[int],
             schedule: str) -> dict[str, NodeMemory]:
     """Peak activations in flight on each compute node, from the trace (+ at F, - at B)."""
@@ -147,8 +136,13 @@ def _memory(problem: Problem, plan: Plan, trace: Trace, sizes: list[int],
         sign = np.where(trace.kind[mask] == 0, 1, -1)
         count = np.cumsum(sign)
         samples = np.cumsum(sign * size[trace.micro_batch[mask]])
-        spec = (cost.activation_window(problem, plan.micro_batch_size, k, k_total, schedule)
-                if schedule in SCHEDULES else None)
+        if schedule == "1f1b-net":
+            spec: float | None = float(cost.net_warmups(
+                problem.with_training(schedule="1f1b-net"), plan)[k] * plan.micro_batch_size)
+        elif schedule in SCHEDULES:
+            spec = cost.activation_window(problem, plan.micro_batch_size, k, k_total, schedule)
+        else:
+            spec = None
         out[s.node] = NodeMemory(k, int(count.max(initial=0)), int(samples.max(initial=0)),
                                  spec)
     return out
@@ -166,7 +160,7 @@ def simulate(problem: Problem, plan: Plan,
     plan : Plan
         A structurally valid plan of ``problem`` (checked).
     schedule : str, PipelineSchedule or ScheduleTable, optional
-        ``"gpipe"``, ``"1f1b"``, a schedule object, or an explicit table of K stages x M
+        ``"gpipe"``, ``"1f1b"``, ``"1f1b-net"``, a schedule object, or an explicit table of K x M
         micro-batches; default: ``problem.training.schedule``.
     last_micro_batch : {"full", "remainder"}
         ``"full"``: every micro-batch has b samples, as the analytic T assumes; ``"remainder"``:
@@ -200,11 +194,11 @@ def simulate(problem: Problem, plan: Plan,
         raise ProblemError("last_micro_batch", "must be 'full' or 'remainder'", last_micro_batch)
     evaluation = cost.evaluate(problem, plan)  # validates the plan
     b, batch = plan.micro_batch_size, problem.training.batch_size
-    m_total = num_micro_batches(batch, b)
+    m_total = cost.num_micro_batches(batch, b)
     last = b if last_micro_batch == "full" else batch - (m_total - 1) * b
     sizes = [b] * (m_total - 1) + [last]
     schedule = problem.training.schedule if schedule is None else schedule
-    table = _table(schedule, plan.num_stages, m_total)
+    table = plan_table(problem, plan, schedule)
     trace = run_pipeline(plan_steps(problem, plan), table, sizes, forward_only)
 
     makespan = trace.makespan_s

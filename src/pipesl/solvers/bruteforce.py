@@ -19,9 +19,9 @@ from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.microbatch import objective_curve
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
-__all__ = ["enumerate_plans", "solve_bruteforce"]
+__all__ = ["enumerate_plans", "solve_bruteforce", "solve_bruteforce_makespan"]
 
 
 def _paths(problem: Problem, u: str, v: str) -> list[tuple[str, ...]]:
@@ -96,7 +96,49 @@ def solve_bruteforce(problem: Problem, *, micro_batch_size: int | None = None,
                   counters={"plans": count})
 
 
-@register("bruteforce", "exhaustive enumeration of plans, routes and b (tiny problems)")
-def _bruteforce(problem: Problem, *, micro_batch_size: int | None = None,
+def solve_bruteforce_makespan(problem: Problem, *, micro_batch_size: int | None = None,
+                              max_plans: int = 20_000, time_limit: float | None = None
+                              ) -> SolveResult:
+    """The least *simulated* makespan by enumeration: every plan, every b in 1..B, simulated.
+
+    The reference of :mod:`pipesl.solvers.makespan` in the tests (tiny problems only).
+
+    Raises
+    ------
+    ProblemError
+        When more than ``max_plans`` placements would be enumerated.
+    InfeasibleError
+        When no plan fits in memory.
+    """
+    from dataclasses import replace
+
+    from pipesl.cost import feasible_micro_batch_sizes
+    from pipesl.solvers.makespan import plan_makespan
+
+    started = time.perf_counter()
+    fixed = micro_batch_size or problem.training.micro_batch_size
+    sizes = [fixed] if fixed is not None else range(1, problem.training.batch_size + 1)
+    best: tuple[float, Plan] | None = None
+    count = 0
+    for plan in enumerate_plans(problem):
+        count += 1
+        if count > max_plans:
+            raise ProblemError("bruteforce", f"more than {max_plans} plans; the problem is "
+                               "too large to enumerate and simulate (use method 'exact')")
+        ok = feasible_micro_batch_sizes(problem, plan)
+        for b in sizes:
+            if ok[b - 1]:
+                candidate = plan.with_micro_batch_size(b)
+                t = plan_makespan(problem, candidate)
+                if best is None or t < best[0]:
+                    best = (t, candidate)
+    if best is None:
+        raise InfeasibleError("no valid plan fits in memory (exhaustive enumeration)")
+    result = finish(problem, best[1], "bruteforce", optimal=True, started=started,
+                    counters={"plans": count})
+    return replace(result, objective_s=best[0], lower_bound_s=best[0], objective="makespan")
+
+
+def run_bruteforce(problem: Problem, *, micro_batch_size: int | None = None,
                 time_limit: float | None = None) -> SolveResult:
     return solve_bruteforce(problem, micro_batch_size=micro_batch_size)

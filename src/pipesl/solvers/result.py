@@ -1,18 +1,19 @@
-"""One result type for every solver, and the ``method=`` registry (scipy ``minimize`` style)."""
+"""One result type for every solver (scipy ``OptimizeResult`` style); the registry and
+:func:`~pipesl.solvers.solve` are in :mod:`pipesl.solvers` itself."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipesl.cost import Evaluation, evaluate, plan_document
-from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 
-__all__ = ["SOLVERS", "SolveResult", "finish", "register", "solve", "solver_names"]
+__all__ = ["OBJECTIVES", "SolveResult", "SolverFn", "finish"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class SolveResult:
     history: tuple[tuple[int, float], ...] = ()
     """(b, T) per step for iterative methods (alternating)."""
     evaluation: Evaluation | None = field(default=None, compare=False, repr=False)
+    objective: str = "analytic"
+    """What ``objective_s`` is and what the solver minimised: ``analytic`` (SPEC section 3's
+    T) or ``makespan`` (the simulated makespan of ``training.schedule``, SPEC section 5)."""
+    analytic_s: float = math.nan
+    """T(plan, b) of SPEC section 3 (equal to ``objective_s`` when ``objective`` is analytic)."""
 
     def document(self) -> dict[str, Any]:
         """The SPEC section 4 plan object (with the solver block)."""
@@ -53,7 +59,11 @@ class SolveResult:
                                  for b, t in self.history]
         if self.message:
             solver["message"] = self.message
-        return plan_document(self.evaluation, solver)
+        doc = plan_document(self.evaluation, solver)
+        out = {"objective_s": self.objective_s, "analytic_s": self.evaluation.objective_s,
+               "objective": self.objective}
+        out.update((k, v) for k, v in doc.items() if k != "objective_s")
+        return out
 
 
 def finish(problem: Problem, plan: Plan, method: str, *, optimal: bool,
@@ -70,61 +80,12 @@ def finish(problem: Problem, plan: Plan, method: str, *, optimal: bool,
         lower_bound_s=min(lb, ev.objective_s), method=method,
         status=status or ("optimal" if optimal else "feasible"), message=message,
         seconds=(time.perf_counter() - started) if started is not None else 0.0,
-        counters=dict(counters or {}), history=history, evaluation=ev)
+        counters=dict(counters or {}), history=history, evaluation=ev,
+        analytic_s=ev.objective_s)
 
 
 SolverFn = Callable[..., SolveResult]
-SOLVERS: dict[str, tuple[SolverFn, str]] = {}
+"""A solver: ``fn(problem, **options) -> SolveResult``."""
 
-
-def register(name: str, summary: str) -> Callable[[SolverFn], SolverFn]:
-    """Decorator adding a solver ``fn(problem, **options) -> SolveResult`` to the registry."""
-
-    def deco(fn: SolverFn) -> SolverFn:
-        SOLVERS[name] = (fn, summary)
-        return fn
-
-    return deco
-
-
-def solver_names() -> list[str]:
-    """Registered method names."""
-    _load_all()
-    return sorted(SOLVERS)
-
-
-def _load_all() -> None:
-    # Importing the package registers every solver module.
-    import pipesl.solvers  # noqa: F401
-
-
-def solve(problem: Problem, method: str = "exact", **options: Any) -> SolveResult:
-    """Plan ``problem`` with solver ``method``.
-
-    Parameters
-    ----------
-    problem : Problem
-    method : str
-        A registered name (``pipesl.solvers.solver_names()``); ``exact`` (default) is the
-        joint optimum over plans and micro-batch sizes.
-    **options
-        Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``).
-
-    Returns
-    -------
-    SolveResult
-
-    Raises
-    ------
-    ProblemError
-        Unknown method (the message lists the valid names).
-    InfeasibleError
-        No valid plan exists; the message names the binding constraint.
-    """
-    _load_all()
-    if method not in SOLVERS:
-        raise ProblemError("method", f"is not a solver; choose one of "
-                           f"{', '.join(sorted(SOLVERS))}", method)
-    started = time.perf_counter()
-    result = SOLVERS[method][0](problem, **options)
-    return replace(result, seconds=time.perf_counter() - started)
+OBJECTIVES = ("makespan", "analytic")
+"""What a solve minimises: the schedule's simulated makespan, or SPEC section 3's T."""

@@ -1,0 +1,150 @@
+"""The schedule-true planner (method makespan / objective makespan) against exhaustive
+enumeration + simulation, its result contract, and its honesty under a time limit."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from pipesl.cost import evaluate, feasible_micro_batch_sizes, objective
+from pipesl.exceptions import InfeasibleError
+from pipesl.experiments.generators import edge_problem
+from pipesl.plan import validate_plan
+from pipesl.problem import load_problem
+from pipesl.sim import simulate
+from pipesl.solvers import solve
+from pipesl.solvers.bruteforce import enumerate_plans
+from strategies import random_plan, random_problem
+
+SCHEDULES = ("gpipe", "1f1b", "1f1b-net")
+
+
+def _instance(seed: int):
+    r = random.Random(seed)
+    return random_problem(r, n_nodes=r.randint(1, 5), n_layers=r.randint(1, 4),
+                          batch_size=r.choice([1, 2, 5, 8, 12]),
+                          schedule=SCHEDULES[seed % 3])
+
+
+def check_makespan_result(problem, result) -> None:
+    validate_plan(problem, result.plan)
+    ev = evaluate(problem, result.plan)
+    assert ev.feasible, ev.violations
+    assert result.objective == "makespan"
+    assert result.objective_s == pytest.approx(simulate(problem, result.plan).makespan_s,
+                                               rel=1e-9)
+    assert result.analytic_s == pytest.approx(objective(problem, result.plan), rel=1e-12)
+    assert result.lower_bound_s <= result.objective_s * (1 + 1e-12)
+    doc = result.document()
+    assert doc["objective"] == "makespan"
+    assert doc["objective_s"] == result.objective_s
+    assert doc["analytic_s"] == pytest.approx(result.analytic_s, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_equals_least_simulated_makespan_over_every_plan_and_b(seed: int) -> None:
+    """The brute force enumerates every plan and every b in 1..B and simulates each."""
+    problem = _instance(seed)
+    try:
+        brute = solve(problem, "bruteforce", objective="makespan")
+    except InfeasibleError:
+        with pytest.raises(InfeasibleError):
+            solve(problem, objective="makespan")
+        return
+    result = solve(problem, objective="makespan")
+    check_makespan_result(problem, result)
+    assert result.optimal and result.status == "optimal"
+    assert result.objective_s == pytest.approx(brute.objective_s, rel=1e-9), seed
+
+
+def test_brute_force_reference_is_exhaustive() -> None:
+    """The reference itself: its optimum is the least simulated makespan it could see."""
+    problem = _instance(4)
+    brute = solve(problem, "bruteforce", objective="makespan")
+    best = math.inf
+    for plan in enumerate_plans(problem):
+        ok = feasible_micro_batch_sizes(problem, plan)
+        for b in range(1, problem.training.batch_size + 1):
+            if ok[b - 1]:
+                best = min(best, simulate(problem, plan.with_micro_batch_size(b)).makespan_s)
+    assert brute.objective_s == pytest.approx(best, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_smallest_b_of_each_m_dominates(seed: int) -> None:
+    """Why the search visits only b = ceil(B / M): on random plans, no larger b with the
+    same M simulates faster (every pass time is non-decreasing in b)."""
+    r = random.Random(seed)
+    problem = random_problem(r, schedule=SCHEDULES[seed % 3], batch_size=32,
+                             memory="unbounded")
+    plan = random_plan(r, problem)
+    batch = problem.training.batch_size
+    by_m: dict[int, float] = {}
+    for b in range(1, batch + 1):
+        m = -(-batch // b)
+        t = simulate(problem, plan.with_micro_batch_size(b)).makespan_s
+        if m not in by_m:
+            by_m[m] = t  # b = ceil(B / M) comes first
+        assert t >= by_m[m] * (1 - 1e-9), (seed, b, m)
+
+
+def test_relay_line_beats_the_analytic_plan_and_every_b() -> None:
+    problem = load_problem("relay-line")
+    result = solve(problem, objective="makespan")
+    check_makespan_result(problem, result)
+    analytic = solve(problem)
+    assert result.objective_s < simulate(problem, analytic.plan).makespan_s
+    for b in range(1, problem.training.batch_size + 1):  # the user's -b choices
+        if feasible_micro_batch_sizes(problem, result.plan)[b - 1]:
+            t = simulate(problem, result.plan.with_micro_batch_size(b)).makespan_s
+            assert t >= result.objective_s * (1 - 1e-9)
+    for b in (8, 16, 32, 64):
+        fixed = solve(problem, objective="makespan", micro_batch_size=b)
+        assert fixed.objective_s >= result.objective_s * (1 - 1e-9)
+
+
+def test_time_limit_is_honest() -> None:
+    problem = edge_problem(20, 30, 64, seed=1, kind="transformer", schedule="1f1b")
+    result = solve(problem, objective="makespan", time_limit=0.05)
+    assert result.objective_s == pytest.approx(simulate(problem, result.plan).makespan_s,
+                                               rel=1e-9)
+    assert result.lower_bound_s <= result.objective_s
+    if not result.optimal:
+        assert result.status == "time_limit" and "gap" in result.message
+
+
+def test_other_methods_report_their_plans_makespan() -> None:
+    problem = edge_problem(20, 30, 64, seed=0)
+    result = solve(problem, "greedy", objective="makespan")
+    assert result.objective == "makespan" and not result.optimal
+    assert result.objective_s == pytest.approx(simulate(problem, result.plan).makespan_s,
+                                               rel=1e-9)
+    assert result.analytic_s == pytest.approx(objective(problem, result.plan), rel=1e-12)
+
+
+def test_unknown_objective_is_refused() -> None:
+    from pipesl.exceptions import ProblemError
+
+    with pytest.raises(ProblemError, match="objective"):
+        solve(edge_problem(20, 30, 64, seed=0), objective="fastest")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_gpipe_per_step_floor_is_below_every_makespan(seed: int) -> None:
+    """The per-step analytic optimum that can certify GPipe at once is a true lower bound."""
+    from pipesl.solvers import solve_exact
+
+    r = random.Random(seed)
+    problem = random_problem(r, n_nodes=r.randint(2, 5), n_layers=r.randint(1, 4),
+                             batch_size=r.choice([2, 5, 8, 12]), schedule="gpipe",
+                             labels="none")
+    try:
+        brute = solve(problem, "bruteforce", objective="makespan")
+    except InfeasibleError:
+        return
+    floor = solve_exact(problem, per_step=True).lower_bound_s
+    assert floor <= brute.objective_s * (1 + 1e-9)
+    assert solve(problem, objective="makespan").objective_s == pytest.approx(
+        brute.objective_s, rel=1e-9)

@@ -43,17 +43,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# pytest exits 5 when it collects no tests. The full run fails then (a suite that ran nothing
-# is not green); only one of its two marker-filtered halves may be empty (PYTEST_ARGS='-k x'
-# may select tests of one kind only), and says so.
+# Two runs, one verdict (tools/test_suite.py): the tests that spawn no process on
+# TEST_WORKERS xdist workers, then the distributed ones alone. pytest exits 5 when it selects
+# no test: the suite fails then; only one of its halves may be empty, and it says so.
 test: $(STAMP) lint
-	@$(PY) -m pytest -q $(XDIST) -m "not distributed" $(PYTEST_ARGS); a=$$?; \
-	if [ $$a -ne 0 ] && [ $$a -ne 5 ]; then exit $$a; fi; \
-	$(PY) -m pytest -q -m distributed $(PYTEST_ARGS); b=$$?; \
-	if [ $$b -ne 0 ] && [ $$b -ne 5 ]; then exit $$b; fi; \
-	if [ $$a -eq 5 ] && [ $$b -eq 5 ]; then echo "make test: no test selected" >&2; exit 5; fi; \
-	if [ $$a -eq 5 ]; then echo "make test: no test without the distributed marker selected"; fi; \
-	if [ $$b -eq 5 ]; then echo "make test: no distributed test selected"; fi
+	$(PY) tools/test_suite.py --workers $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Under two minutes: neither process-spawning nor slow tests.
 test-fast: $(STAMP) lint

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pipesl.cost import objective
-from pipesl.cost.bounds import gpipe_closed_form, makespan_lower_bound
+from pipesl.cost.bounds import gpipe_closed_form
 from pipesl.plan import Plan, Stage
 from pipesl.problem import load_problem
+from pipesl.schedules import makespan_lower_bound
 from pipesl.sim import simulate
 from strategies import problems_and_plans, random_plan, random_problem
 

@@ -84,11 +84,6 @@ class Plan:
         return self.routes
 
 
-def num_micro_batches(batch_size: int, micro_batch_size: int) -> int:
-    """M = ceil(B / b)."""
-    return -(-batch_size // micro_batch_size)
-
-
 def _fail(field: str, message: str) -> PlanError:
     return PlanError(f"{field}: {message}")
 

@@ -361,3 +361,38 @@ def test_simulate_plans_with_the_given_method(invoke: Invoke) -> None:
     flat = solve(load_problem(path), "no_pipeline")
     assert doc["micro_batch_size"] == flat.micro_batch_size == 8
     assert doc["analytic_s"] == pytest.approx(flat.evaluation.objective_s)  # type: ignore[union-attr]
+
+
+def test_a_write_that_fails_late_keeps_the_report(invoke: Invoke, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipesl.plotting
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipesl.plotting, "save_figure", full_disk)
+    gantt = tmp_path / "g.png"
+    result = invoke("simulate", str(EXAMPLES / "tiny-line.yaml"), "--gantt", str(gantt))
+    one_line_error(result, f"--gantt {gantt}", "cannot be written (No space left on device)")
+    assert "Simulated iteration" in result.stdout  # the report came first
+
+
+def test_train_tables_number_iterations_from_zero() -> None:
+    from types import SimpleNamespace as NS
+
+    from pipesl.cli.train import reliability_lines, result_tables
+
+    config = NS(time_scale=1.0, emulate=True, virtual_clock=True, checkpoint_dir="ck")
+    its = [NS(iteration=i, loss=1.0 / (i + 1), measured_s=0.1, simulated_s=0.1, analytic_s=0.1,
+              error=0.0) for i in (3, 4, 5)]
+    result = NS(config=config, schedule="gpipe", plan=NS(micro_batch_size=2), iterations=its,
+                stages=[], hops=[], start_iteration=3, lost_iterations=None,
+                checkpoints=(4, 6), audit=None)
+    table = result_tables(result)[0]  # type: ignore[arg-type]
+    assert [str(c) for c in table.columns[0]._cells] == ["3", "4", "5"]  # as in the JSON
+    lines = reliability_lines(result)  # type: ignore[arg-type]
+    # 3 iterations done (0-2), so the run resumed at iteration 3; checkpoints after 4 and 6
+    # completed iterations are the ones after iterations 3 and 5.
+    assert lines[0].startswith("resumed at iteration 3 from the checkpoint saved after "
+                               "iteration 2")
+    assert lines[1] == "checkpoints after iterations 3, 5 in ck"

@@ -58,3 +58,13 @@ def test_covers_the_round_trip_on_relay_line() -> None:
     w = net_warmups(net, plan)
     assert w[0] > plan.num_stages  # more than 1F1B's K - k on the first stage
     assert simulate(net, plan).makespan_s < simulate(base, plan).makespan_s
+
+
+def test_runtime_runs_the_same_table() -> None:
+    from pipesl.runtime.topology import build_topology
+
+    problem = load_problem("relay-line")
+    plan = solve(problem).plan
+    topology = build_topology(problem, plan, "1f1b-net")
+    assert topology.table.orders == plan_table(problem, plan, "1f1b-net").orders
+    assert topology.table.name == "1f1b-net"

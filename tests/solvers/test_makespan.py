@@ -129,3 +129,22 @@ def test_unknown_objective_is_refused() -> None:
 
     with pytest.raises(ProblemError, match="objective"):
         solve(edge_problem(20, 30, 64, seed=0), objective="fastest")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_gpipe_per_step_floor_is_below_every_makespan(seed: int) -> None:
+    """The per-step analytic optimum that can certify GPipe at once is a true lower bound."""
+    from pipesl.solvers import solve_exact
+
+    r = random.Random(seed)
+    problem = random_problem(r, n_nodes=r.randint(2, 5), n_layers=r.randint(1, 4),
+                             batch_size=r.choice([2, 5, 8, 12]), schedule="gpipe",
+                             labels="none")
+    try:
+        brute = solve(problem, "bruteforce", objective="makespan")
+    except InfeasibleError:
+        return
+    floor = solve_exact(problem, per_step=True).lower_bound_s
+    assert floor <= brute.objective_s * (1 + 1e-9)
+    assert solve(problem, objective="makespan").objective_s == pytest.approx(
+        brute.objective_s, rel=1e-9)

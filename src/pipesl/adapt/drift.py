@@ -15,6 +15,8 @@ their micro-batches ignore jitter and a single slow iteration; the first iterati
   SPEC's ``x = 8 n a / bandwidth + latency`` solved for the bandwidth, the latency kept);
 * a node's FLOP/s from each pass: ``n * flops / (t - overhead)``.
 
+Both inverses are :func:`pipesl.cost.rate_from_seconds`, beside the forward formulas.
+
 Medians again; a link used by several hops pools their transfers. :func:`calibrate` writes
 the estimates of the drifted resources into the problem, which is then re-planned
 (:func:`pipesl.adapt.replan`).
@@ -30,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from pipesl.cost import plan_stages, stage_phases
+from pipesl.cost import Resource, plan_stages, rate_from_seconds, stage_phases, transfer_bits
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.problem.validate import validate_problem
@@ -68,6 +70,8 @@ class _Item:
     link: tuple[str, str] | None = None
     """The link's ends as in the problem (None for a pass): node ids may contain ``-``, so
     the resource name cannot be split back into them."""
+    node: str | None = None
+    """The node of a pass (None for a transfer)."""
 
     def planned(self, samples: int) -> float:
         return self.per_sample * samples + self.fixed
@@ -131,17 +135,17 @@ class DriftMonitor:
                     s = plan.stages[st.stage_index]
                     layers = model.layers[s.first_layer - 1:s.last_layer]
                     work = sum(x.fwd_flops if kind == "F" else x.bwd_flops for x in layers)
-                    resource = f"node:{st.node}"
+                    resource = Resource("node", st.node).name
                     ends = None
                 else:
                     assert st.hop is not None
                     link = net.link_between(*st.hop)
                     assert link is not None
-                    work = 8.0 * model.out_bytes(st.layer)
-                    resource = f"link:{link.source}-{link.target}"
+                    work = transfer_bits(model.out_bytes(st.layer))
+                    resource = Resource("link", link.source, link.target).name
                     ends = (link.source, link.target)
                 items[(step, kind)] = _Item(step, kind, f"{st.name} {kind}", resource,
-                                            affine.alpha, affine.beta, work, ends)
+                                            affine.alpha, affine.beta, work, ends, st.node)
         self._items = items
 
     def observe(self, iteration: int, samples: Iterable[Sample]) -> None:
@@ -187,17 +191,21 @@ class DriftMonitor:
         wanted = None if resources is None else set(resources)
         per: dict[str, list[float]] = {}
         ends: dict[str, tuple[str, str]] = {}
+        nodes: dict[str, str] = {}
         for _, samples in self._history:
             for s in samples:
                 item = self._items[(s.step, s.kind)]
                 if wanted is not None and item.resource not in wanted:
                     continue
-                rate_time = s.seconds / self.time_scale - item.fixed
-                if rate_time <= 0 or item.work <= 0:
+                rate = rate_from_seconds(item.work, s.samples, s.seconds / self.time_scale,
+                                         item.fixed)
+                if rate is None:
                     continue
-                per.setdefault(item.resource, []).append(s.samples * item.work / rate_time)
+                per.setdefault(item.resource, []).append(rate)
                 if item.link is not None:
                     ends[item.resource] = item.link
+                elif item.node is not None:
+                    nodes[item.resource] = item.node
         bandwidth: dict[tuple[str, str], float] = {}
         flops: dict[str, float] = {}
         for resource, values in per.items():
@@ -205,7 +213,7 @@ class DriftMonitor:
             if resource in ends:
                 bandwidth[ends[resource]] = value
             else:
-                flops[resource.partition(":")[2]] = value
+                flops[nodes[resource]] = value
         return Estimates(bandwidth, flops)
 
 

@@ -35,6 +35,7 @@ METHODS: dict[str, str] = {
     "makespan": "the certified schedule-makespan search itself (what exact runs for "
                 "--objective makespan)",
     "alternating": "the paper's alternating optimisation of placement and b",
+    "basp": "the paper's reference algorithm: BASP on the decision graph per b (small problems)",
     "milp": "mixed-integer program per b (HiGHS); small problems",
     "bruteforce": "exhaustive enumeration (tiny problems)",
     "no_pipeline": "baseline: optimal split and placement with b = B",

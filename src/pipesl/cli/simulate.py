@@ -129,6 +129,11 @@ def simulate(
                            last_micro_batch="remainder" if last_micro_batch == "remainder"
                            else "full")
     out = err_console if json_out else console
+    if json_out:  # the report first: it is out even if a write fails
+        print_json(result.to_dict())
+    else:
+        for table in _tables(result):
+            console.print(table)
     written: list[str] = []
     if trace is not None:
         write_file(lambda: result.trace.dump_chrome(trace, name=f"pipesl {prob.name or problem}"),
@@ -145,10 +150,5 @@ def simulate(
             drawing = placement_map(prob, chosen)
             write_file(lambda: save_figure(drawing, map_path), map_path, "--map")
             written.append(f"placement map {map_path}")
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        for table in _tables(result):
-            console.print(table)
     for line in written:
         out.print(f"wrote {escape(line)}")

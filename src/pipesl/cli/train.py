@@ -6,6 +6,7 @@ torch is imported only when a command runs, so the rest of the CLI works without
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -173,15 +174,19 @@ def write_outputs(result: TrainResult, *, out: Path | None = None, gantt: Path |
                              trace=trace)
 
 
-def _show(result: TrainResult, written: list[str], json_out: bool) -> None:
-    """Print a run's result: JSON on stdout, or the tables and summary; then the notes."""
+def _show(result: TrainResult, write: Callable[[], list[str]], json_out: bool) -> None:
+    """Print a run's result (JSON on stdout, or the tables and summary), then ``write`` its
+    files and print the notes: the report is out even if a write fails."""
     if json_out:
         print_json(result.to_dict())
     else:
         for table in result_tables(result):
             console.print(table)
         console.print(summary_line(result))
-    for line in [*reliability_lines(result), *(f"wrote {w}" for w in written)]:
+    notes = reliability_lines(result)
+    for line in notes:
+        (err_console if json_out else console).print(escape(line))
+    for line in (f"wrote {w}" for w in write()):
         (err_console if json_out else console).print(escape(line))
 
 
@@ -204,7 +209,7 @@ def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunCon
 
 Steps = Annotated[int, typer.Option("--steps", "-n", min=1, help="Training iterations.")]
 Schedule = Annotated[str | None, typer.Option(
-    "--schedule", help="gpipe | 1f1b; default: the problem's training.schedule.")]
+    "--schedule", help="gpipe | 1f1b | 1f1b-net; default: the problem's training.schedule.")]
 Model = Annotated[str | None, typer.Option(
     "--model", help="Zoo name or package.module:factory; default: the zoo model named like "
     "the problem's model profile.")]
@@ -318,7 +323,7 @@ def train(
     prob = load_checked(problem)
     script = None
     if events is not None:
-        from pipesl.adapt.events import load_network_events
+        from pipesl.problem.events import load_network_events
 
         script = load_network_events(events, prob)
     chosen = _plan(prob, plan)
@@ -329,7 +334,7 @@ def train(
                         json_out=json_out, out=out, gantt=gantt, trace=trace)
         return
     result = run_with_progress(runtime, prob, chosen, cfg, events=script)
-    _show(result, write_outputs(result, out=out, gantt=gantt, trace=trace), json_out)
+    _show(result, lambda: write_outputs(result, out=out, gantt=gantt, trace=trace), json_out)
     if result.audit is not None and not result.audit.ok:
         raise RuntimeSetupError(f"the transport audit found {len(result.audit.violations)} "
                                 f"violations: {'; '.join(result.audit.violations[:3])}")
@@ -349,7 +354,6 @@ def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, 
     adapt = runtime.AdaptConfig(threshold=threshold, window=window,
                                 checkpoint_every=cfg.checkpoint_every)
     result = run_adaptive_with_progress(runtime, problem, plan, cfg, adapt, script)
-    written = write_adaptive_outputs(result, out=out, gantt=gantt, trace=trace)
     if json_out:
         print_json(result.to_dict())
     else:
@@ -357,6 +361,7 @@ def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, 
             console.print(table)
         for line in [*replan_lines(result), adaptive_summary(result)]:
             console.print(escape(line))
+    written = write_adaptive_outputs(result, out=out, gantt=gantt, trace=trace)
     for line in (f"wrote {w}" for w in written):
         (err_console if json_out else console).print(escape(line))
 
@@ -428,4 +433,4 @@ def worker(
     result = runtime.run_torchrun_worker(prob, chosen, cfg, host_nodes=nodes)
     if result is None:
         return
-    _show(result, write_outputs(result, out=out, gantt=gantt), json_out)
+    _show(result, lambda: write_outputs(result, out=out, gantt=gantt), json_out)

@@ -45,14 +45,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from pipesl.cost.model import stage_phases
-from pipesl.plan import Plan, num_micro_batches
+from pipesl.cost.model import num_micro_batches, stage_phases
+from pipesl.plan import Plan
 from pipesl.problem.types import Problem
-
-if TYPE_CHECKING:
-    from pipesl.schedules import PipelineSchedule, ScheduleTable
 
 __all__ = [
     "BoundStep",
@@ -60,7 +56,6 @@ __all__ = [
     "chain_lengths",
     "flushes",
     "gpipe_closed_form",
-    "makespan_lower_bound",
     "pipeline_bound",
     "plan_bound_steps",
 ]
@@ -227,23 +222,6 @@ def flushes(orders: Sequence[Sequence[tuple[str, int]]]) -> bool:
     last = orders[-1]
     m = len(last) // 2
     return all(kind == "F" for kind, _ in last[:m])
-
-
-def makespan_lower_bound(problem: Problem, plan: Plan,
-                         schedule: str | PipelineSchedule | ScheduleTable | None = None
-                         ) -> float:
-    """A lower bound on ``simulate(problem, plan, schedule).makespan_s`` (module docstring).
-
-    ``schedule``: a name, schedule object or table (default: the problem's schedule); the
-    windows, chains and flush are read from its table for this plan.
-    """
-    from pipesl.schedules import peak_in_flight, plan_table
-
-    table = plan_table(problem, plan, schedule)
-    steps, last = plan_bound_steps(problem, plan)
-    m = num_micro_batches(problem.training.batch_size, plan.micro_batch_size)
-    return pipeline_bound(steps, m, peak_in_flight(table), chain_lengths(table.orders),
-                          flushes(table.orders), last)
 
 
 def gpipe_closed_form(problem: Problem, plan: Plan) -> float | None:

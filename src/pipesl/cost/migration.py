@@ -19,7 +19,18 @@ import networkx as nx
 from pipesl.cost.model import resource_name
 from pipesl.problem.types import Problem
 
-__all__ = ["BulkTransfer", "bulk_route", "bulk_transfer_seconds", "concurrent_transfer_seconds"]
+__all__ = ["BulkTransfer", "bulk_route", "bulk_transfer_seconds", "concurrent_transfer_seconds",
+           "state_bytes"]
+
+
+def state_bytes(problem: Problem, layers: Iterable[int], factor: float | None = None) -> float:
+    """Bytes of model state that travel with the 1-based ``layers`` when their owner changes.
+
+    ``factor`` bytes per parameter byte: weights and optimiser state, not gradients (they are
+    rebuilt every iteration); default ``max(1, state_factor - 1)``.
+    """
+    f = max(1.0, problem.training.state_factor - 1.0) if factor is None else factor
+    return f * sum(problem.model.layers[i - 1].param_bytes for i in layers)
 
 
 @dataclass(frozen=True)

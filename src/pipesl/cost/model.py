@@ -38,25 +38,28 @@ vectorised with prefix sums for the solvers' hot paths, are in :mod:`pipesl.cost
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
-from pipesl.plan import Plan, num_micro_batches, plan_to_dict, validate_plan
-from pipesl.problem.types import Link, Problem
+from pipesl.plan import Plan, plan_to_dict, validate_plan
+from pipesl.problem.types import Layer, Link, Problem
 
 __all__ = [
     "Affine",
     "Evaluation",
     "PlanStage",
+    "Resource",
     "StagePhases",
     "activation_window",
     "compute_time",
     "evaluate",
     "feasible_micro_batch_sizes",
+    "flops_from_alpha",
+    "hop_seconds",
     "hop_time",
     "link_resources",
     "memory_use",
@@ -64,13 +67,19 @@ __all__ = [
     "net_warmups",
     "num_micro_batches",
     "objective",
+    "overhead_from_beta",
     "plan_document",
     "plan_stages",
+    "rate_from_seconds",
     "resource_loads",
     "resource_name",
+    "seconds_per_bit",
     "stage_memory",
     "stage_phases",
+    "training_flops",
+    "transfer_bits",
     "transfer_time",
+    "transfer_weight",
 ]
 
 
@@ -97,9 +106,39 @@ class Affine:
 ZERO = Affine(0.0, 0.0)
 
 
+@overload
+def num_micro_batches(batch_size: int, micro_batch_size: int) -> int: ...
+@overload
+def num_micro_batches(batch_size: int, micro_batch_size: np.ndarray) -> np.ndarray: ...
+def num_micro_batches(batch_size: int, micro_batch_size: int | np.ndarray) -> int | np.ndarray:
+    """M = ceil(B / b), the one definition (``micro_batch_size`` may be an array of b)."""
+    return -(-batch_size // micro_batch_size)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource of SPEC section 3, typed: a compute node, a half-duplex link, or one
+    direction of a full-duplex link. Its string :attr:`name` is for the edges (plan
+    documents, traces, reports); node ids may contain ``-`` or ``>``, so code keeps the
+    typed value (or the ends) rather than parsing a name back."""
+
+    kind: Literal["node", "link"]
+    u: str
+    """The node, or a link's first end (half duplex: ``source``; full duplex: from)."""
+    v: str | None = None
+    """A link's other end (half duplex: ``target``; full duplex: to)."""
+    full_duplex: bool = False
+
+    @property
+    def name(self) -> str:
+        """``node:<id>``; ``link:<u>-<v>`` (half duplex, ends as written in the input);
+        ``link:<u>><v>`` (the u -> v direction of a full-duplex link)."""
+        return resource_name(self.kind, self.u, self.v, self.full_duplex)
+
+
 def resource_name(kind: Literal["node", "link"], u: str, v: str | None = None,
                   full_duplex: bool = False) -> str:
-    """The one naming rule for resources (SPEC section 4).
+    """The one naming rule for resources (SPEC section 4), :attr:`Resource.name` as text.
 
     ``node:<id>``; ``link:<u>-<v>`` for a half-duplex link (ends as written in the input);
     ``link:<u>><v>`` for the u -> v direction of a full-duplex link.
@@ -116,10 +155,39 @@ def link_resources(link: Link, u: str, v: str, x: Affine) -> tuple[tuple[str, Af
     return ((resource_name("link", link.source, link.target), x.scaled(2.0)),)
 
 
+def seconds_per_bit(u: str, v: str, data: Mapping[str, Any]) -> float:
+    """networkx edge weight ``1 / bandwidth``: summed over a path, its seconds per bit."""
+    return 1.0 / float(data["bandwidth"])
+
+
+def transfer_weight(b: float, out_bytes: float) -> Callable[[str, str, Mapping[str, Any]], float]:
+    """networkx edge weight: the one-way transfer x of b samples of ``out_bytes`` each."""
+    bits = 8.0 * b * out_bytes
+
+    def weight(u: str, v: str, data: Mapping[str, Any]) -> float:
+        return bits / float(data["bandwidth"]) + float(data["latency"])
+
+    return weight
+
+
+def hop_seconds(b: Any, out_bytes: Any, inv_bandwidth: Any, latency: Any) -> Any:
+    """t = 2x of a hop, ``2 (8 b out_bytes / bandwidth + latency)``, on numbers or arrays.
+
+    ``inv_bandwidth`` and ``latency`` may be sums over a path (a relaxed route of several
+    hops), which is how the baselines' bounds use it.
+    """
+    return 2.0 * (8.0 * b * out_bytes * inv_bandwidth) + 2.0 * latency
+
+
+def training_flops(layers: Iterable[Layer]) -> float:
+    """FLOPs per sample of one forward and one backward pass over ``layers``."""
+    return sum(x.fwd_flops + x.bwd_flops for x in layers)
+
+
 def compute_time(problem: Problem, node: str, first: int, last: int) -> Affine:
     """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based)."""
     n = problem.network.node(node)
-    work = sum(x.fwd_flops + x.bwd_flops for x in problem.model.layers[first - 1:last])
+    work = training_flops(problem.model.layers[first - 1:last])
     return Affine(work / n.flops, 2.0 * n.overhead)
 
 
@@ -134,6 +202,40 @@ def hop_time(problem: Problem, u: str, v: str, layer: int) -> Affine:
     if link is None:
         raise KeyError(f"no link between {u!r} and {v!r}")
     return transfer_time(link, problem.model.out_bytes(layer)).scaled(2.0)
+
+
+# ---------------------------------------------------------------- inverse formulas
+# The forward formulas above solved for the figure a measurement reveals (drift detection in
+# pipesl.adapt.drift, speed calibration in pipesl.profiling.calibrate).
+
+
+def transfer_bits(out_bytes: float) -> float:
+    """Bits per sample of a transfer of layer output ``out_bytes`` (``x = b * bits / bw + d``)."""
+    return 8.0 * out_bytes
+
+
+def rate_from_seconds(work: float, samples: int, seconds: float, fixed: float
+                      ) -> float | None:
+    """The rate r solving ``seconds = samples * work / r + fixed``; None when undetermined.
+
+    A pass (``work`` = FLOPs per sample, ``fixed`` = overhead) gives FLOP/s; a transfer
+    (``work`` = :func:`transfer_bits`, ``fixed`` = latency) gives the bandwidth in bit/s.
+    None when the time is not above the fixed part or there is no work.
+    """
+    rate_time = seconds - fixed
+    if rate_time <= 0 or work <= 0:
+        return None
+    return samples * work / rate_time
+
+
+def flops_from_alpha(flops_per_sample: float, alpha: float) -> float:
+    """F solving :func:`compute_time`'s ``alpha = flops_per_sample / F`` (alpha > 0)."""
+    return flops_per_sample / alpha
+
+
+def overhead_from_beta(beta: float) -> float:
+    """o solving :func:`compute_time`'s ``beta = 2 o`` (one forward, one backward pass), >= 0."""
+    return max(beta / 2.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -372,7 +474,7 @@ def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
     """Boolean mask over b = 1..B (index b - 1): True where every stage fits in memory."""
     tr = problem.training
     b = np.arange(1, tr.batch_size + 1)
-    m = -(-tr.batch_size // b)
+    m = num_micro_batches(tr.batch_size, b)
     ok = np.ones(tr.batch_size, dtype=bool)
     k_total = plan.num_stages
     for k, s in enumerate(plan.stages):

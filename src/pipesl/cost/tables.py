@@ -7,10 +7,11 @@ FLOPs, parameters and activations are differences of two array entries.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from pipesl.cost.model import Affine
+from pipesl.cost.model import Affine, num_micro_batches
 from pipesl.problem.types import Problem
 
 __all__ = ["CostTables"]
@@ -86,6 +87,33 @@ class CostTables:
             schedule=tr.schedule,
         )
 
+    # ---- the per-sample (alpha) and fixed (beta) parts of every stage time: t = alpha b + beta
+
+    @cached_property
+    def layer_alpha(self) -> np.ndarray:
+        """(N, L): seconds per sample of node n running layer l alone (0 where it cannot)."""
+        return np.outer(self.inv_flops, np.diff(self.work))
+
+    @cached_property
+    def compute_beta(self) -> np.ndarray:
+        """(N,): fixed seconds of any compute stage on node n (one forward, one backward)."""
+        return 2.0 * self.overhead
+
+    def stage_alpha(self, nodes: int | np.ndarray, first: int | np.ndarray,
+                    last: int | np.ndarray) -> np.ndarray:
+        """Seconds per sample of ``nodes`` running layers first..last (broadcast)."""
+        return (self.work[last] - self.work[np.asarray(first) - 1]) * self.inv_flops[nodes]
+
+    @cached_property
+    def hop_alpha(self) -> np.ndarray:
+        """(E, L+1): seconds per sample of a hop (t = 2x) on link e carrying layer l's output."""
+        return 16.0 * np.outer(self.inv_bandwidth, self.out_bytes)
+
+    @cached_property
+    def hop_beta(self) -> np.ndarray:
+        """(E,): fixed seconds of a hop (t = 2x) on link e."""
+        return 2.0 * self.latency
+
     @property
     def num_layers(self) -> int:
         """L."""
@@ -106,10 +134,23 @@ class CostTables:
         t[~can] = np.inf
         return t
 
+    def all_stage_times(self, b: float, nodes: np.ndarray) -> np.ndarray:
+        """(C, L, L+1): t of ``nodes[c]`` running layers l+1..j (meaningful where j > l)."""
+        starts = np.arange(self.num_layers)
+        work = self.work[None, :] - self.work[starts][:, None]  # (L, L+1)
+        inv = self.inv_flops[nodes]
+        return b * inv[:, None, None] * work[None] + 2.0 * self.overhead[nodes][:, None, None]
+
+    def all_stage_memory(self, b: int, stages_from_end: int = 1) -> np.ndarray:
+        """(L, L+1): bytes layers l+1..j need at b (meaningful where j > l)."""
+        starts = np.arange(self.num_layers)
+        return (self.state_factor * (self.params[None, :] - self.params[starts][:, None])
+                + float(self.window(b, stages_from_end))
+                * (self.acts[None, :] - self.acts[starts][:, None]))
+
     def compute_affine(self, node: int, first: int, last: int) -> Affine:
         """Affine time of node ``node`` (index) running layers first..last (1-based)."""
-        return Affine((self.work[last] - self.work[first - 1]) * self.inv_flops[node],
-                      2.0 * self.overhead[node])
+        return Affine(float(self.stage_alpha(node, first, last)), float(self.compute_beta[node]))
 
     def hop_times(self, b: float, layers: np.ndarray | None = None) -> np.ndarray:
         """t = 2x of one hop on every link carrying layer l's output: array (E, layers)."""
@@ -118,8 +159,7 @@ class CostTables:
 
     def hop_affine(self, link: int, layer: int) -> Affine:
         """Affine t = 2x of a hop on link ``link`` (index) carrying layer ``layer``'s output."""
-        return Affine(16.0 * self.out_bytes[layer] * self.inv_bandwidth[link],
-                      2.0 * self.latency[link])
+        return Affine(float(self.hop_alpha[link, layer]), float(self.hop_beta[link]))
 
     def window(self, b: int, stages_from_end: int | np.ndarray) -> np.ndarray | float:
         """W * b of SPEC section 3 for a stage with ``stages_from_end`` = K - k + 1."""
@@ -127,7 +167,7 @@ class CostTables:
             return float(self.batch_size)
         if self.schedule == "1f1b-net":  # windows shrink to fit: one micro-batch must
             return np.minimum(1, stages_from_end) * b
-        m = -(-self.batch_size // b)
+        m = num_micro_batches(self.batch_size, b)
         return np.minimum(m, stages_from_end) * b
 
     def stage_memory(self, start: int, b: int, stages_from_end: int = 1) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Adaptation: training in emulation while the network changes under it.
 
-Each *case* scripts one change of a built-in scenario's network (:mod:`pipesl.adapt.events`)
+Each *case* scripts one change of a built-in scenario's network (:mod:`pipesl.problem.events`)
 in the middle of a run:
 
 * ``bandwidth-drop`` — the most loaded link of the initial optimal plan (its bottleneck link,
@@ -12,7 +12,7 @@ and trains the scenario's model three times (*arms*) under the same script:
 
 * ``static`` — the initial optimal plan throughout (:func:`pipesl.runtime.train`); under a
   departure it fails, and the iterations it completed are kept with the failure;
-* ``adapted`` — :func:`pipesl.runtime.train_adaptive`: drift detection, re-planning and a
+* ``adapted`` — :func:`pipesl.adapt.loop.train_adaptive`: drift detection, re-planning and a
   relaunch at an iteration boundary; after a failure, a plan without the node resumed from
   the last checkpoint;
 * ``optimum`` — the optimal plan of the network *after* the change, from the start (a plan
@@ -49,13 +49,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipesl.adapt.events import NetworkScript, parse_network_events
 from pipesl.cost import evaluate, resource_name
 from pipesl.exceptions import PipeslError, ProblemError, RuntimeSetupError
 from pipesl.experiments.config import ADAPTATION_CASES, AdaptationConfig
 from pipesl.experiments.runner import ExperimentResult, Progress, markdown_table
 from pipesl.plan import Plan, plan_label
 from pipesl.problem import load_problem
+from pipesl.problem.events import NetworkScript, parse_network_events
 from pipesl.problem.types import Problem
 from pipesl.sim import simulate
 from pipesl.solvers import solve
@@ -216,7 +216,8 @@ def _planned_s(problem: Problem, plan: Plan) -> float:
 
 
 def _run_arm(arm: _Arm, problem: Problem, case: _Case, run_config: Any, pool: Any) -> None:
-    from pipesl.runtime import AdaptConfig, WorkerFailure, train, train_adaptive
+    from pipesl.adapt.loop import AdaptConfig, train_adaptive
+    from pipesl.runtime import WorkerFailure, train
 
     started = time.perf_counter()
 

@@ -29,8 +29,11 @@ from pipesl.experiments.runner import ExperimentResult, Progress, markdown_table
 from pipesl.problem import load_problem
 from pipesl.problem.types import Problem
 from pipesl.solvers import solve_exact
-from pipesl.solvers.exact import candidate_micro_batch_sizes
-from pipesl.solvers.microbatch import closed_form_micro_batch_size, objective_curve
+from pipesl.solvers.microbatch import (
+    candidate_micro_batch_sizes,
+    closed_form_micro_batch_size,
+    objective_curve,
+)
 
 __all__ = ["microbatch_markdown", "run_microbatch"]
 

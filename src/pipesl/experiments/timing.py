@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from pipesl.cost import evaluate
+from pipesl.cost import evaluate, num_micro_batches
 from pipesl.exceptions import PlanError
 from pipesl.experiments.config import TimingConfig
 from pipesl.experiments.instances import make_instance
@@ -34,7 +34,6 @@ from pipesl.experiments.runner import (
     solve_row,
     summarise,
 )
-from pipesl.plan import num_micro_batches
 from pipesl.problem.types import Problem
 from pipesl.solvers.basp import bottleneck_aware_shortest_path
 from pipesl.solvers.decision_graph import build_decision_graph, plan_from_path

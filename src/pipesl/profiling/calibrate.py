@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipesl.cost import flops_from_alpha, overhead_from_beta, training_flops
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.models.chain import chain_units
 from pipesl.profiling.profile import in_dtype, parse_dtype, profile_model
@@ -99,7 +100,7 @@ class UnitTiming:
     @property
     def flops_per_s(self) -> float | None:
         """Sustained FLOP/s ``flops / alpha``; None when the slope is not positive."""
-        return self.flops / self.fit.alpha if self.fit.alpha > 0 else None
+        return flops_from_alpha(self.flops, self.fit.alpha) if self.fit.alpha > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -127,12 +128,12 @@ class Calibration:
     @property
     def flops(self) -> float:
         """Sustained training FLOP/s of this machine (whole-model fit)."""
-        return self.total.flops / self.total.fit.alpha
+        return flops_from_alpha(self.total.flops, self.total.fit.alpha)
 
     @property
     def overhead(self) -> float:
         """Seconds of fixed cost per forward and per backward pass (``beta / 2``, >= 0)."""
-        return max(self.total.fit.beta / 2.0, 0.0)
+        return overhead_from_beta(self.total.fit.beta)
 
     def node_entry(self) -> dict[str, Any]:
         """The SPEC node entry (``id``, ``flops``, ``memory``, ``overhead``, ``compute``)."""
@@ -264,7 +265,7 @@ def calibrate(model: nn.Sequential, sample: torch.Tensor, *, name: str,
                for j in range(len(units) + 1)]
     per_unit, whole = medians[:-1], medians[-1]
     timings = tuple(
-        UnitTiming(layer.name, layer.fwd_flops + layer.bwd_flops, tuple(secs),
+        UnitTiming(layer.name, training_flops([layer]), tuple(secs),
                    fit_affine(sizes, secs))
         for layer, secs in zip(profiled.layers, per_unit, strict=True))
     flops = sum(t.flops for t in timings)

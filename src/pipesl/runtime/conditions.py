@@ -2,7 +2,7 @@
 
 Without a script, emulation pads every pass and paces every transfer to the plan's durations
 (:mod:`pipesl.cost` on the problem the job was planned for). With a
-:class:`~pipesl.adapt.events.NetworkScript`, :class:`Conditions` gives the durations on the
+:class:`~pipesl.problem.events.NetworkScript`, :class:`Conditions` gives the durations on the
 network *as it is* at each iteration: the nominal problem (``truth``) with the script's active
 factors applied, through the same cost model (:func:`pipesl.sim.plan_steps`), times an
 optional seeded jitter. The job's own problem — what the planner believes, possibly updated
@@ -21,9 +21,9 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
-from pipesl.adapt.events import NetworkScript
 from pipesl.cost import plan_stages
 from pipesl.plan import Plan
+from pipesl.problem.events import NetworkScript
 from pipesl.problem.types import Problem
 from pipesl.sim import Step, plan_steps
 

@@ -29,9 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pipesl.adapt.events import NetworkScript
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.plan import Plan, plan_to_dict
+from pipesl.problem.events import NetworkScript
 from pipesl.problem.types import Problem
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.runtime.audit import AuditReport, check_audit, collect_audit
@@ -373,7 +373,7 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     on_iteration : callable, optional
         Called in this process with each :class:`IterationReport` as it completes.
     events : NetworkScript, optional
-        Emulation: scripted changes of the network (:mod:`pipesl.adapt.events`), relative to
+        Emulation: scripted changes of the network (:mod:`pipesl.problem.events`), relative to
         ``truth`` (default ``problem``), which the planner's ``problem`` does not know.
     decide : callable, optional
         Called after ``on_iteration`` with each report; True stops the run before the next

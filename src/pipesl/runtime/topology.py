@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
-from pipesl.cost import Affine
-from pipesl.plan import Plan, num_micro_batches, validate_plan
+from pipesl.cost import Affine, num_micro_batches
+from pipesl.plan import Plan, validate_plan
 from pipesl.problem.types import Problem
 from pipesl.schedules import ScheduleTable, plan_table
 from pipesl.sim import Step, plan_steps

@@ -23,7 +23,7 @@ from pipesl.schedules.builtin import (
     get_schedule,
     schedule_names,
 )
-from pipesl.schedules.planned import peak_in_flight, plan_table
+from pipesl.schedules.planned import makespan_lower_bound, peak_in_flight, plan_table
 
 __all__ = [
     "SCHEDULES",
@@ -36,6 +36,7 @@ __all__ = [
     "ScheduleTable",
     "format_actions",
     "get_schedule",
+    "makespan_lower_bound",
     "parse_actions",
     "peak_in_flight",
     "plan_table",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the CLI imports this package at start-up: no numerics befor
     from pipesl.plan import Plan
     from pipesl.problem.types import Problem
 
-__all__ = ["peak_in_flight", "plan_table"]
+__all__ = ["makespan_lower_bound", "peak_in_flight", "plan_table"]
 
 
 def plan_table(problem: Problem, plan: Plan,
@@ -65,3 +65,23 @@ def peak_in_flight(table: ScheduleTable) -> tuple[int, ...]:
             peak = max(peak, count)
         out.append(peak)
     return tuple(out)
+
+
+def makespan_lower_bound(problem: Problem, plan: Plan,
+                         schedule: str | PipelineSchedule | ScheduleTable | None = None
+                         ) -> float:
+    """A lower bound on ``simulate(problem, plan, schedule).makespan_s``.
+
+    The bounds are those of :mod:`pipesl.cost.bounds`, read for this plan's schedule table.
+
+    ``schedule``: a name, schedule object or table (default: the problem's schedule); the
+    windows, chains and flush are read from its table for this plan.
+    """
+    from pipesl import cost
+    from pipesl.cost.bounds import chain_lengths, flushes, pipeline_bound, plan_bound_steps
+
+    table = plan_table(problem, plan, schedule)
+    steps, last = plan_bound_steps(problem, plan)
+    m = cost.num_micro_batches(problem.training.batch_size, plan.micro_batch_size)
+    return pipeline_bound(steps, m, peak_in_flight(table), chain_lengths(table.orders),
+                          flushes(table.orders), last)

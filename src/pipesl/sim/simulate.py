@@ -14,7 +14,7 @@ import numpy as np
 
 from pipesl import cost
 from pipesl.exceptions import ProblemError
-from pipesl.plan import Plan, num_micro_batches
+from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.schedules import SCHEDULES, PipelineSchedule, ScheduleTable, plan_table
 from pipesl.sim.pipeline import Step, run_pipeline
@@ -194,7 +194,7 @@ def simulate(problem: Problem, plan: Plan,
         raise ProblemError("last_micro_batch", "must be 'full' or 'remainder'", last_micro_batch)
     evaluation = cost.evaluate(problem, plan)  # validates the plan
     b, batch = plan.micro_batch_size, problem.training.batch_size
-    m_total = num_micro_batches(batch, b)
+    m_total = cost.num_micro_batches(batch, b)
     last = b if last_micro_batch == "full" else batch - (m_total - 1) * b
     sizes = [b] * (m_total - 1) + [last]
     schedule = problem.training.schedule if schedule is None else schedule

@@ -1,16 +1,20 @@
 """Planners: where to cut the model, where each stage runs, the routes, and b.
 
-``solve(problem, method=...)`` dispatches through one registry and returns a
-:class:`SolveResult`. The pieces, from the inside out:
+``solve(problem, method=...)`` (below) looks ``method`` up in :data:`SOLVERS`, an explicit
+table of every planner, and returns a :class:`SolveResult`. The pieces, from the inside out:
 
-* :mod:`~pipesl.solvers.basp` — the bottleneck-aware shortest path over any DiGraph;
-* :mod:`~pipesl.solvers.decision_graph` — the explicit layered decision graph (small problems);
-* :mod:`~pipesl.solvers.routes`, :mod:`~pipesl.solvers.layered` — the same graph's DP, fast;
-* :mod:`~pipesl.solvers.search` — exact A* with shared links and distinct nodes;
-* :mod:`~pipesl.solvers.threshold`, :mod:`~pipesl.solvers.exact` — thresholds and b, exactly;
+* :mod:`~pipesl.solvers.basp`, :mod:`~pipesl.solvers.decision_graph` — **the paper's
+  reference algorithm**: the bottleneck-aware shortest path over any DiGraph, and the explicit
+  layered decision graph it runs on; :mod:`~pipesl.solvers.reference` runs them per b
+  (``method="basp"``, small problems; the tests' reference for the graph);
+* **the fast path** (``method="exact"``, the default): :mod:`~pipesl.solvers.routes` and
+  :mod:`~pipesl.solvers.layered` — the same graph's DP without building it;
+  :mod:`~pipesl.solvers.search` — exact A* with shared links and distinct nodes;
+  :mod:`~pipesl.solvers.threshold`, :mod:`~pipesl.solvers.exact` — thresholds and b, proven
+  with the bounds of :mod:`pipesl.cost.analytic_bounds`;
 * :mod:`~pipesl.solvers.makespan` — the least *simulated* makespan of the schedule, certified
   by branch and bound on valid makespan bounds (:mod:`pipesl.cost.bounds`);
-* :mod:`~pipesl.solvers.microbatch` — the closed-form micro-batch size;
+* :mod:`~pipesl.solvers.microbatch` — the closed-form micro-batch size and the candidate b;
 * :mod:`~pipesl.solvers.alternating` — the paper's alternating optimisation;
 * :mod:`~pipesl.solvers.bruteforce` — exhaustive enumeration for small problems (tests);
 * :mod:`~pipesl.solvers.milp` — the same problem as a mixed-integer program (HiGHS), per b;
@@ -18,20 +22,37 @@
   compared with: no pipelining, two tiers, a fixed b, bottleneck-only, and rules of thumb.
 """
 
-from pipesl.solvers import alternating as _alternating  # noqa: F401  (registers)
-from pipesl.solvers import baselines as _baselines  # noqa: F401  (registers)
-from pipesl.solvers import bruteforce as _bruteforce  # noqa: F401  (registers)
-from pipesl.solvers import exact as _exact  # noqa: F401  (registers)
-from pipesl.solvers import heuristics as _heuristics  # noqa: F401  (registers)
-from pipesl.solvers import makespan as _makespan  # noqa: F401  (registers)
-from pipesl.solvers import milp as _milp  # noqa: F401  (registers)
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from pipesl.exceptions import ProblemError
+from pipesl.problem.types import Problem
+from pipesl.solvers import (
+    alternating,
+    baselines,
+    bruteforce,
+    exact,
+    heuristics,
+    makespan,
+    milp,
+    reference,
+)
 from pipesl.solvers.basp import BaspResult, bottleneck_aware_shortest_path
-from pipesl.solvers.exact import candidate_micro_batch_sizes, solve_exact
+from pipesl.solvers.bruteforce import solve_bruteforce_makespan
+from pipesl.solvers.exact import solve_exact
 from pipesl.solvers.makespan import plan_makespan, solve_makespan
-from pipesl.solvers.microbatch import best_micro_batch_size, search_micro_batch_size
-from pipesl.solvers.result import SOLVERS, SolveResult, solve, solver_names
+from pipesl.solvers.microbatch import (
+    best_micro_batch_size,
+    candidate_micro_batch_sizes,
+    search_micro_batch_size,
+)
+from pipesl.solvers.result import OBJECTIVES, SolveResult, SolverFn
 
 __all__ = [
+    "OBJECTIVES",
     "SOLVERS",
     "BaspResult",
     "SolveResult",
@@ -45,3 +66,88 @@ __all__ = [
     "solve_makespan",
     "solver_names",
 ]
+
+SOLVERS: dict[str, tuple[SolverFn, str]] = {
+    "exact": (exact.run_exact,
+              "joint optimum over plans and micro-batch sizes, with proof (default)"),
+    "makespan": (makespan.run_makespan,
+                 "least simulated makespan of the schedule, certified (plan's default)"),
+    "alternating": (alternating.run_alternating,
+                    "the paper's alternating optimisation of placement and b"),
+    "basp": (reference.solve_basp,
+             "the paper's reference algorithm: BASP on the decision graph per b (small problems)"),
+    "milp": (milp.run_milp, "exact mixed-integer program per b (scipy/HiGHS); small problems"),
+    "bruteforce": (bruteforce.run_bruteforce,
+                   "exhaustive enumeration of plans, routes and b (tiny problems)"),
+    "no_pipeline": (baselines.run_no_pipeline,
+                    "baseline: optimal multi-hop split and placement with b = B"),
+    "fixed_b": (baselines.run_fixed_b,
+                "baseline: optimal placement for one micro-batch size (default B/4)"),
+    "two_tier": (baselines.run_two_tier,
+                 "baseline: classic split learning, the source plus one best server"),
+    "bottleneck_only": (baselines.run_bottleneck_only,
+                        "baseline: least pipeline bottleneck, fill ignored (PipeEdge-like)"),
+    "even_split": (heuristics.run_even_split, "baseline: equal FLOPs over the compute nodes on "
+                   "the route to the fastest server"),
+    "greedy": (heuristics.run_greedy,
+               "baseline: fastest reachable nodes first, as many layers as fit"),
+    "random": (heuristics.run_random,
+               "baseline: a seeded random valid plan with the closed-form b"),
+}
+"""Every planner: ``method`` name -> (function ``fn(problem, **options)``, one-line summary)."""
+
+
+def solver_names() -> list[str]:
+    """The valid ``method`` names."""
+    return sorted(SOLVERS)
+
+
+def solve(problem: Problem, method: str = "exact", objective: str = "analytic",
+          **options: Any) -> SolveResult:
+    """Plan ``problem`` with solver ``method``.
+
+    Parameters
+    ----------
+    problem : Problem
+    method : str
+        A registered name (``pipesl.solvers.solver_names()``); ``exact`` (default) is the
+        joint optimum over plans and micro-batch sizes.
+    objective : {"analytic", "makespan"}
+        ``analytic`` (the library default, the paper's objective): minimise SPEC section 3's
+        T. ``makespan`` (``pipesl plan``'s default): minimise the simulated makespan of
+        ``training.schedule`` — ``exact`` then runs the certified search of
+        :mod:`pipesl.solvers.makespan`, ``bruteforce`` enumerates and simulates every plan
+        and b; any other method keeps its plan and reports that plan's makespan as
+        ``objective_s`` (with ``optimal = False``: it did not minimise it).
+    **options
+        Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``).
+
+    Returns
+    -------
+    SolveResult
+
+    Raises
+    ------
+    ProblemError
+        Unknown method (the message lists the valid names).
+    InfeasibleError
+        No valid plan exists; the message names the binding constraint.
+    """
+    if method not in SOLVERS:
+        raise ProblemError("method", f"is not a solver; choose one of "
+                           f"{', '.join(sorted(SOLVERS))}", method)
+    if objective not in OBJECTIVES:
+        raise ProblemError("objective", f"must be one of {', '.join(OBJECTIVES)}", objective)
+    started = time.perf_counter()
+    if objective == "makespan" and method in ("exact", "bruteforce", "makespan"):
+        fn = solve_bruteforce_makespan if method == "bruteforce" else SOLVERS["makespan"][0]
+        result = fn(problem, **options)
+    else:
+        result = SOLVERS[method][0](problem, **options)
+        if objective == "makespan" and result.objective != "makespan":
+            result = replace(result, objective_s=plan_makespan(problem, result.plan),
+                             objective="makespan", optimal=False, lower_bound_s=0.0,
+                             status="feasible" if result.status == "optimal" else result.status,
+                             message=(f"{method} minimises the analytic T; objective_s is "
+                                      "its plan's simulated makespan"))
+    return replace(result, seconds=time.perf_counter() - started)

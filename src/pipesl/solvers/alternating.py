@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 
+from pipesl.cost import num_micro_batches
 from pipesl.exceptions import InfeasibleError
 from pipesl.problem.types import Problem
 from pipesl.solvers.exact import solve_exact
 from pipesl.solvers.microbatch import best_micro_batch_size
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["solve_alternating"]
 
@@ -43,7 +44,7 @@ def solve_alternating(problem: Problem, initial_micro_batch_size: int | None = N
     started = time.perf_counter()
     B = problem.training.batch_size
     fixed = problem.training.micro_batch_size
-    b = fixed or initial_micro_batch_size or max(1, -(-B // 4))
+    b = fixed or initial_micro_batch_size or max(1, num_micro_batches(B, 4))
     history: list[tuple[int, float]] = []
     counters = {"rounds": 0, "dp_passes": 0, "searches": 0}
     plan = None
@@ -78,7 +79,6 @@ def solve_alternating(problem: Problem, initial_micro_batch_size: int | None = N
                   counters=counters, history=tuple(history))
 
 
-@register("alternating", "the paper's alternating optimisation of placement and b")
-def _alternating(problem: Problem, *, micro_batch_size: int | None = None,
+def run_alternating(problem: Problem, *, micro_batch_size: int | None = None,
                  time_limit: float | None = None) -> SolveResult:
     return solve_alternating(problem, micro_batch_size, time_limit=time_limit)

@@ -44,13 +44,14 @@ from dataclasses import replace
 import networkx as nx
 import numpy as np
 
-from pipesl.cost import CostTables
+from pipesl.cost import CostTables, hop_seconds, num_micro_batches, seconds_per_bit
 from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.problem.types import Problem
 from pipesl.solvers.diagnose import diagnose_infeasible
-from pipesl.solvers.exact import candidate_micro_batch_sizes, solve_exact
+from pipesl.solvers.exact import solve_exact
 from pipesl.solvers.layered import Context
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.microbatch import candidate_micro_batch_sizes
+from pipesl.solvers.result import SolveResult, finish
 from pipesl.solvers.routes import RouteCache
 from pipesl.solvers.threshold import Point, evaluate_threshold
 
@@ -117,7 +118,7 @@ def solve_fixed_b(problem: Problem, micro_batch_size: int | None = None, *,
     started = time.perf_counter()
     tr = problem.training
     B = tr.batch_size
-    b = micro_batch_size or tr.micro_batch_size or max(1, -(-B // DEFAULT_FIXED_M))
+    b = micro_batch_size or tr.micro_batch_size or max(1, num_micro_batches(B, DEFAULT_FIXED_M))
     if not 1 <= b <= B:
         raise ProblemError("micro_batch_size", f"must be in [1, batch_size={B}]", b)
     result = solve_exact(problem, [b], time_limit=time_limit, method="fixed_b")
@@ -158,8 +159,7 @@ def _two_tier_bounds(problem: Problem, servers: list[str]) -> dict[str, float]:
     net, tr = problem.network, problem.training
     t = CostTables.from_problem(problem)
     g = net.graph
-    inv_bw = nx.single_source_dijkstra_path_length(g, tr.source,
-                                                   weight=lambda u, v, d: 1.0 / d["bandwidth"])
+    inv_bw = nx.single_source_dijkstra_path_length(g, tr.source, weight=seconds_per_bit)
     lat = nx.single_source_dijkstra_path_length(g, tr.source, weight="latency")
     L = t.num_layers
     if L < 2:
@@ -168,19 +168,18 @@ def _two_tier_bounds(problem: Problem, servers: list[str]) -> dict[str, float]:
     lam = np.ceil(tr.batch_size / b) - 1
     src = net.node_index[tr.source]
     a = t.out_bytes[1:L][:, None]  # (L-1, 1): the cut after layer j = 1..L-1
-    w_src = t.work[1:L][:, None]
-    w_rest = t.work[-1] - w_src
-    t_src = b * w_src * t.inv_flops[src] + 2 * t.overhead[src]
+    cut = np.arange(1, L)[:, None]
+    t_src = b * t.stage_alpha(src, 1, cut) + t.compute_beta[src]
     own = [e for e in range(len(t.link_u)) if src in (t.link_u[e], t.link_v[e])]
     if not own:
         return {name: np.inf for name in servers}
-    first = (t.load_share[own].min() * 2
-             * (8 * b * a * t.inv_bandwidth[own].min() + t.latency[own].min()))
+    first = t.load_share[own].min() * hop_seconds(b, a, t.inv_bandwidth[own].min(),
+                                                  t.latency[own].min())
     out = {}
     for name in servers:
         n = net.node_index[name]
-        t_s = b * w_rest * t.inv_flops[n] + 2 * t.overhead[n]
-        s_lb = t_src + t_s + 16 * b * a * inv_bw[name] + 2 * lat[name]
+        t_s = b * t.stage_alpha(n, cut + 1, L) + t.compute_beta[n]
+        s_lb = t_src + t_s + hop_seconds(b, a, inv_bw[name], lat[name])
         beta = np.maximum(np.maximum(t_src, t_s), first)
         out[name] = float(np.min(s_lb + lam * beta)) * (1 - 1e-9)
     return out
@@ -368,28 +367,24 @@ def solve_bottleneck_only(problem: Problem, *, criterion: str = "objective",
 # ---------------------------------------------------------------- registry
 
 
-@register("no_pipeline", "baseline: optimal multi-hop split and placement with b = B")
-def _no_pipeline(problem: Problem, *, micro_batch_size: int | None = None,
+def run_no_pipeline(problem: Problem, *, micro_batch_size: int | None = None,
                  time_limit: float | None = None) -> SolveResult:
     return solve_no_pipeline(problem, time_limit=time_limit)
 
 
-@register("fixed_b", "baseline: optimal placement for one micro-batch size (default B/4)")
-def _fixed_b(problem: Problem, *, micro_batch_size: int | None = None,
+def run_fixed_b(problem: Problem, *, micro_batch_size: int | None = None,
              time_limit: float | None = None) -> SolveResult:
     return solve_fixed_b(problem, micro_batch_size, time_limit=time_limit)
 
 
-@register("two_tier", "baseline: classic split learning, the source plus one best server")
-def _two_tier(problem: Problem, *, micro_batch_size: int | None = None,
+def run_two_tier(problem: Problem, *, micro_batch_size: int | None = None,
               time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)
     return solve_two_tier(problem, time_limit=time_limit)
 
 
-@register("bottleneck_only", "baseline: least pipeline bottleneck, fill ignored (PipeEdge-like)")
-def _bottleneck_only(problem: Problem, *, micro_batch_size: int | None = None,
+def run_bottleneck_only(problem: Problem, *, micro_batch_size: int | None = None,
                      criterion: str = "objective",
                      time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:

@@ -19,7 +19,7 @@ from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.microbatch import objective_curve
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["enumerate_plans", "solve_bruteforce", "solve_bruteforce_makespan"]
 
@@ -139,7 +139,6 @@ def solve_bruteforce_makespan(problem: Problem, *, micro_batch_size: int | None 
     return replace(result, objective_s=best[0], lower_bound_s=best[0], objective="makespan")
 
 
-@register("bruteforce", "exhaustive enumeration of plans, routes and b (tiny problems)")
-def _bruteforce(problem: Problem, *, micro_batch_size: int | None = None,
+def run_bruteforce(problem: Problem, *, micro_batch_size: int | None = None,
                 time_limit: float | None = None) -> SolveResult:
     return solve_bruteforce(problem, micro_batch_size=micro_batch_size)

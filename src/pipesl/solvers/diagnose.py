@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from pipesl.cost import CostTables
+from pipesl.cost import CostTables, num_micro_batches
 from pipesl.problem.types import Problem
 from pipesl.units import format_quantity
 
@@ -121,7 +121,7 @@ def _best_split(problem: Problem, tables: CostTables, nodes: list[int], source: 
     L = problem.model.num_layers
     C = len(nodes)
     tr = problem.training
-    m = -(-tr.batch_size // b)
+    m = num_micro_batches(tr.batch_size, b)
     exact = True
     cap = 1 if tr.schedule == "gpipe" else m   # the window is the same for every r >= cap
     if L * L * C * max(2, cap) > _DP_LIMIT:

@@ -4,9 +4,10 @@ Only the distinct values of M = ceil(B/b) matter: for a fixed M every stage time
 and every memory need is non-decreasing in b, so ``b_M = ceil(B/M)`` dominates the other b with
 the same M. For each such b the threshold method of :mod:`pipesl.solvers.threshold` finds
 T*(b); all gaps of all b share one best-first queue keyed by their lower bounds, so a b whose
-bound cannot beat the incumbent is never solved. Bounds before any work on b (class
-``_Bounds``), from the source's cut j — it runs layers 1..j (and must hold them), one of its own
-links carries layer j's output, the rest runs no faster than the fastest other node:
+bound cannot beat the incumbent is never solved. Bounds before any work on b
+(:class:`~pipesl.cost.analytic_bounds.AnalyticBounds`), from the source's cut j — it runs
+layers 1..j (and must hold them), one of its own links carries layer j's output, the rest runs
+no faster than the fastest other node:
 
 * ``S >= min_j [t_src(1..j) + least hop time of layer j + b (W_L - W_j) / max flops + 2 o]``,
   and, because the relaxed first-micro-batch time is non-decreasing in b, S >= the relaxed S
@@ -30,17 +31,21 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipesl.cost import CostTables
+from pipesl.cost import CostTables, num_micro_batches
+from pipesl.cost.analytic_bounds import AnalyticBounds
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.solvers.diagnose import diagnose_infeasible
 from pipesl.solvers.layered import Context
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.microbatch import candidate_micro_batch_sizes
+from pipesl.solvers.result import SolveResult, finish
 from pipesl.solvers.routes import RouteCache
 from pipesl.solvers.threshold import REL_TOL, Point, evaluate_threshold, true_bottleneck
 
 __all__ = ["candidate_micro_batch_sizes", "solve_exact"]
+
+_Bounds = AnalyticBounds  # the name the certified planner (solvers/makespan.py) imports
 
 log = logging.getLogger(__name__)
 
@@ -58,84 +63,9 @@ _CONTEXT_BYTES = 512 * 2**20
 """Memory budget for the per-b contexts kept alive at once (their stage-time tensors)."""
 
 
-def candidate_micro_batch_sizes(batch_size: int) -> list[int]:
-    """The b = ceil(B / M) for M = 1..B, ascending: one per distinct M (about 2 sqrt(B))."""
-    m = np.arange(1, batch_size + 1)
-    return sorted(set((-(-batch_size // m)).tolist()))
-
-
-class _Bounds:
-    """Cheap lower bounds on S and beta for any b (see the module docstring).
-
-    Besides "every layer runs somewhere", both bounds look at the source's cut j: the source
-    runs layers 1..j (it must fit), then (j < L) one of its own links carries layer j's output,
-    and the rest of the model runs no faster than the fastest other node. With labels at the
-    source, one of its links also carries layer L's output back.
-    """
-
-    def __init__(self, problem: Problem, tables: CostTables):
-        net, tr = problem.network, problem.training
-        self.tables = tables
-        t = tables
-        L = t.num_layers
-        src = net.node_index[tr.source]
-        compute = np.flatnonzero(t.can_compute)
-        others = compute[compute != src]
-        self.src = src
-        layer_work = np.diff(t.work)
-        self.layer_alpha = np.outer(t.inv_flops[compute], layer_work)  # (C, L)
-        self.layer_beta = 2.0 * t.overhead[compute][:, None]
-        cut = np.arange(1, L + 1)
-        self.src_alpha = t.work[cut] * t.inv_flops[src]  # t_src(1..j) = alpha b + beta
-        self.src_beta = 2.0 * t.overhead[src]
-        self.src_state = t.state_factor * t.params[cut]
-        self.src_acts = t.acts[cut]
-        self.src_memory = t.memory[src]
-        if len(others):
-            self.rest_alpha = (t.work[L] - t.work[cut]) * t.inv_flops[others].min()
-            self.rest_beta = np.where(cut < L, 2.0 * t.overhead[others].min(), 0.0)
-        else:
-            self.rest_alpha = np.where(cut < L, np.inf, 0.0)
-            self.rest_beta = np.zeros(L)
-        incident = np.flatnonzero((t.link_u == src) | (t.link_v == src))
-        self.inc_alpha = 16.0 * np.outer(t.inv_bandwidth[incident], t.out_bytes)  # (I, L+1)
-        self.inc_beta = 2.0 * t.latency[incident][:, None]
-        self.inc_share = t.load_share[incident][:, None]
-        self.labels_back = tr.labels_at is not None and tr.labels_at == tr.source
-        self.has_links = len(incident) > 0
-
-    def _cut(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per source cut j = 1..L: (least S, least beta); inf where the cut is impossible."""
-        t = self.tables
-        L = t.num_layers
-        t_src = self.src_alpha * b + self.src_beta
-        fits = self.src_state + float(t.window(b, 1)) * self.src_acts <= self.src_memory
-        if self.has_links:
-            hop = self.inc_alpha * b + self.inc_beta  # (I, L+1)
-            hop_time = hop.min(axis=0)
-            hop_load = (hop * self.inc_share).min(axis=0)
-        else:
-            hop_time = hop_load = np.full(L + 1, np.inf)
-        inner = np.arange(1, L + 1) < L
-        s = t_src + self.rest_alpha * b + self.rest_beta
-        beta = t_src.copy()
-        s = s + np.where(inner, hop_time[1:], 0.0)
-        beta = np.maximum(beta, np.where(inner, hop_load[1:], 0.0))
-        if self.labels_back:
-            s = s + np.where(inner, hop_time[L], 0.0)
-            beta = np.maximum(beta, np.where(inner, hop_load[L], 0.0))
-        return np.where(fits, s, np.inf), np.where(fits, beta, np.inf)
-
-    def sum_lb(self, b: int) -> float:
-        return float(self._cut(b)[0].min())
-
-    def beta_lb(self, b: int) -> float:
-        single = (self.layer_alpha * b + self.layer_beta).min(axis=0).max()
-        return float(max(single, self._cut(b)[1].min()))
-
-
 def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None, *,
-                time_limit: float | None = None, method: str = "exact") -> SolveResult:
+                time_limit: float | None = None, method: str = "exact",
+                per_step: bool = False) -> SolveResult:
     """The plan and micro-batch size of least T (SPEC section 3), with a proof.
 
     Parameters
@@ -145,6 +75,11 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         Restrict b to these values (default: the problem's fixed b, else every b = ceil(B/M)).
     time_limit : float, optional
         Seconds; on expiry the best plan so far is returned with ``optimal = False``.
+    per_step : bool
+        Minimise ``S + (M - 1) * (largest load of one step)`` instead of T: hops sharing a
+        link are not summed. Its optimum bounds GPipe's makespan from below where no label
+        route follows (``pipesl.cost.bounds``, bound 5); the result's ``lower_bound_s`` is
+        then a proven lower bound on that optimum (its ``objective_s`` stays the plan's T).
 
     Raises
     ------
@@ -161,7 +96,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         sizes = [problem.training.micro_batch_size]
     else:
         sizes = candidate_micro_batch_sizes(B)
-    bounds = _Bounds(problem, tables)
+    bounds = AnalyticBounds(problem, tables)
     contexts: OrderedDict[int, Context] = OrderedDict()
     cache = RouteCache()
     per_context = 8 * int(tables.can_compute.sum()) * tables.num_layers * (tables.num_layers + 1)
@@ -175,6 +110,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         ctx = contexts.get(b)
         if ctx is None:
             ctx = Context(problem, tables, b, cache)
+            ctx.per_step = per_step
             contexts[b] = ctx
             if len(contexts) > max_contexts:
                 _, old = contexts.popitem(last=False)
@@ -190,7 +126,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
     heap: list[tuple[float, int, str, int, float, float, float, int]] = []
     seq = itertools.count()
     for b in sizes:
-        lam = -(-B // b) - 1
+        lam = num_micro_batches(B, b) - 1
         heapq.heappush(heap, (bounds.sum_lb(b) + lam * bounds.beta_lb(b), next(seq), "top", b,
                               0.0, np.inf, 0.0, _BUDGET))
 
@@ -198,7 +134,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         nonlocal best_t, best_plan
         if plan is None:
             return
-        s_plan, beta = true_bottleneck(problem, plan)
+        s_plan, beta = true_bottleneck(problem, plan, per_step)
         t = s_plan + lam * beta
         if t < best_t:
             best_t, best_plan = t, plan
@@ -209,7 +145,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
     milp_bounds: list[float] = []
     edges = 2 * len(tables.link_u) * max(tables.num_layers - 1, 0)
     stage_vars = int(tables.can_compute.sum()) * tables.num_layers * (tables.num_layers + 1) // 2
-    milp_ok = stage_vars + edges <= _MILP_MAX_VARIABLES
+    milp_ok = stage_vars + edges <= _MILP_MAX_VARIABLES and not per_step
 
     def resolve_by_milp(b: int, lam: int) -> None:
         """T*(b) by the MILP; b leaves the queue (its bound stays when HiGHS stops early)."""
@@ -234,7 +170,7 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         heapq.heappop(heap)
         if b in resolved:
             continue
-        lam = -(-B // b) - 1
+        lam = num_micro_batches(B, b) - 1
         beta_lb = bounds.beta_lb(b)
         counters["thresholds"] += 1
         if kind == "top":
@@ -252,6 +188,10 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
             offer(point.plan or point.feasible, lam)
             if not point.complete and budget >= _MILP_AFTER and milp_ok:
                 resolve_by_milp(b, lam)
+                continue
+            if not point.complete and budget >= _MILP_AFTER and per_step:
+                milp_bounds.append(max(lb, point.sum_s + lam * beta_lb))  # b stays open
+                resolved.add(b)
                 continue
             if not point.complete:  # retry later with a larger budget
                 counters["retries"] += 1
@@ -277,6 +217,10 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         if not point.complete:  # retry the same gap later with a larger budget
             counters["retries"] += 1
             sharper = min(point.sum_s + lam * lo, (s_hi + lam * tau) if not walk else np.inf)
+            if budget >= _MILP_AFTER and per_step:  # no MILP for per-step loads: b stays open
+                milp_bounds.append(lb)  # the least bound of b's open gaps (heap order)
+                resolved.add(b)
+                continue
             heapq.heappush(heap, (max(lb, sharper), next(seq), "gap", b, lo, hi, s_hi,
                                   budget * 4))
             continue
@@ -304,8 +248,13 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
     status = "optimal" if optimal else "time_limit"
     message = "" if optimal else (f"stopped before a proof; optimality gap "
                                   f"{(best_t - lower) / best_t:.2%}")
-    return finish(problem, best_plan, method, optimal=optimal, lower_bound_s=lower,
-                  started=started, status=status, message=message, counters=counters)
+    result = finish(problem, best_plan, method, optimal=optimal, lower_bound_s=lower,
+                    started=started, status=status, message=message, counters=counters)
+    if per_step:  # the bound on the per-step objective, not on T
+        from dataclasses import replace
+
+        return replace(result, lower_bound_s=float(lower))
+    return result
 
 
 def _count(counters: dict[str, int], point: Point) -> None:
@@ -322,8 +271,7 @@ def _absorb(counters: dict[str, int], ctx: Context) -> None:
     ctx.routes.dijkstra_runs = 0
 
 
-@register("exact", "joint optimum over plans and micro-batch sizes, with proof (default)")
-def _exact(problem: Problem, *, micro_batch_size: int | None = None,
+def run_exact(problem: Problem, *, micro_batch_size: int | None = None,
            time_limit: float | None = None) -> SolveResult:
     sizes = None if micro_batch_size is None else [micro_batch_size]
     return solve_exact(problem, sizes, time_limit=time_limit)

@@ -33,12 +33,18 @@ from itertools import pairwise
 import networkx as nx
 import numpy as np
 
-from pipesl.cost import CostTables, evaluate, feasible_micro_batch_sizes
+from pipesl.cost import (
+    CostTables,
+    evaluate,
+    feasible_micro_batch_sizes,
+    num_micro_batches,
+    transfer_weight,
+)
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.microbatch import best_micro_batch_size, objective_curve
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["even_split_plan", "greedy_plan", "random_plan", "solve_heuristic"]
 
@@ -57,12 +63,8 @@ def _route(problem: Problem, u: str, v: str, layer: int, b: int) -> tuple[str, .
     g = problem.network.graph
     if problem.training.routing == "shortest":
         return tuple(nx.shortest_path(g, u, v))
-    theta = 8.0 * b * problem.model.out_bytes(layer)
-
-    def weight(a: str, c: str, data: dict) -> float:
-        return theta / data["bandwidth"] + data["latency"]
-
-    return tuple(nx.shortest_path(g, u, v, weight=weight))
+    return tuple(nx.shortest_path(g, u, v,
+                                  weight=transfer_weight(b, problem.model.out_bytes(layer))))
 
 
 def _label_route(problem: Problem, last: str, b: int) -> tuple[str, ...] | None:
@@ -76,7 +78,7 @@ def _label_route(problem: Problem, last: str, b: int) -> tuple[str, ...] | None:
 
 def _b0(problem: Problem) -> int:
     B = problem.training.batch_size
-    return problem.training.micro_batch_size or max(1, -(-B // 4))
+    return problem.training.micro_batch_size or max(1, num_micro_batches(B, 4))
 
 
 def _equal_work_cuts(work: np.ndarray, k: int) -> list[int]:
@@ -225,25 +227,21 @@ def solve_heuristic(problem: Problem, rule: str, *, seed: int = 0) -> SolveResul
                   counters=counters, message=f"{rule} heuristic with the closed-form b")
 
 
-@register("even_split", "baseline: equal FLOPs over the compute nodes on the route to the "
-                        "fastest server")
-def _even_split(problem: Problem, *, micro_batch_size: int | None = None,
+def run_even_split(problem: Problem, *, micro_batch_size: int | None = None,
                 time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)
     return solve_heuristic(problem, "even_split")
 
 
-@register("greedy", "baseline: fastest reachable nodes first, as many layers as fit")
-def _greedy(problem: Problem, *, micro_batch_size: int | None = None,
+def run_greedy(problem: Problem, *, micro_batch_size: int | None = None,
             time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)
     return solve_heuristic(problem, "greedy")
 
 
-@register("random", "baseline: a seeded random valid plan with the closed-form b")
-def _random(problem: Problem, *, micro_batch_size: int | None = None, seed: int = 0,
+def run_random(problem: Problem, *, micro_batch_size: int | None = None, seed: int = 0,
             time_limit: float | None = None) -> SolveResult:
     if micro_batch_size is not None:
         problem = problem.with_training(micro_batch_size=micro_batch_size)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipesl.cost import CostTables
+from pipesl.cost import CostTables, num_micro_batches
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.routes import RouteCache, RouteOracle
@@ -51,7 +51,7 @@ class Context:
         self.problem = problem
         self.tables = tables
         self.b = int(b)
-        self.num_micro_batches = -(-tables.batch_size // self.b)
+        self.num_micro_batches = num_micro_batches(tables.batch_size, self.b)
         self.bottleneck_weight = self.num_micro_batches - 1
         net = problem.network
         self.compute = np.flatnonzero(tables.can_compute)
@@ -61,6 +61,9 @@ class Context:
         self.num_layers = tables.num_layers
         self.ids = [n.id for n in net.nodes]
         self.dp_passes = 0
+        self.per_step = False
+        """True when loads are judged per step (shared links not summed): see
+        ``solve_exact(per_step=True)``."""
         self._stage_times: np.ndarray | None = None
         self._window_times: dict[Windows, np.ndarray] = {}
         self._reach: list[int] | None = None
@@ -73,15 +76,10 @@ class Context:
             t = self.tables
             L = self.num_layers
             starts = np.arange(L)
-            work = t.work[None, :] - t.work[starts][:, None]  # (L, L+1)
-            need = (t.state_factor * (t.params[None, :] - t.params[starts][:, None])
-                    + float(t.window(self.b, 1)) * (t.acts[None, :] - t.acts[starts][:, None]))
             ends = np.arange(L + 1)
             invalid = ends[None, :] <= starts[:, None]
-            inv = t.inv_flops[self.compute]
-            times = self.b * inv[:, None, None] * work[None] \
-                + 2.0 * t.overhead[self.compute][:, None, None]
-            fits = need[None] <= t.memory[self.compute][:, None, None]
+            times = t.all_stage_times(self.b, self.compute)
+            fits = t.all_stage_memory(self.b)[None] <= t.memory[self.compute][:, None, None]
             times[~fits | invalid[None]] = np.inf
             # The source runs stage 1, which starts at layer 1; it computes nothing else.
             times[self.compute_pos[self.source], 1:, :] = np.inf

@@ -6,7 +6,9 @@ beat it). :func:`solve_makespan` minimises the makespan itself:
 
 1. **Incumbent.** The analytic optimum (:func:`pipesl.solvers.exact.solve_exact`), with its
    placement simulated at every micro-batch size that fits, gives a first plan and its
-   makespan U.
+   makespan U. For GPipe without a label route, the exact solver also minimises
+   ``S + (M - 1) * (largest load of one step)`` (``per_step=True``: shared links not summed),
+   a lower bound on every plan's makespan: when it reaches U, U is proven at once.
 2. **Certified branch and bound.** A best-first search over partial plans — the decision
    structure of the planner: the source's stage, then a route (enumerated lazily in order of
    increasing time, :func:`networkx.shortest_simple_paths`), the next node and its layers, and
@@ -40,11 +42,12 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from pipesl import cost
+from pipesl.cost import num_micro_batches
 from pipesl.cost.bounds import BoundStep, Suffix, gpipe_closed_form, pipeline_bound
 from pipesl.exceptions import InfeasibleError
-from pipesl.plan import Plan, Stage, num_micro_batches
+from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["plan_makespan", "solve_makespan"]
 
@@ -377,6 +380,9 @@ class _Search:
         self.per_b: dict[int, _PerB] = {}
         """Built when the search first reaches b (its root's cheap bound is below U)."""
         self.best: tuple[float, Plan] | None = None
+        self.floor = 0.0
+        """A lower bound on every plan's makespan (GPipe without labels: the per-step
+        analytic optimum)."""
         self.heap: list[tuple[float, int, _State]] = []
         self.seq = itertools.count()
         self.counters = {"states": 0, "pushed": 0, "simulated": 0, "closed_form": 0,
@@ -412,6 +418,7 @@ class _Search:
         return pipeline_bound(state.steps, pb.m, w, ch, flush, to_last, suffix)
 
     def push(self, value: float, state: _State) -> None:
+        value = max(value, self.floor)
         if self.best is not None and value >= self.best[0] * (1 - _REL_TOL):
             return
         self.counters["pushed"] += 1
@@ -437,10 +444,10 @@ class _Search:
         step's ``sum t + (M - 1) t_p`` a bound, and the cheap beta bounds one step's time) —
         so that b's tables are built only when the search reaches it."""
         from pipesl.cost import CostTables
-        from pipesl.solvers.exact import _Bounds
+        from pipesl.cost.analytic_bounds import AnalyticBounds
 
         problem = self.problem
-        cheap = _Bounds(problem, CostTables.from_problem(problem))
+        cheap = AnalyticBounds(problem, CostTables.from_problem(problem))
         flush_chain = self.schedule == "gpipe" and problem.training.labels_at is None
         for b in self.sizes:
             m = num_micro_batches(problem.training.batch_size, b)
@@ -583,7 +590,8 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
     InfeasibleError
         No valid plan.
     """
-    from pipesl.solvers.exact import candidate_micro_batch_sizes, solve_exact
+    from pipesl.solvers.exact import solve_exact
+    from pipesl.solvers.microbatch import candidate_micro_batch_sizes
 
     started = time.perf_counter()
     deadline = None if time_limit is None else started + time_limit
@@ -598,6 +606,13 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
     search = _Search(problem, sizes, deadline)
     for b in sizes:
         search.offer(seed.plan.with_micro_batch_size(b))
+    if tr.schedule == "gpipe" and tr.labels_at is None:
+        # GPipe without a label route runs no faster than S + (M - 1) * (largest step load)
+        # (bound 5 of pipesl.cost.bounds): the exact solver minimises that over every plan
+        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        step = solve_exact(problem, sizes, time_limit=left, per_step=True)
+        search.floor = step.lower_bound_s
+        search.counters["floor_dp_passes"] = step.counters.get("dp_passes", 0)
     search.roots()
     proven = search.run()
     if search.best is None:
@@ -613,8 +628,7 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
                    lower_bound_s=min(lower, best_t))
 
 
-@register("makespan", "least simulated makespan of the schedule, certified (plan's default)")
-def _makespan(problem: Problem, *, micro_batch_size: int | None = None,
+def run_makespan(problem: Problem, *, micro_batch_size: int | None = None,
               time_limit: float | None = None) -> SolveResult:
     sizes = None if micro_batch_size is None else [micro_batch_size]
     return solve_makespan(problem, sizes, time_limit=time_limit)

@@ -29,16 +29,32 @@ import math
 
 import numpy as np
 
-from pipesl.cost import feasible_micro_batch_sizes, plan_stages, resource_loads
+from pipesl.cost import (
+    feasible_micro_batch_sizes,
+    num_micro_batches,
+    plan_stages,
+    resource_loads,
+)
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 
 __all__ = [
     "best_micro_batch_size",
+    "candidate_micro_batch_sizes",
     "closed_form_micro_batch_size",
     "objective_curve",
     "search_micro_batch_size",
 ]
+
+
+def candidate_micro_batch_sizes(batch_size: int) -> list[int]:
+    """The b = ceil(B / M) for M = 1..B, ascending: one per distinct M (about 2 sqrt(B)).
+
+    For a fixed M every stage time, load and memory need is non-decreasing in b, so
+    ``b_M = ceil(B / M)`` dominates the other b with the same M (:mod:`pipesl.solvers.exact`).
+    """
+    m = np.arange(1, batch_size + 1)
+    return sorted(set(num_micro_batches(batch_size, m).tolist()))
 
 
 def _affine_parts(problem: Problem, plan: Plan) -> tuple[float, float, np.ndarray, np.ndarray]:
@@ -55,7 +71,7 @@ def objective_curve(problem: Problem, plan: Plan, sizes: np.ndarray | None = Non
     B = problem.training.batch_size
     b = np.arange(1, B + 1) if sizes is None else np.asarray(sizes)
     alpha, beta, la, lb = _affine_parts(problem, plan)
-    m = -(-B // b)
+    m = num_micro_batches(B, b)
     t = alpha * b + beta + (m - 1) * np.max(np.outer(b, la) + lb, axis=1)
     ok = feasible_micro_batch_sizes(problem, plan)[b - 1]
     return b, np.where(ok, t, np.inf)
@@ -121,7 +137,7 @@ def best_micro_batch_size(problem: Problem, plan: Plan) -> tuple[int, float]:
     incumbent = float(np.min(t_near))
     alpha, beta, la, lb = _affine_parts(problem, plan)
     m = np.arange(1, B + 1)
-    per_m = np.unique(-(-B // m))
+    per_m = np.unique(num_micro_batches(B, m))
     f = alpha * per_m + beta + (B / per_m - 1) * np.max(np.outer(per_m, la) + lb, axis=1)
     rest = per_m[f < incumbent] if np.isfinite(incumbent) else per_m
     sizes = np.union1d(near, rest)
@@ -136,8 +152,8 @@ def _neighbours(x: float, B: int) -> set[int]:
     for v in (math.floor(x), math.ceil(x)):
         if 1 <= v <= B:
             out.add(int(v))
-            m = -(-B // v)
+            m = num_micro_batches(B, v)
             for mm in (m - 1, m, m + 1):
                 if mm >= 1:
-                    out.add(int(-(-B // mm)))
+                    out.add(int(num_micro_batches(B, mm)))
     return out

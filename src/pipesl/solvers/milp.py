@@ -50,13 +50,13 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from pipesl.cost import CostTables
+from pipesl.cost import CostTables, num_micro_batches
 from pipesl.exceptions import InfeasibleError, ProblemError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers.diagnose import diagnose_infeasible
-from pipesl.solvers.exact import candidate_micro_batch_sizes
-from pipesl.solvers.result import SolveResult, finish, register
+from pipesl.solvers.microbatch import candidate_micro_batch_sizes
+from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["MilpOutcome", "build_milp", "solve_milp", "solve_milp_for_b"]
 
@@ -121,13 +121,13 @@ def build_milp(problem: Problem, b: int, tables: CostTables | None = None) -> _P
     t = tables or CostTables.from_problem(problem)
     net, tr = problem.network, problem.training
     L, B = t.num_layers, tr.batch_size
-    m = -(-B // b)
+    m = num_micro_batches(B, b)
     ids = [n.id for n in net.nodes]
     src = net.node_index[tr.source]
     comp = {net.node_index[x] for x in nx.node_connected_component(net.graph, tr.source)}
     compute = [n for n in np.flatnonzero(t.can_compute).tolist() if n in comp]
     prog = _Program(b, ids)
-    ref = b * t.work[-1] * t.inv_flops[src] + 2 * t.overhead[src]
+    ref = b * float(t.stage_alpha(src, 1, L)) + t.compute_beta[src]
     prog.scale = 1000.0 / ref if ref > 0 else 1.0
     sc = prog.scale
     one_f_one_b = tr.schedule == "1f1b"
@@ -152,7 +152,7 @@ def build_milp(problem: Problem, b: int, tables: CostTables | None = None) -> _P
                     continue
                 else:
                     cap = m
-                time_s = b * (t.work[j] - t.work[i - 1]) * t.inv_flops[n] + 2 * t.overhead[n]
+                time_s = b * float(t.stage_alpha(n, i, j)) + t.compute_beta[n]
                 col = prog.var(time_s * sc)
                 prog.stages[col] = (n, i, j)
                 ends.setdefault((n, j), []).append(col)
@@ -377,8 +377,7 @@ def solve_milp(problem: Problem, micro_batch_size: int | None = None, *,
                   started=started, status=status, message=message, counters=counters)
 
 
-@register("milp", "exact mixed-integer program per b (scipy/HiGHS); small problems")
-def _milp(problem: Problem, *, micro_batch_size: int | None = None,
+def run_milp(problem: Problem, *, micro_batch_size: int | None = None,
           time_limit: float | None = None, mip_rel_gap: float = 1e-9) -> SolveResult:
     return solve_milp(problem, micro_batch_size, time_limit=time_limit,
                       mip_rel_gap=mip_rel_gap)

@@ -1,19 +1,19 @@
-"""One result type for every solver, and the ``method=`` registry (scipy ``minimize`` style)."""
+"""One result type for every solver (scipy ``OptimizeResult`` style); the registry and
+:func:`~pipesl.solvers.solve` are in :mod:`pipesl.solvers` itself."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipesl.cost import Evaluation, evaluate, plan_document
-from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 
-__all__ = ["OBJECTIVES", "SOLVERS", "SolveResult", "finish", "register", "solve", "solver_names"]
+__all__ = ["OBJECTIVES", "SolveResult", "SolverFn", "finish"]
 
 
 @dataclass(frozen=True)
@@ -85,85 +85,7 @@ def finish(problem: Problem, plan: Plan, method: str, *, optimal: bool,
 
 
 SolverFn = Callable[..., SolveResult]
-SOLVERS: dict[str, tuple[SolverFn, str]] = {}
-
-
-def register(name: str, summary: str) -> Callable[[SolverFn], SolverFn]:
-    """Decorator adding a solver ``fn(problem, **options) -> SolveResult`` to the registry."""
-
-    def deco(fn: SolverFn) -> SolverFn:
-        SOLVERS[name] = (fn, summary)
-        return fn
-
-    return deco
-
-
-def solver_names() -> list[str]:
-    """Registered method names."""
-    _load_all()
-    return sorted(SOLVERS)
-
-
-def _load_all() -> None:
-    # Importing the package registers every solver module.
-    import pipesl.solvers  # noqa: F401
-
+"""A solver: ``fn(problem, **options) -> SolveResult``."""
 
 OBJECTIVES = ("makespan", "analytic")
 """What a solve minimises: the schedule's simulated makespan, or SPEC section 3's T."""
-
-
-def solve(problem: Problem, method: str = "exact", objective: str = "analytic",
-          **options: Any) -> SolveResult:
-    """Plan ``problem`` with solver ``method``.
-
-    Parameters
-    ----------
-    problem : Problem
-    method : str
-        A registered name (``pipesl.solvers.solver_names()``); ``exact`` (default) is the
-        joint optimum over plans and micro-batch sizes.
-    objective : {"analytic", "makespan"}
-        ``analytic`` (the library default, the paper's objective): minimise SPEC section 3's
-        T. ``makespan`` (``pipesl plan``'s default): minimise the simulated makespan of
-        ``training.schedule`` — ``exact`` then runs the certified search of
-        :mod:`pipesl.solvers.makespan`, ``bruteforce`` enumerates and simulates every plan
-        and b; any other method keeps its plan and reports that plan's makespan as
-        ``objective_s`` (with ``optimal = False``: it did not minimise it).
-    **options
-        Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``).
-
-    Returns
-    -------
-    SolveResult
-
-    Raises
-    ------
-    ProblemError
-        Unknown method (the message lists the valid names).
-    InfeasibleError
-        No valid plan exists; the message names the binding constraint.
-    """
-    _load_all()
-    if method not in SOLVERS:
-        raise ProblemError("method", f"is not a solver; choose one of "
-                           f"{', '.join(sorted(SOLVERS))}", method)
-    if objective not in OBJECTIVES:
-        raise ProblemError("objective", f"must be one of {', '.join(OBJECTIVES)}", objective)
-    started = time.perf_counter()
-    if objective == "makespan" and method in ("exact", "bruteforce", "makespan"):
-        from pipesl.solvers.bruteforce import solve_bruteforce_makespan
-
-        fn = solve_bruteforce_makespan if method == "bruteforce" else SOLVERS["makespan"][0]
-        result = fn(problem, **options)
-    else:
-        result = SOLVERS[method][0](problem, **options)
-        if objective == "makespan" and result.objective != "makespan":
-            from pipesl.solvers.makespan import plan_makespan
-
-            result = replace(result, objective_s=plan_makespan(problem, result.plan),
-                             objective="makespan", optimal=False, lower_bound_s=0.0,
-                             status="feasible" if result.status == "optimal" else result.status,
-                             message=(f"{method} minimises the analytic T; objective_s is "
-                                      "its plan's simulated makespan"))
-    return replace(result, seconds=time.perf_counter() - started)

@@ -73,13 +73,23 @@ class Point:
     """When incomplete: the best valid plan met so far (loads <= tau), unproven."""
 
 
-def true_bottleneck(problem: Problem, plan: Plan) -> tuple[float, float]:
-    """(S, beta) of ``plan`` at its micro-batch size, from cost.py."""
+def true_bottleneck(problem: Problem, plan: Plan, per_step: bool = False
+                    ) -> tuple[float, float]:
+    """(S, beta) of ``plan`` at its micro-batch size, from cost.py.
+
+    ``per_step``: beta is the largest load of any one step on any one resource (what the
+    relaxed DP prices; hops that share a link are not summed) instead of the largest
+    resource load.
+    """
     from pipesl.cost import plan_stages
 
     b = plan.micro_batch_size
-    s = sum(st.time(b) for st in plan_stages(problem, plan))
-    beta = max(a(b) for a in resource_loads(problem, plan).values())
+    stages = plan_stages(problem, plan)
+    s = sum(st.time(b) for st in stages)
+    if per_step:
+        beta = max(a(b) for st in stages for _, a in st.loads)
+    else:
+        beta = max(a(b) for a in resource_loads(problem, plan).values())
     return s, beta
 
 
@@ -94,7 +104,7 @@ def plan_loads_ok(ctx: Context, plan: Plan, tau: float) -> bool:
         return False
     if not feasible_micro_batch_sizes(ctx.problem, plan)[ctx.b - 1]:
         return False
-    _, beta = true_bottleneck(ctx.problem, plan)
+    _, beta = true_bottleneck(ctx.problem, plan, ctx.per_step)
     return beta <= tau * (1 + REL_TOL)
 
 
@@ -169,6 +179,10 @@ def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
         if plan_loads_ok(ctx, plan, tau):
             best, best_s = plan, true_bottleneck(ctx.problem, plan)[0]
             continue
+        if ctx.per_step:  # the A* search sums shared links: no proof for per-step loads
+            heapq.heappush(heap, (bound, next(counter), dp))
+            stopped = True
+            break
         searched = True
         allowance = 64 * max(1, budget - nodes)
         found = exact_min_sum(ctx, dp, best_s, deadline=deadline, max_expansions=allowance)
@@ -186,5 +200,5 @@ def evaluate_threshold(ctx: Context, tau: float, upper: float = np.inf, *,
     if best is None:
         return Point(tau, None, max(upper, root.value), np.inf, True, searched, expanded,
                      root.value, branches)
-    s, beta = true_bottleneck(ctx.problem, best)
+    s, beta = true_bottleneck(ctx.problem, best, ctx.per_step)
     return Point(tau, best, s, beta, True, searched, expanded, root.value, branches)

@@ -10,9 +10,10 @@ available travels with it, as 8 bytes in front of the payload, and a link's late
 
 Sends are gloo's asynchronous ``isend``, issued from the thread that produced the tensor (a
 stage, a relay lane, a link's pacer); the transport keeps each pending send (and its buffer)
-until :meth:`Transport.flush`. Receives are ``irecv`` posted when the program needs them (as
-torch.distributed.pipelining does; posting them ahead, ``ahead=True``, was slower on gloo
-here). Every wait is bounded by ``timeout_s``; a failure there is
+until :meth:`Transport.flush`. Receives are ``irecv`` posted ahead: as soon as one message of
+a stream has been taken, the receive of the stream's next one is posted, so a message can land
+while the receiver still computes (``ahead=False`` posts each when needed instead). Every
+wait is bounded by ``timeout_s``; a failure there is
 a peer's (:class:`PeerFailure`).
 """
 
@@ -114,7 +115,7 @@ class Transport:
                  shape_of: Callable[[Transfer, int], tuple[tuple[int, ...], torch.dtype]],
                  iterations: range, stamped: bool, timeout_s: float,
                  device: torch.device | None = None, auditor: Auditor | None = None,
-                 padding: Mapping[str, int] | None = None, ahead: bool = False) -> None:
+                 padding: Mapping[str, int] | None = None, ahead: bool = True) -> None:
         self.node, self.ranks, self.group = node, dict(ranks), group
         self.shape_of = shape_of
         self.iterations = iterations
@@ -129,10 +130,11 @@ class Transport:
         self._lock = threading.Lock()
         self.padding = dict(padding or {})
         self.ahead = ahead
-        """Post each stream's next receive as soon as one is taken. Off by default: measured
-        on gloo here, a receive posted ahead delivered later (0.4-0.7 ms per message on a
-        waiting receiver) than one posted when needed (benchmarks/peer_pipelining.py, 1F1B
-        on the digits CNN: 1.43x torch's iteration time with, 1.15x without)."""
+        """Post each stream's next receive as soon as one is taken (default), so that a
+        message lands while the receiver computes; False: post each when the program needs
+        it, as torch.distributed.pipelining does. Measured here (benchmarks/
+        peer_pipelining.py, docs/runtime.md): ahead is faster for GPipe, slower for 1F1B on
+        small messages (0.4-0.7 ms per message to a waiting receiver)."""
         self._zeros = {peer: torch.zeros(n, dtype=torch.uint8, device=self.device)
                        for peer, n in self.padding.items() if n > 0}
 

@@ -7,6 +7,8 @@ under ``if TYPE_CHECKING:`` do not (they never run). ``pipesl/__init__.py`` and
 allowed only when listed in :data:`ALLOWED` with its reason, and every listed exception must
 still exist (a fixed one is removed from the list). The test also fails on any cycle between
 packages and on any cycle between modules of the planner (``solvers``), lazy imports included.
+A string that is exactly the dotted name of a pipesl module (``"pipesl.adapt.loop"``, what
+``importlib.import_module`` is given) counts as an import too.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("problem/validate.py", "cost"):
         "validate_problem refuses a source that alone cannot hold the model at load time; the "
         "memory rule it needs is the cost model's (cost.min_stage_memory)",
-    ("runtime/adaptive.py", "adapt"):
-        "the adaptation loop still lives in runtime/adaptive.py; it moves to adapt/ once the "
-        "runtime re-cut (issue 15) is on main",
+    ("runtime/__init__.py", "adapt"):
+        "the public facade keeps train_adaptive, AdaptConfig and AdaptiveResult importable "
+        "from pipesl.runtime for callers written before the loop moved to adapt/loop.py; "
+        "loaded by name on first use, never by the runtime itself",
 }
 """(file under src/pipesl, imported package) -> why the import stands against the order."""
 
@@ -66,6 +69,13 @@ def _module_name(path: Path) -> str:
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
+
+
+def _is_module(name: str) -> bool:
+    if not name.startswith("pipesl.") or not all(p.isidentifier() for p in name.split(".")):
+        return False
+    path = SRC.parent / name.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def imports() -> list[tuple[str, str, str, int]]:
@@ -93,6 +103,9 @@ def imports() -> list[tuple[str, str, str, int]]:
                                     ).exists()
                                 or (SRC.parent / (f"{node.module}.{a.name}".replace(".", "/")
                                                   + ".py")).exists()]
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and _is_module(node.value):
+                targets = [node.value]
             for t in targets:
                 if t == "pipesl" or t.startswith("pipesl."):
                     out.append((str(path.relative_to(SRC)), mod, t, node.lineno))
@@ -160,3 +173,4 @@ def test_the_walk_sees_lazy_imports() -> None:
     found = {(file, target) for file, _, target, _ in imports()}
     assert ("solvers/exact.py", "pipesl.solvers.milp") in found  # inside resolve_by_milp
     assert ("problem/validate.py", "pipesl.cost") in found  # inside _check_fits_alone
+    assert ("runtime/__init__.py", "pipesl.adapt.loop") in found  # a name for import_module

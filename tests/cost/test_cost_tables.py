@@ -151,3 +151,11 @@ def test_inverse_formulas_undo_the_forward_ones() -> None:
     assert math.isclose(cost.flops_from_alpha(work, alpha), flops, rel_tol=1e-12)
     assert math.isclose(cost.overhead_from_beta(beta), overhead, rel_tol=1e-12)
     assert cost.overhead_from_beta(-1.0) == 0.0
+
+
+def test_resource_names_follow_the_one_rule() -> None:
+    """The typed resource and its string at the edges (SPEC section 4)."""
+    assert cost.Resource("node", "pi-1").name == "node:pi-1"
+    assert cost.Resource("link", "a-b", "c").name == "link:a-b-c"  # half duplex: as written
+    assert cost.Resource("link", "a", "b", full_duplex=True).name == "link:a>b"
+    assert cost.resource_name("link", "a", "b", True) == cost.Resource("link", "a", "b", True).name

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from pipesl.cost import plan_stages, rate_from_seconds, stage_phases, transfer_bits
+from pipesl.cost import Resource, plan_stages, rate_from_seconds, stage_phases, transfer_bits
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.problem.validate import validate_problem
@@ -70,6 +70,8 @@ class _Item:
     link: tuple[str, str] | None = None
     """The link's ends as in the problem (None for a pass): node ids may contain ``-``, so
     the resource name cannot be split back into them."""
+    node: str | None = None
+    """The node of a pass (None for a transfer)."""
 
     def planned(self, samples: int) -> float:
         return self.per_sample * samples + self.fixed
@@ -133,17 +135,17 @@ class DriftMonitor:
                     s = plan.stages[st.stage_index]
                     layers = model.layers[s.first_layer - 1:s.last_layer]
                     work = sum(x.fwd_flops if kind == "F" else x.bwd_flops for x in layers)
-                    resource = f"node:{st.node}"
+                    resource = Resource("node", st.node).name
                     ends = None
                 else:
                     assert st.hop is not None
                     link = net.link_between(*st.hop)
                     assert link is not None
                     work = transfer_bits(model.out_bytes(st.layer))
-                    resource = f"link:{link.source}-{link.target}"
+                    resource = Resource("link", link.source, link.target).name
                     ends = (link.source, link.target)
                 items[(step, kind)] = _Item(step, kind, f"{st.name} {kind}", resource,
-                                            affine.alpha, affine.beta, work, ends)
+                                            affine.alpha, affine.beta, work, ends, st.node)
         self._items = items
 
     def observe(self, iteration: int, samples: Iterable[Sample]) -> None:
@@ -189,6 +191,7 @@ class DriftMonitor:
         wanted = None if resources is None else set(resources)
         per: dict[str, list[float]] = {}
         ends: dict[str, tuple[str, str]] = {}
+        nodes: dict[str, str] = {}
         for _, samples in self._history:
             for s in samples:
                 item = self._items[(s.step, s.kind)]
@@ -201,6 +204,8 @@ class DriftMonitor:
                 per.setdefault(item.resource, []).append(rate)
                 if item.link is not None:
                     ends[item.resource] = item.link
+                elif item.node is not None:
+                    nodes[item.resource] = item.node
         bandwidth: dict[tuple[str, str], float] = {}
         flops: dict[str, float] = {}
         for resource, values in per.items():
@@ -208,7 +213,7 @@ class DriftMonitor:
             if resource in ends:
                 bandwidth[ends[resource]] = value
             else:
-                flops[resource.partition(":")[2]] = value
+                flops[nodes[resource]] = value
         return Estimates(bandwidth, flops)
 
 

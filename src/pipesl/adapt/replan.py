@@ -13,7 +13,7 @@ that migration takes on the changed network (:mod:`pipesl.cost.migration`), and 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -32,7 +32,7 @@ from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
 from pipesl.solvers import SolveResult, solve
 
-__all__ = ["Migration", "ReplanDecision", "migration_for", "replan"]
+__all__ = ["Migration", "ReplanDecision", "migration_for", "replan", "switch_rule"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,15 @@ class ReplanDecision:
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    def with_relaunch(self, relaunch_s: float | None) -> ReplanDecision:
+        """The decision once a relaunch of ``relaunch_s`` seconds also counts as a cost
+        (:func:`switch_rule`); unchanged for ``None`` or an old plan that is no longer valid."""
+        if relaunch_s is None or self.old is None:
+            return self
+        switch, reason = switch_rule(self.gain_per_iteration_s, self.horizon,
+                                     self.migration.seconds, relaunch_s)
+        return replace(self, switch=switch, reason=reason)
+
     def document(self) -> dict[str, Any]:
         """JSON-ready summary (the new plan as the SPEC plan object)."""
         return {
@@ -85,6 +94,26 @@ class ReplanDecision:
             },
             "plan": self.new.document(),
         }
+
+
+def switch_rule(gain_per_iteration_s: float, horizon: int, migration_s: float,
+                relaunch_s: float | None = None) -> tuple[bool, str]:
+    """The one switch rule: move when the time saved over the horizon exceeds what moving
+    costs (the migration, plus the relaunch when it is counted). Returns (switch, reason)."""
+    saved = gain_per_iteration_s * horizon
+    if gain_per_iteration_s <= 0:
+        return False, "the old plan is still optimal for the changed problem"
+    if saved <= migration_s:
+        return False, (f"saves only {saved:.4g} s over {horizon} iterations, less than the "
+                       f"{migration_s:.4g} s migration")
+    if relaunch_s is None:
+        return True, (f"saves {saved:.4g} s over {horizon} iterations, more than the "
+                      f"{migration_s:.4g} s migration")
+    if saved <= migration_s + relaunch_s:
+        return False, (f"saves {saved:.3g} s over {horizon} iterations, less than the "
+                       f"{migration_s:.3g} s migration plus the {relaunch_s:.3g} s relaunch")
+    return True, (f"saves {saved:.4g} s over {horizon} iterations, more than the "
+                  f"{migration_s:.4g} s migration plus the {relaunch_s:.3g} s relaunch")
 
 
 def _owners(stages: tuple[Stage, ...]) -> dict[int, str]:
@@ -172,15 +201,7 @@ def replan(problem: Problem, old: Plan, horizon: int, *, method: str = "exact",
         return ReplanDecision(new, None, reason_invalid, migration, horizon, float("inf"), True,
                               f"the old plan is no longer valid ({reason_invalid})")
     gain = old_eval.objective_s - new.objective_s
-    saved = gain * horizon
-    if gain <= 0:
-        switch, reason = False, "the old plan is still optimal for the changed problem"
-    elif saved > migration.seconds:
-        switch, reason = True, (f"saves {saved:.4g} s over {horizon} iterations, more than the "
-                                f"{migration.seconds:.4g} s migration")
-    else:
-        switch, reason = False, (f"saves only {saved:.4g} s over {horizon} iterations, less "
-                                 f"than the {migration.seconds:.4g} s migration")
+    switch, reason = switch_rule(gain, horizon, migration.seconds)
     return ReplanDecision(new, old_eval, "", migration, horizon, gain, switch, reason,
                           {"alone_s": [bulk_transfer_seconds(problem, t.route, t.nbytes)
                                        for t in migration.transfers]})

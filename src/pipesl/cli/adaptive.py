@@ -21,9 +21,10 @@ from pipesl.plan import plan_label as _label  # cli.adaptive is imported only by
 from pipesl.units import format_quantity
 
 if TYPE_CHECKING:
+    from pipesl.adapt.loop import AdaptConfig, AdaptiveResult
     from pipesl.problem import Problem
     from pipesl.problem.events import NetworkScript
-    from pipesl.runtime import AdaptConfig, AdaptiveResult, IterationReport, RunConfig
+    from pipesl.runtime import IterationReport, RunConfig
 
 __all__ = ["adaptive_summary", "adaptive_tables", "plan_label", "replan_lines",
            "run_adaptive_with_progress", "write_adaptive_outputs"]

@@ -209,7 +209,7 @@ def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunCon
 
 Steps = Annotated[int, typer.Option("--steps", "-n", min=1, help="Training iterations.")]
 Schedule = Annotated[str | None, typer.Option(
-    "--schedule", help="gpipe | 1f1b; default: the problem's training.schedule.")]
+    "--schedule", help="gpipe | 1f1b | 1f1b-net; default: the problem's training.schedule.")]
 Model = Annotated[str | None, typer.Option(
     "--model", help="Zoo name or package.module:factory; default: the zoo model named like "
     "the problem's model profile.")]

@@ -52,6 +52,7 @@ __all__ = [
     "Affine",
     "Evaluation",
     "PlanStage",
+    "Resource",
     "StagePhases",
     "activation_window",
     "compute_time",
@@ -114,9 +115,30 @@ def num_micro_batches(batch_size: int, micro_batch_size: int | np.ndarray) -> in
     return -(-batch_size // micro_batch_size)
 
 
+@dataclass(frozen=True)
+class Resource:
+    """A resource of SPEC section 3, typed: a compute node, a half-duplex link, or one
+    direction of a full-duplex link. Its string :attr:`name` is for the edges (plan
+    documents, traces, reports); node ids may contain ``-`` or ``>``, so code keeps the
+    typed value (or the ends) rather than parsing a name back."""
+
+    kind: Literal["node", "link"]
+    u: str
+    """The node, or a link's first end (half duplex: ``source``; full duplex: from)."""
+    v: str | None = None
+    """A link's other end (half duplex: ``target``; full duplex: to)."""
+    full_duplex: bool = False
+
+    @property
+    def name(self) -> str:
+        """``node:<id>``; ``link:<u>-<v>`` (half duplex, ends as written in the input);
+        ``link:<u>><v>`` (the u -> v direction of a full-duplex link)."""
+        return resource_name(self.kind, self.u, self.v, self.full_duplex)
+
+
 def resource_name(kind: Literal["node", "link"], u: str, v: str | None = None,
                   full_duplex: bool = False) -> str:
-    """The one naming rule for resources (SPEC section 4).
+    """The one naming rule for resources (SPEC section 4), :attr:`Resource.name` as text.
 
     ``node:<id>``; ``link:<u>-<v>`` for a half-duplex link (ends as written in the input);
     ``link:<u>><v>`` for the u -> v direction of a full-duplex link.

@@ -12,7 +12,7 @@ and trains the scenario's model three times (*arms*) under the same script:
 
 * ``static`` — the initial optimal plan throughout (:func:`pipesl.runtime.train`); under a
   departure it fails, and the iterations it completed are kept with the failure;
-* ``adapted`` — :func:`pipesl.runtime.train_adaptive`: drift detection, re-planning and a
+* ``adapted`` — :func:`pipesl.adapt.loop.train_adaptive`: drift detection, re-planning and a
   relaunch at an iteration boundary; after a failure, a plan without the node resumed from
   the last checkpoint;
 * ``optimum`` — the optimal plan of the network *after* the change, from the start (a plan
@@ -216,7 +216,8 @@ def _planned_s(problem: Problem, plan: Plan) -> float:
 
 
 def _run_arm(arm: _Arm, problem: Problem, case: _Case, run_config: Any, pool: Any) -> None:
-    from pipesl.runtime import AdaptConfig, WorkerFailure, train, train_adaptive
+    from pipesl.adapt.loop import AdaptConfig, train_adaptive
+    from pipesl.runtime import WorkerFailure, train
 
     started = time.perf_counter()
 

@@ -65,7 +65,7 @@ class InstanceConfig:
     batch_size: int = 128
     """B."""
     schedule: str = "gpipe"
-    """``gpipe`` or ``1f1b``."""
+    """``gpipe``, ``1f1b`` or ``1f1b-net``."""
     source: str = "dev0"
     """The data owner; a loaded network without it uses its first node of kind ``device``."""
     bandwidth_scale: float = 1.0

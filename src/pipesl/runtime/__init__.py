@@ -23,17 +23,19 @@ Reliability: :mod:`~pipesl.runtime.liveness` (what each rank is doing) and
 :mod:`~pipesl.runtime.supervise` (the launcher's watch), :mod:`~pipesl.runtime.faults`
 (injection, test mode), :mod:`~pipesl.runtime.checkpoint` (per-unit, atomic),
 :mod:`~pipesl.runtime.audit` (every tensor that crosses a hop), :mod:`~pipesl.runtime.procfs`.
-Adaptation: :func:`train_adaptive` (:mod:`~pipesl.runtime.adaptive`) re-plans on measured
-drift or a failed node and moves the job at an iteration boundary
-(:mod:`~pipesl.runtime.control`, :mod:`~pipesl.runtime.pool`); scripted network changes are
-emulated by :mod:`~pipesl.runtime.conditions`. See ``docs/adaptation.md``.
+Adaptation stands above the runtime: :func:`pipesl.adapt.loop.train_adaptive` re-plans on
+measured drift or a failed node and moves the job at an iteration boundary through this
+package's :mod:`~pipesl.runtime.control` and :mod:`~pipesl.runtime.pool`; its names stay
+importable from here (loaded by name on first use) for callers written before the move.
+Scripted network changes (:mod:`pipesl.problem.events`) are emulated by
+:mod:`~pipesl.runtime.conditions`. See ``docs/adaptation.md``.
 """
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipesl.runtime.adaptive import AdaptConfig, AdaptiveResult, train_adaptive
+    from pipesl.adapt.loop import AdaptConfig, AdaptiveResult, train_adaptive
     from pipesl.runtime.audit import AuditReport
     from pipesl.runtime.config import RunConfig, build_config
     from pipesl.runtime.data import BatchSource, DataSpec, make_batches
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "AdaptConfig": "adaptive", "AdaptiveResult": "adaptive", "train_adaptive": "adaptive",
+    "AdaptConfig": "pipesl.adapt.loop", "AdaptiveResult": "pipesl.adapt.loop",
+    "train_adaptive": "pipesl.adapt.loop",
     "AuditReport": "audit", "RunConfig": "config", "build_config": "config",
     "BatchSource": "data", "DataSpec": "data", "make_batches": "data",
     "make_job": "launch", "run_torchrun_worker": "launch", "train": "launch",
@@ -67,7 +70,7 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'pipesl.runtime' has no attribute {name!r}")
-    value = getattr(import_module(f"pipesl.runtime.{where}"), name)
+    value = getattr(import_module(where if "." in where else f"pipesl.runtime.{where}"), name)
     globals()[name] = value
     return value
 

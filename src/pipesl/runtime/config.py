@@ -49,7 +49,7 @@ class RunConfig:
     steps: int = 3
     """Training iterations (mini-batches); one optimiser step each."""
     schedule: str | None = None
-    """``gpipe`` or ``1f1b``; None: the problem's ``training.schedule``."""
+    """``gpipe``, ``1f1b`` or ``1f1b-net``; None: the problem's ``training.schedule``."""
     emulate: bool = True
     """Pad every pass to its planned duration and pace every link to its bandwidth and latency
     (SPEC section 3), so that local processes behave like the problem's devices and network.

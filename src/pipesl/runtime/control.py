@@ -1,6 +1,6 @@
 """The launcher's say between iterations: go on, or stop here with a checkpoint.
 
-An adaptive run (:mod:`pipesl.runtime.adaptive`) decides after each iteration whether to
+An adaptive run (:mod:`pipesl.adapt.loop`) decides after each iteration whether to
 move the job to another plan. It answers through a :class:`Control`, two words of shared
 memory between the launcher and rank 0: the last iteration it has decided on and whether to
 stop. Before every iteration but the first, rank 0 waits for the verdict on the previous one

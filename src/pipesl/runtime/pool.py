@@ -2,7 +2,7 @@
 
 Starting a run spawns one process per node, and each imports torch: seconds of CPU per
 process, tens of seconds for a handful of them on a small, busy machine. An adaptive run
-(:mod:`pipesl.runtime.adaptive`) relaunches its job on every switch of plan, so it keeps a
+(:mod:`pipesl.adapt.loop`) relaunches its job on every switch of plan, so it keeps a
 :class:`WorkerPool`: spare processes spawned ahead of time that import torch and the worker,
 then wait for a job on a pipe. :meth:`WorkerPool.take` hands ``n`` of them to
 :func:`pipesl.runtime.launch.train` (``pool=``) and spawns replacements at once, which

@@ -189,6 +189,10 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
             if not point.complete and budget >= _MILP_AFTER and milp_ok:
                 resolve_by_milp(b, lam)
                 continue
+            if not point.complete and budget >= _MILP_AFTER and per_step:
+                milp_bounds.append(max(lb, point.sum_s + lam * beta_lb))  # b stays open
+                resolved.add(b)
+                continue
             if not point.complete:  # retry later with a larger budget
                 counters["retries"] += 1
                 heapq.heappush(heap, (max(lb, point.sum_s + lam * beta_lb), next(seq), "top",
@@ -213,6 +217,10 @@ def solve_exact(problem: Problem, micro_batch_sizes: Iterable[int] | None = None
         if not point.complete:  # retry the same gap later with a larger budget
             counters["retries"] += 1
             sharper = min(point.sum_s + lam * lo, (s_hi + lam * tau) if not walk else np.inf)
+            if budget >= _MILP_AFTER and per_step:  # no MILP for per-step loads: b stays open
+                milp_bounds.append(lb)  # the least bound of b's open gaps (heap order)
+                resolved.add(b)
+                continue
             heapq.heappush(heap, (max(lb, sharper), next(seq), "gap", b, lo, hi, s_hi,
                                   budget * 4))
             continue

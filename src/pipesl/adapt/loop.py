@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipesl.adapt import replan
 from pipesl.adapt.drift import DriftMonitor, Sample, calibrate
+from pipesl.adapt.replan import replan
 from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan, plan_to_dict
 from pipesl.problem.events import NetworkScript, without_nodes
@@ -262,15 +262,8 @@ class _Controller:
         # seconds (the unit of T and of the migration estimate).
         scale = self.cfg.time_scale if self.cfg.emulate else 1.0
         relaunch = self.relaunch_s() / scale if self.adapt.count_relaunch else 0.0
-        cost = decision.migration.seconds + relaunch
+        decision = decision.with_relaunch(relaunch if self.adapt.count_relaunch else None)
         switch, reason = decision.switch, decision.reason
-        if switch and decision.old is not None and decision.gain_per_iteration_s * horizon <= cost:
-            switch = False
-            reason = (f"saves {decision.gain_per_iteration_s * horizon:.3g} s over {horizon} "
-                      f"iterations, less than the {decision.migration.seconds:.3g} s migration "
-                      f"plus the {relaunch:.3g} s relaunch")
-        elif switch and decision.old is not None and self.adapt.count_relaunch:
-            reason += f" plus the {relaunch:.3g} s relaunch"
         record = Replan(report.iteration, "drift", drift.describe(), switch, reason,
                         None if decision.old is None else decision.old.objective_s,
                         decision.new.objective_s, horizon, decision.migration.total_bytes,

@@ -46,22 +46,25 @@ def probe_table(result: ProbeResult, configured: Problem | None = None) -> Table
     """Per link and direction: configured and probed bandwidth, latency, spread."""
     from rich.table import Table
 
-    table = Table(title=f"Probed links ({result.reps} repetitions per size)",
+    table = Table(title=f"Probed links ({result.reps} repetitions per size; transfers back "
+                  "to back, and alone over an idle link)",
                   title_justify="left")
     for col in ("link", "direction", "configured Mb/s", "probed Mb/s", "spread",
-                "latency ms", "latency range ms", "sizes"):
+                "latency ms", "latency range ms", "alone Mb/s", "alone latency ms", "sizes"):
         table.add_column(col, justify="left" if col in ("link", "direction") else "right")
     for est in result.links:
         conf = None
         if configured is not None:
             i = configured.network.link_index(est.source, est.target)
             conf = None if i is None else configured.network.links[i]
-        for d in (est.forward, est.backward):
+        for d, alone in ((est.forward, est.forward_alone), (est.backward, est.backward_alone)):
             lo, hi = d.latency_range
             table.add_row(f"{est.source}-{est.target}", f"{d.sender} > {d.receiver}",
                           "" if conf is None else _mbps(conf.bandwidth),
                           _mbps(d.bandwidth_bps), f"{100 * d.spread:.1f}%",
                           f"{d.latency_s * 1e3:.3f}", f"{lo * 1e3:.2f}..{hi * 1e3:.2f}",
+                          "" if alone is None else _mbps(alone.bandwidth_bps),
+                          "" if alone is None else f"{alone.latency_s * 1e3:.3f}",
                           ",".join(f"{s // 1024}k" if s >= 1024 else str(s) for s in d.sizes))
     return table
 

@@ -25,13 +25,14 @@ def scenario_tables(res: ScenarioResult) -> list[Table]:
     links = Table(title=f"{res.name}: links (tbf rate against probed goodput)",
                   title_justify="left")
     for col in ("link", "direction", "tbf Mb/s", "probed Mb/s", "error", "spread",
-                "latency ms", "probed ms", "padding B"):
+                "latency ms", "probed ms", "alone ms", "padding B"):
         links.add_column(col, justify="left" if col in ("link", "direction") else "right")
     for row in res.links:
         links.add_row(row.link, row.direction, f"{row.configured_bps / 1e6:.2f}",
                       f"{row.probed_bps / 1e6:.2f}", f"{100 * row.error:+.1f}%",
                       f"{100 * row.spread:.1f}%", f"{row.latency_configured_s * 1e3:.2f}",
-                      f"{row.latency_probed_s * 1e3:.2f}", str(row.padding_bytes))
+                      f"{row.latency_probed_s * 1e3:.2f}", f"{row.latency_alone_s * 1e3:.2f}",
+                      str(row.padding_bytes))
     stages = " -> ".join(f"{s.node}[{s.first_layer}-{s.last_layer}]" for s in res.plan.stages)
     its = Table(title=f"{res.name}: {stages}, b = {res.plan.micro_batch_size} "
                 f"({res.train['schedule']}, wall clock)", title_justify="left")
@@ -55,6 +56,7 @@ def scenario_dict(res: ScenarioResult) -> dict[str, Any]:
                        "error": r.error, "spread": r.spread,
                        "latency_configured_s": r.latency_configured_s,
                        "latency_probed_s": r.latency_probed_s,
+                       "latency_alone_s": r.latency_alone_s,
                        "padding_bytes": r.padding_bytes} for r in res.links],
             "measured_s": res.measured_s, "simulated_s": res.simulated_s,
             "analytic_s": res.analytic_s, "simulated_configured_s": res.simulated_configured_s,

@@ -1,8 +1,9 @@
 """Link estimates from timed transfers, and a problem with the measured values (no torch).
 
-A transfer of ``s`` payload bytes over a direction is timed ``reps`` times at several sizes
-(:mod:`pipesl.probe.links`). The cost model charges ``x = 8 * s / bandwidth + latency``
-(SPEC section 3), so the estimate is the least-squares line through the per-size medians:
+A transfer of ``s`` payload bytes over a direction is timed ``reps`` times at several sizes,
+alone and back to back (:mod:`pipesl.probe.links`). The cost model charges
+``x = 8 * s / bandwidth + latency`` (SPEC section 3), so the estimate is the least-squares
+line through the per-size medians:
 ``bandwidth = 8 / slope`` (payload bits per second: goodput, after every header) and
 ``latency = intercept`` (the fixed cost of one transfer: the transport's header message, gloo's
 per-message work, the TCP/IP stack, any latency padding on the wire, minus what a token
@@ -115,9 +116,12 @@ class LinkEstimate:
     source: str
     target: str
     forward: DirectionEstimate
-    """source -> target."""
+    """source -> target, transfers back to back (a busy link: what the problem gets)."""
     backward: DirectionEstimate
-    """target -> source."""
+    """target -> source, back to back."""
+    forward_alone: DirectionEstimate | None = None
+    """source -> target, one transfer over an idle link."""
+    backward_alone: DirectionEstimate | None = None
 
     @property
     def bandwidth_bps(self) -> float:
@@ -133,13 +137,21 @@ class LinkEstimate:
         """Plain-JSON form."""
         return {"source": self.source, "target": self.target,
                 "bandwidth_bps": self.bandwidth_bps, "latency_s": self.latency_s,
-                "forward": self.forward.to_dict(), "backward": self.backward.to_dict()}
+                "forward": self.forward.to_dict(), "backward": self.backward.to_dict(),
+                "forward_alone": None if self.forward_alone is None
+                else self.forward_alone.to_dict(),
+                "backward_alone": None if self.backward_alone is None
+                else self.backward_alone.to_dict()}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> LinkEstimate:
         """Inverse of :meth:`to_dict`."""
+        def opt(key: str) -> DirectionEstimate | None:
+            return None if doc.get(key) is None else DirectionEstimate.from_dict(doc[key])
+
         return cls(doc["source"], doc["target"], DirectionEstimate.from_dict(doc["forward"]),
-                   DirectionEstimate.from_dict(doc["backward"]))
+                   DirectionEstimate.from_dict(doc["backward"]), opt("forward_alone"),
+                   opt("backward_alone"))
 
 
 def probed_problem(problem: Problem, links: Sequence[LinkEstimate],

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _POLL_S = 0.2
 _EVIDENCE_S = 1.0
+_QUIET_S = 0.25
 
 
 def stop_processes(processes: Sequence[Any], grace_s: float = 3.0) -> None:
@@ -100,18 +101,35 @@ class Supervisor:
 
     def _take(self, timeout: float) -> bool:
         """Handle one message; True when it was the end of the run."""
+        return self._handle_next(timeout) == "done"
+
+    def _handle_next(self, timeout: float) -> str | None:
+        """Handle one message and return its kind (None when none came within ``timeout``)."""
         try:
             kind, payload = self.channel.get(timeout=timeout)
         except queue.Empty:
-            return False
+            return None
         if kind == "error":
             rank, node, message, primary = payload
             self._errors.append((rank, node, message, primary))
-            return False
+            return kind
         if kind == "iteration":
             self.completed = payload.iteration + 1
         self.on_message(kind, payload)
-        return kind == "done"
+        return str(kind)
+
+    def _drain(self) -> None:
+        """Take what the surviving ranks already sent before they are stopped.
+
+        Ranks run without barriers, so a rank may fail while another one's records of the
+        iteration before are still on their way; without this, ``completed_iterations``
+        would depend on that race. Waits until the channel has been quiet for
+        ``_QUIET_S``, at most ``_EVIDENCE_S``.
+        """
+        deadline = time.monotonic() + _EVIDENCE_S
+        while time.monotonic() < deadline:
+            if self._handle_next(_QUIET_S) is None:
+                return
 
     def run(self) -> None:
         """Return when rank 0 reported the end of the run.
@@ -184,6 +202,7 @@ class Supervisor:
     def _fail(self, verdict: tuple[int | None, str, str] | None) -> None:
         detected = time.monotonic()
         rank, what, cause = verdict if verdict is not None else self._evidence()
+        self._drain()
         stop_processes(self.processes)
         stopped = time.monotonic() - detected
         orphans = [pid for pid in self.pids if pid is not None and running(pid)]

@@ -12,7 +12,8 @@ Sends are gloo's asynchronous ``isend``, issued from the thread that produced th
 stage, a relay lane, a link's pacer); the transport keeps each pending send (and its buffer)
 until :meth:`Transport.flush`. Receives are ``irecv`` posted ahead: as soon as one message of
 a stream has been taken, the receive of the stream's next one is posted, so a message can land
-while the receiver still computes. Every wait is bounded by ``timeout_s``; a failure there is
+while the receiver still computes (``ahead=False`` posts each when needed instead). Every
+wait is bounded by ``timeout_s``; a failure there is
 a peer's (:class:`PeerFailure`).
 """
 
@@ -114,7 +115,7 @@ class Transport:
                  shape_of: Callable[[Transfer, int], tuple[tuple[int, ...], torch.dtype]],
                  iterations: range, stamped: bool, timeout_s: float,
                  device: torch.device | None = None, auditor: Auditor | None = None,
-                 padding: Mapping[str, int] | None = None) -> None:
+                 padding: Mapping[str, int] | None = None, ahead: bool = True) -> None:
         self.node, self.ranks, self.group = node, dict(ranks), group
         self.shape_of = shape_of
         self.iterations = iterations
@@ -128,6 +129,12 @@ class Transport:
         self._sends: list[Any] = []
         self._lock = threading.Lock()
         self.padding = dict(padding or {})
+        self.ahead = ahead
+        """Post each stream's next receive as soon as one is taken (default), so that a
+        message lands while the receiver computes; False: post each when the program needs
+        it, as torch.distributed.pipelining does. Measured here (benchmarks/
+        peer_pipelining.py, docs/runtime.md): ahead is faster for GPipe, slower for 1F1B on
+        small messages (0.4-0.7 ms per message to a waiting receiver)."""
         self._zeros = {peer: torch.zeros(n, dtype=torch.uint8, device=self.device)
                        for peer, n in self.padding.items() if n > 0}
 
@@ -137,7 +144,9 @@ class Transport:
         return (_STAMP if self.stamped else 0), pad
 
     def start(self) -> None:
-        """Post the first receive of every inbound transfer."""
+        """Post the first receive of every inbound transfer (with :attr:`ahead`)."""
+        if not self.ahead:
+            return
         for transfer, box in self._in.items():
             if box.total and not box.pending:
                 self._post(transfer, box)
@@ -220,7 +229,7 @@ class Transport:
             assert (it, m) == (iteration, micro_batch), (transfer, it, m, iteration,
                                                          micro_batch)
             work.wait(self.timeout)
-            if box.posted < box.total:  # the stream's next message may land meanwhile
+            if self.ahead and box.posted < box.total:  # the next one may land meanwhile
                 self._post(transfer, box)
         except RuntimeError as exc:
             raise PeerFailure(f"{self.node}: receiving from {transfer.sender} failed: "

@@ -8,7 +8,7 @@ measured with predicted iteration times.
 """
 
 from pipesl.testbed.netns import LinkSetup, Testbed, leftovers, netns_unavailable, sweep_stale
-from pipesl.testbed.run import kernel_problem, latency_padding, testbed_probe, testbed_train
+from pipesl.testbed.run import kernel_problem, latency_padding, probe_testbed, train_testbed
 from pipesl.testbed.scenario import LinkRow, ScenarioResult, measure_scenario
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "leftovers",
     "measure_scenario",
     "netns_unavailable",
+    "probe_testbed",
     "sweep_stale",
-    "testbed_probe",
-    "testbed_train",
+    "train_testbed",
 ]

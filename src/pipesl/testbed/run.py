@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,8 +29,15 @@ from pipesl.problem.io import dump_problem, load_problem
 from pipesl.problem.types import Problem
 from pipesl.testbed.netns import Testbed
 
-__all__ = ["TCP_GOODPUT", "kernel_problem", "latency_padding", "padding_option",
-           "run_ranks", "testbed_probe", "testbed_train"]
+__all__ = [
+    "TCP_GOODPUT",
+    "kernel_problem",
+    "latency_padding",
+    "padding_option",
+    "probe_testbed",
+    "run_ranks",
+    "train_testbed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,8 @@ TCP_GOODPUT = 1448 / 1514
 """Payload bytes per frame byte of a full TCP segment at MTU 1500 (20 B IPv4, 32 B TCP with
 timestamps, 14 B Ethernet): the goodput of a link whose frames the kernel shapes."""
 PORT = 29500
+_SECONDARY = re.compile(r"Connection reset|Connection closed|receiving from|sending to|"
+                        r"PeerFailure|failed: failed:")
 
 
 def kernel_problem(problem: Problem) -> Problem:
@@ -92,25 +102,29 @@ def run_ranks(tb: Testbed, order: Sequence[str], argv: Callable[[str], list[str]
             procs[node] = tb.popen(node, [sys.executable, "-m", "pipesl", *argv(node)], env,
                                    stdout=fo, stderr=fe)
     deadline = time.monotonic() + timeout_s
-    failed: str | None = None
+    timed_out = False
     while any(p.poll() is None for p in procs.values()):
-        bad = [n for n, p in procs.items() if p.poll() not in (None, 0)]
-        if bad and failed is None:
-            failed = bad[0]
+        if any(p.poll() not in (None, 0) for p in procs.values()):
             deadline = min(deadline, time.monotonic() + 3.0)  # let the others fail too
         if time.monotonic() > deadline:
+            timed_out = not any(p.poll() not in (None, 0) for p in procs.values())
             break
         time.sleep(0.1)
     for p in procs.values():
         if p.poll() is None:
             p.kill()
             p.wait()
-    bad = [n for n, p in procs.items() if p.returncode != 0]
+    bad = [n for n in order if procs[n].returncode != 0]
     if bad:
-        node = failed or bad[0]
-        lines = [ln for ln in logs[node][1].read_text().splitlines() if ln.strip()]
-        why = lines[-1] if lines else f"exit code {procs[node].returncode}"
-        if failed is None:
+        def last_error(node: str) -> str:
+            lines = [ln for ln in logs[node][1].read_text().splitlines() if ln.strip()]
+            return lines[-1] if lines else f"exit code {procs[node].returncode}"
+
+        # the node that failed first-hand, not a neighbour that lost its connection to it
+        primary = [n for n in bad if not _SECONDARY.search(last_error(n))]
+        node = (primary or bad)[0]
+        why = last_error(node)
+        if timed_out:
             why = f"timed out after {timeout_s:.0f} s ({why})"
         raise RuntimeSetupError(f"testbed: node {node} failed: {why[:400]}")
     return {n: logs[n][0].read_text() for n in order}
@@ -127,7 +141,7 @@ def _write_inputs(folder: Path, problem: Problem, plan: Plan | None, stem: str) 
     return args
 
 
-def testbed_probe(tb: Testbed, problem: Problem, plan: Plan | None, folder: Path, *,
+def probe_testbed(tb: Testbed, problem: Problem, plan: Plan | None, folder: Path, *,
                   reps: int = 8, padding: Sequence[tuple[str, str, int]] = (),
                   timeout_s: float = 600.0) -> tuple[Problem, dict[str, Any]]:
     """Probe every link of the testbed (one ``pipesl probe`` rank per namespace, the source
@@ -146,7 +160,7 @@ def testbed_probe(tb: Testbed, problem: Problem, plan: Plan | None, folder: Path
     return load_problem(out), json.loads(raw.read_text())
 
 
-def testbed_train(tb: Testbed, problem: Problem, plan: Plan, folder: Path, *,
+def train_testbed(tb: Testbed, problem: Problem, plan: Plan, folder: Path, *,
                   steps: int = 6, padding: Sequence[tuple[str, str, int]] = (),
                   options: Sequence[str] = (), timeout_s: float = 600.0) -> dict[str, Any]:
     """Train ``plan`` across the namespaces (``pipesl worker`` per node, links paced by the

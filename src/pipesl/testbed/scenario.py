@@ -22,9 +22,9 @@ from pipesl.testbed.netns import Testbed
 from pipesl.testbed.run import (
     kernel_problem,
     latency_padding,
+    probe_testbed,
     stats_delta,
-    testbed_probe,
-    testbed_train,
+    train_testbed,
 )
 
 __all__ = ["LinkRow", "ScenarioResult", "measure_scenario"]
@@ -41,6 +41,9 @@ class LinkRow:
     spread: float
     latency_configured_s: float
     latency_probed_s: float
+    """Per-transfer cost on a busy link (transfers back to back): the probed problem's."""
+    latency_alone_s: float
+    """Per-transfer cost of a transfer alone over an idle link."""
     padding_bytes: int
 
     @property
@@ -101,10 +104,12 @@ def _rows(tb: Testbed, configured: Problem, raw: dict[str, Any],
         i = configured.network.link_index(est["source"], est["target"])
         assert i is not None
         latency = configured.network.links[i].latency
-        for d in (est["forward"], est["backward"]):
+        for d, alone in ((est["forward"], est["forward_alone"]),
+                         (est["backward"], est["backward_alone"])):
             rows.append(LinkRow(f"{est['source']}-{est['target']}",
                                 f"{d['sender']} > {d['receiver']}", setup.rate_bps,
                                 d["bandwidth_bps"], d["spread"], latency, d["latency_s"],
+                                alone["latency_s"],
                                 padding.get(frozenset((est["source"], est["target"])), 0)))
     return rows
 
@@ -125,11 +130,11 @@ def measure_scenario(problem: Problem, *, steps: int = 6, reps: int = 8,
     with Testbed(configured, nodes) as tb:
         pad = latency_padding(tb, configured)
         first = plan or solve(configured).plan
-        probed, raw = testbed_probe(tb, configured, first, work, reps=reps, padding=pad,
+        probed, raw = probe_testbed(tb, configured, first, work, reps=reps, padding=pad,
                                     timeout_s=timeout_s)
         chosen = plan or solve(probed).plan
         before = tb.qdisc_stats()
-        train = testbed_train(tb, probed, chosen, work, steps=steps, padding=pad,
+        train = train_testbed(tb, probed, chosen, work, steps=steps, padding=pad,
                               options=("--data", data), timeout_s=timeout_s)
         qdisc = stats_delta(before, tb.qdisc_stats())
         rows = _rows(tb, configured, raw, {frozenset((u, v)): n for u, v, n in pad})

@@ -617,7 +617,8 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
             # ... and no faster than S + (M - 1)(max forward + max backward) (split_floor)
             from pipesl.solvers.split_floor import gpipe_split_floor
 
-            split, found = gpipe_split_floor(problem, sizes, search.best[0], deadline=deadline)
+            split, found = gpipe_split_floor(problem, sizes, search.best[0], deadline=deadline,
+                                             budget=32)
             for plan in found:  # plans the floor's search met may beat the incumbent
                 search.offer(plan)
             search.counters["split_floor_ms"] = int(1000 * (time.perf_counter() - started))

@@ -16,6 +16,7 @@ from pipesl.problem import load_problem
 from pipesl.sim import simulate
 from pipesl.solvers import solve
 from pipesl.solvers.bruteforce import enumerate_plans
+from pipesl.solvers.makespan import plan_makespan
 from strategies import random_plan, random_problem
 
 SCHEDULES = ("gpipe", "1f1b", "1f1b-net")
@@ -148,3 +149,48 @@ def test_gpipe_per_step_floor_is_below_every_makespan(seed: int) -> None:
     assert floor <= brute.objective_s * (1 + 1e-9)
     assert solve(problem, objective="makespan").objective_s == pytest.approx(
         brute.objective_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_gpipe_split_floor_is_below_every_makespan(seed: int) -> None:
+    """The split floor (S + (M-1)(max f + max g), relaxed) never exceeds the least makespan
+    over every plan and b (exhaustive enumeration, each simulated)."""
+    from pipesl.solvers.microbatch import candidate_micro_batch_sizes
+    from pipesl.solvers.split_floor import gpipe_split_floor
+
+    r = random.Random(1000 + seed)
+    problem = random_problem(r, n_nodes=r.randint(2, 5), n_layers=r.randint(1, 4),
+                             batch_size=r.choice([2, 5, 8, 12]), schedule="gpipe",
+                             labels="none")
+    try:
+        brute = solve(problem, "bruteforce", objective="makespan")
+    except InfeasibleError:
+        return
+    floor, plans = gpipe_split_floor(problem, candidate_micro_batch_sizes(
+        problem.training.batch_size))
+    for plan in plans:  # the plans it returns are valid, and no faster than the floor
+        assert plan_makespan(problem, plan) >= floor * (1 - 1e-9)
+    assert 0 < floor <= brute.objective_s * (1 + 1e-9)
+
+
+def test_gpipe_split_floor_is_tight_on_most_small_instances() -> None:
+    """On private GPipe chains the floor is the optimum itself: it must reach the exhaustive
+    optimum on a good share of small random instances (a floor of 0 would fail this)."""
+    from pipesl.solvers.microbatch import candidate_micro_batch_sizes
+    from pipesl.solvers.split_floor import gpipe_split_floor
+
+    tight = total = 0
+    for seed in range(40):
+        r = random.Random(2000 + seed)
+        problem = random_problem(r, n_nodes=r.randint(2, 4), n_layers=r.randint(1, 3),
+                                 batch_size=r.choice([2, 5, 8]), schedule="gpipe",
+                                 labels="none")
+        try:
+            brute = solve(problem, "bruteforce", objective="makespan")
+        except InfeasibleError:
+            continue
+        total += 1
+        floor, _ = gpipe_split_floor(problem, candidate_micro_batch_sizes(
+            problem.training.batch_size))
+        tight += floor >= brute.objective_s * (1 - 1e-9)
+    assert total >= 20 and tight >= total // 3

@@ -199,25 +199,12 @@ class Supervisor:
         rank, _, message, _ = self._errors[0]
         return rank, message, "failed"
 
-    def _drain(self, limit: int = 100_000) -> None:
-        """Handle every message already sent (the processes are stopped)."""
-        for _ in range(limit):
-            try:
-                kind, payload = self.channel.get(timeout=0.0)
-            except queue.Empty:
-                return
-            if kind == "error":
-                self._errors.append(payload)
-            elif kind != "done":
-                self.on_message(kind, payload)
-
     def _fail(self, verdict: tuple[int | None, str, str] | None) -> None:
         detected = time.monotonic()
         rank, what, cause = verdict if verdict is not None else self._evidence()
         self._drain()
         stop_processes(self.processes)
         stopped = time.monotonic() - detected
-        self._drain()  # records that were on their way count: every rank has its own pipe
         orphans = [pid for pid in self.pids if pid is not None and running(pid)]
         who = self._who(rank) if rank is not None else "job"
         tail = f"; stopped all {len(self.processes)} processes in {stopped:.1f} s"

@@ -165,12 +165,15 @@ class RelaxedDP:
 
 
 def relaxed_dp(ctx: Context, tau: float = np.inf, windows: Windows = (),
-               penalty: np.ndarray | None = None) -> RelaxedDP:
+               penalty: np.ndarray | None = None, *,
+               stage_times: np.ndarray | None = None) -> RelaxedDP:
     """Run the backward DP under threshold ``tau`` (see the module docstring).
 
     Two labels per state eliminate 2-cycles (a node computing stages k and k + 2), the
     relaxation's most common way to reuse a node; longer cycles are left to branch and bound.
     ``penalty`` (C,) adds a constant to every stage a node runs (a Lagrange multiplier).
+    ``stage_times`` replaces the (windowed) stage-time table, already filtered by the caller:
+    tau then filters hops only (``pipesl.solvers.split_floor``).
 
     Complexity O(L^2 C + L C^2) array work plus one all-origins Dijkstra per distinct
     (activation size, admissible link set), cached across passes.
@@ -192,9 +195,9 @@ def relaxed_dp(ctx: Context, tau: float = np.inf, windows: Windows = (),
         d1[L] = 0.0
     else:
         d1[L] = routes.label_distances(tau)[ctx.compute]
-    times = ctx.times(windows)
+    times = ctx.times(windows) if stage_times is None else stage_times
     reach = ctx.reach
-    filtered = tau != inf
+    filtered = tau != inf and stage_times is None
     rows = np.arange(C)
     for l in range(L - 1, -1, -1):
         hi = reach[l]  # no stage starting after layer l can end beyond it (memory)
@@ -230,8 +233,11 @@ def relaxed_dp(ctx: Context, tau: float = np.inf, windows: Windows = (),
     return RelaxedDP(tau, float(c1[0, src]), c1, d1, counts, windows, s1, c2, m1, d2, m2)
 
 
-def relaxed_plan(ctx: Context, dp: RelaxedDP) -> Plan | None:
-    """Follow the DP's labels from the source into a plan (None when infeasible)."""
+def relaxed_plan(ctx: Context, dp: RelaxedDP, *, stage_times: np.ndarray | None = None
+                 ) -> Plan | None:
+    """Follow the DP's labels from the source into a plan (None when infeasible).
+
+    ``stage_times``: the table the DP ran on, when it was given one."""
     if not np.isfinite(dp.value):
         return None
     assert dp.comp_next is not None and dp.dep_alt is not None and dp.dep_alt_next is not None
@@ -242,8 +248,11 @@ def relaxed_plan(ctx: Context, dp: RelaxedDP) -> Plan | None:
     stages: list[tuple[int, int, int]] = []
     routes: list[list[int]] = []
     while True:
-        row = ctx.compute_times(layer, dp.windows)[c]
-        row = np.where(row <= dp.tau, row, np.inf)
+        if stage_times is None:
+            row = ctx.compute_times(layer, dp.windows)[c]
+            row = np.where(row <= dp.tau, row, np.inf)
+        else:
+            row = stage_times[c, layer, layer + 1:]
         d1, d2 = dp.h_dep[layer + 1:, c], dp.dep_alt[layer + 1:, c]
         nxt = dp.dep_next[layer + 1:, c]
         first = dp.comp_next[layer, c]

@@ -613,6 +613,16 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
         step = solve_exact(problem, sizes, time_limit=left, per_step=True)
         search.floor = step.lower_bound_s
         search.counters["floor_dp_passes"] = step.counters.get("dp_passes", 0)
+        if search.best is not None and search.floor < search.best[0] * (1 - _REL_TOL):
+            # ... and no faster than S + (M - 1)(max forward + max backward) (split_floor)
+            from pipesl.solvers.split_floor import gpipe_split_floor
+
+            split, found = gpipe_split_floor(problem, sizes, search.best[0], deadline=deadline,
+                                             budget=32)
+            for plan in found:  # plans the floor's search met may beat the incumbent
+                search.offer(plan)
+            search.counters["split_floor_ms"] = int(1000 * (time.perf_counter() - started))
+            search.floor = max(search.floor, min(split, search.best[0]))
     search.roots()
     proven = search.run()
     if search.best is None:

@@ -1,0 +1,244 @@
+"""GPipe's split floor: a lower bound on ``S + (M - 1)(max forward step + max backward step)``.
+
+For GPipe without a label route, bound 5 of :mod:`pipesl.cost.bounds` (the flush) splits the
+iteration into a forward phase and a backward phase. Take in the forward phase the resource
+of the step p with the largest forward time F = f_p: its M forwards run one after another,
+after the HF(p) that micro-batch 0 needs to reach p, and the last one still has the forward
+rest after p to go, so the forward phase lasts at least ``sum f + (M - 1) F``; likewise the
+backward phase at least ``sum g + (M - 1) G`` with G the largest backward time. Hence every
+plan's GPipe makespan is at least
+
+    S + (M - 1) (F + G),       S = sum f + sum g (the plan's first-micro-batch time),
+
+which is at least the per-step floor ``S + (M - 1) max_p (f_p + g_p)`` and strictly more when
+the slowest forward step is not the slowest backward step (a transformer's slow hop forwards
+an activation as slowly as it returns the gradient, but a compute stage's backward is about
+twice its forward).
+
+**Computing a lower bound on its minimum over plans.** Let R(phi, gamma) be the relaxed
+layered DP's least S (:func:`pipesl.solvers.layered.relaxed_dp`: hops priced on their own,
+node reuse beyond 2-cycles allowed, the memory rule of GPipe) over plans whose compute stages
+all have forward time <= phi and backward time <= gamma, and whose hops all have x <= min(phi,
+gamma) (a hop forwards and returns in x each way). R is a lower bound on every such valid
+plan's S and is non-increasing in both thresholds. For one b, with lam = M - 1:
+
+    min over plans of S + lam (F + G) >= min_phi [ V(phi) + lam phi ],
+    V(phi) = min_gamma [ R(phi, gamma) + lam gamma ]
+
+because a plan with maxima F, G is admissible at (F, G), so its value is at least
+``R(F, G) + lam G + lam F``. Each one-dimensional minimum is bounded by the threshold method
+of :mod:`pipesl.solvers.threshold` (:func:`_min_plus_max`): an evaluation at tau gives a
+lower bound s on the least S of the plans with value <= tau (and, when it returns a plan,
+that plan's value v <= tau: every value in [v, tau] costs at least s + lam v); a gap (lo, hi)
+of values not yet evaluated, with s_hi known at hi, costs at least ``s_hi + lam lo``. The
+result is the least of the evaluated costs and of the open gaps' bounds, so a search stopped
+by its budget or the clock still returns a valid (weaker) bound. Minimising over b: every b
+is bounded the same way (the smallest b of each M dominates, as for the other bounds).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from pipesl.cost import CostTables, feasible_micro_batch_sizes, num_micro_batches, stage_phases
+from pipesl.cost.bounds import gpipe_closed_form
+from pipesl.exceptions import PipeslError
+from pipesl.plan import Plan, validate_plan
+from pipesl.problem.types import Problem
+from pipesl.solvers.layered import (
+    Context,
+    RelaxedDP,
+    Windows,
+    branch,
+    relaxed_dp,
+    relaxed_plan,
+    reused_node,
+)
+from pipesl.solvers.routes import RouteCache
+
+__all__ = ["gpipe_split_floor"]
+
+_BISECT_MIN = 1e-3
+"""Gaps narrower than this fraction of their top are closed by one evaluation just below it."""
+_SLIVER = 1e-11
+"""That evaluation's threshold: ``hi (1 - _SLIVER)``; the sliver above it stays open with its
+bound ``s_hi + lam tau`` (at most ``lam hi _SLIVER`` below the point at hi)."""
+_PRUNE = 1e-10
+"""Gaps whose bound is within this fraction of the best are not refined (their bound stays in
+the result, which is then at most this fraction below the exact minimum)."""
+
+Evaluation = tuple[float, float, float]
+"""(a lower bound s on the least S among values <= tau; a split point v <= tau, the value of
+the plan found (any v in [lo, tau] is valid: it only guides the search); extra data)."""
+
+
+def _min_plus_max(evaluate: Callable[[float], Evaluation], lam: float, upper: float,
+                  max_evaluations: int, deadline: float | None
+                  ) -> tuple[float, float]:
+    """A lower bound on ``min over plans of S + lam * value`` (see the module docstring).
+
+    Returns the bound (a bound at or above ``upper`` only says "no better than upper") and the
+    ``extra`` of the evaluated point with the least cost (nan when none).
+    """
+    s0, v0, x0 = evaluate(math.inf)
+    if not math.isfinite(s0):
+        return math.inf, math.nan
+    best, best_x = s0 + lam * v0, x0
+    final = math.inf  # bounds of gaps too narrow to refine
+    heap: list[tuple[float, int, float, float, float]] = []  # (bound, seq, lo, hi, s_hi)
+    seq = itertools.count()
+    if v0 > 0:
+        heapq.heappush(heap, (s0, next(seq), 0.0, v0, s0))
+    evaluations = 1
+    while heap:
+        lb, _, lo, hi, s_hi = heap[0]
+        if lb >= min(best, upper) * (1 - _PRUNE):
+            break
+        if evaluations >= max_evaluations or (deadline is not None
+                                              and time.perf_counter() > deadline):
+            break
+        heapq.heappop(heap)
+        if hi - lo <= _SLIVER * hi:
+            final = min(final, lb)
+            continue
+        walk = hi - lo <= _BISECT_MIN * hi
+        tau = max(hi * (1 - _SLIVER), lo) if walk else (lo + hi) / 2
+        s, v, x = evaluate(tau)
+        evaluations += 1
+        if math.isfinite(s):
+            v = min(max(v, lo), tau)
+            if s + lam * v < best:
+                best, best_x = s + lam * v, x
+            if v > lo:
+                heapq.heappush(heap, (s + lam * lo, next(seq), lo, v, s))
+        heapq.heappush(heap, (s_hi + lam * tau, next(seq), tau, hi, s_hi))
+    top = heap[0][0] if heap else math.inf
+    return min(best, top, final), best_x
+
+
+class _SplitTables:
+    """Forward and backward times of every compute stage and hop of one b."""
+
+    def __init__(self, problem: Problem, tables: CostTables, ctx: Context):
+        self.ctx = ctx
+        b = ctx.b
+        layers = problem.model.layers
+        fwd = np.concatenate(([0.0], np.cumsum([x.fwd_flops for x in layers])))
+        starts = np.arange(tables.num_layers)
+        work = fwd[None, :] - fwd[starts][:, None]
+        nodes = ctx.compute
+        self.forward = (b * tables.inv_flops[nodes][:, None, None] * work[None]
+                        + tables.overhead[nodes][:, None, None])
+        times = ctx.stage_times  # +inf where a stage cannot run (memory, source rule)
+        self.backward = times - self.forward
+        self.forward = np.where(np.isfinite(times), self.forward, np.inf)
+        # a hop's load on its link is share * 2x: x <= h  <=>  load <= 2 share h
+        self.hop_factor = float(2.0 * tables.load_share.max()) if len(tables.load_share) else 1.0
+        self.best: tuple[float, Plan] | None = None
+        """The valid plan of least GPipe closed form met among the relaxed plans."""
+
+    def keep(self, plan: Plan) -> None:
+        """Remember ``plan`` when it is valid, private (closed form applies) and the best."""
+        try:
+            validate_plan(self.ctx.problem, plan)
+        except PipeslError:
+            return
+        if not feasible_micro_batch_sizes(self.ctx.problem, plan)[plan.micro_batch_size - 1]:
+            return
+        t = gpipe_closed_form(self.ctx.problem, plan)
+        if t is not None and (self.best is None or t < self.best[0]):
+            self.best = (t, plan)
+
+    def evaluate(self, phi: float, gamma: float, budget: int = 1
+                 ) -> tuple[float, float, float]:
+        """(a lower bound on R'(phi, gamma), largest forward, largest backward of the plan).
+
+        R' is R with every node computing one stage: the relaxed plan that reuses a node is
+        split three ways by :func:`~pipesl.solvers.layered.branch` (a partition of the plans
+        where the node runs one stage), best first, up to ``budget`` DP passes; the result is
+        the least open bound, a lower bound on R' (and R <= R' <= every valid plan's S).
+        """
+        ctx = self.ctx
+        admitted = (self.forward <= phi) & (self.backward <= gamma)
+        hop_tau = self.hop_factor * min(phi, gamma)
+        counter = itertools.count()
+
+        def node(windows: Windows) -> tuple[float, int, Windows, RelaxedDP, np.ndarray]:
+            times = np.where(admitted, ctx.times(windows), np.inf)
+            dp = relaxed_dp(ctx, hop_tau, windows, stage_times=times)
+            return dp.value, next(counter), windows, dp, times
+
+        heap = [node(())]
+        passes = 1
+        while heap:
+            value, _, windows, dp, times = heap[0]
+            if not math.isfinite(value):
+                return math.inf, phi, gamma
+            plan = relaxed_plan(ctx, dp, stage_times=times)
+            reuse = None if plan is None else reused_node(ctx, plan)
+            if reuse is None or passes >= budget:
+                f_max, g_max = phi, gamma
+                if plan is not None and reuse is None:
+                    self.keep(plan)
+                if plan is not None:
+                    try:
+                        phases = stage_phases(ctx.problem, plan)
+                    except (PipeslError, KeyError, ValueError):
+                        phases = ()
+                    if phases:
+                        f_max = max(p.forward(ctx.b) for p in phases)
+                        g_max = max(p.backward(ctx.b) for p in phases)
+                return value, f_max, g_max
+            heapq.heappop(heap)
+            for child in branch(windows, reuse[0], reuse[1], ctx.num_layers):
+                heapq.heappush(heap, node(child))
+                passes += 1
+        return math.inf, phi, gamma
+
+
+def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = math.inf, *,
+                      deadline: float | None = None, max_evaluations: int = 48,
+                      budget: int = 1) -> tuple[float, list[Plan]]:
+    """A proven lower bound on every plan's GPipe makespan (no label route) over ``sizes``,
+    and the valid private plans (one per b at most) of least closed form the search met:
+    when one of them reaches the bound it is optimal.
+
+    See the module docstring. A value at or above ``upper`` only says "no plan beats upper".
+    ``max_evaluations`` caps each one-dimensional search and ``budget`` the DP passes of
+    each evaluation's node branching (the bound stays valid either way, just weaker).
+    """
+    tables = CostTables.from_problem(problem)
+    cache = RouteCache()
+    B = problem.training.batch_size
+    floor = math.inf
+    plans: list[Plan] = []
+    for b in sorted(set(sizes)):
+        if deadline is not None and time.perf_counter() > deadline:
+            return 0.0, plans  # not every b bounded: nothing proven
+        lam = float(num_micro_batches(B, b) - 1)
+        ctx = Context(problem, tables, b, cache)
+        split = _SplitTables(problem, tables, ctx)
+        cap = min([upper, floor, *(gpipe_closed_form(problem, q) or math.inf for q in plans)])
+
+        def outer(phi: float, split: _SplitTables = split, lam: float = lam,
+                  cap: float = cap) -> Evaluation:
+            def inner(gamma: float) -> Evaluation:
+                s, f_max, g_max = split.evaluate(phi, gamma, budget)
+                return s, g_max, f_max
+
+            value, f_best = _min_plus_max(inner, lam, cap, max_evaluations, deadline)
+            # split at the forward maximum of the best plan found (a heuristic: any split holds)
+            v = f_best if math.isfinite(f_best) else phi
+            return value, v, math.nan
+
+        bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline)
+        floor = min(floor, bound)
+        if split.best is not None:
+            plans.append(split.best[1])
+    return floor, plans

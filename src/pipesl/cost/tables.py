@@ -141,6 +141,20 @@ class CostTables:
         inv = self.inv_flops[nodes]
         return b * inv[:, None, None] * work[None] + 2.0 * self.overhead[nodes][:, None, None]
 
+    def all_stage_forward_times(self, b: float, nodes: np.ndarray,
+                                fwd_flops: np.ndarray) -> np.ndarray:
+        """(C, L, L+1): the forward pass alone of ``nodes[c]`` running layers l+1..j.
+
+        ``b * sum(fwd_flops) / flops_n + o_n`` (see :func:`pipesl.cost.model.stage_phases`);
+        ``fwd_flops`` holds the per-sample forward FLOPs of every layer. The backward pass is
+        :meth:`all_stage_times` minus this.
+        """
+        fwd = np.concatenate(([0.0], np.cumsum(np.asarray(fwd_flops, dtype=float))))
+        starts = np.arange(self.num_layers)
+        work = fwd[None, :] - fwd[starts][:, None]  # (L, L+1)
+        inv = self.inv_flops[nodes]
+        return b * inv[:, None, None] * work[None] + self.overhead[nodes][:, None, None]
+
     def all_stage_memory(self, b: int, stages_from_end: int = 1) -> np.ndarray:
         """(L, L+1): bytes layers l+1..j need at b (meaningful where j > l)."""
         starts = np.arange(self.num_layers)

@@ -129,12 +129,8 @@ class _SplitTables:
         self.ctx = ctx
         b = ctx.b
         layers = problem.model.layers
-        fwd = np.concatenate(([0.0], np.cumsum([x.fwd_flops for x in layers])))
-        starts = np.arange(tables.num_layers)
-        work = fwd[None, :] - fwd[starts][:, None]
-        nodes = ctx.compute
-        self.forward = (b * tables.inv_flops[nodes][:, None, None] * work[None]
-                        + tables.overhead[nodes][:, None, None])
+        self.forward = tables.all_stage_forward_times(
+            b, ctx.compute, np.array([x.fwd_flops for x in layers]))
         times = ctx.stage_times  # +inf where a stage cannot run (memory, source rule)
         self.backward = times - self.forward
         self.forward = np.where(np.isfinite(times), self.forward, np.inf)

@@ -2,7 +2,8 @@
 runtime's own transport, device FLOP/s from the calibration (``pipesl probe``).
 
 :mod:`pipesl.probe.estimate` (no torch) fits the timed transfers and writes the measured
-values into a problem; :mod:`pipesl.probe.links` times them (torch); :mod:`pipesl.probe.run`
+values into a problem; :mod:`pipesl.probe.links` fits the timings of
+:mod:`pipesl.runtime.linktiming` (the torch part); :mod:`pipesl.probe.run`
 is one rank of a probe under torchrun.
 """
 

@@ -2,7 +2,8 @@
 
 Every host runs one process per node it hosts (like ``pipesl worker``); the ranks join a gloo
 group through torchrun's environment, time every link between their nodes
-(:mod:`pipesl.probe.links`) and, with ``devices``, calibrate the model on each compute node
+(:mod:`pipesl.runtime.linktiming`, the only part that needs torch; fitted by
+:mod:`pipesl.probe.links`) and, with ``devices``, calibrate the model on each compute node
 (:func:`pipesl.profiling.calibrate`). Rank 0 returns a :class:`ProbeResult`.
 """
 
@@ -13,12 +14,12 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.plan import Plan
 from pipesl.probe.estimate import LinkEstimate, probed_problem
+from pipesl.probe.links import estimate_links
 from pipesl.problem.types import Problem
 
 __all__ = ["DEFAULT_SIZES", "ProbeResult", "message_sizes", "probe_nodes", "run_probe"]
@@ -137,10 +138,7 @@ def run_probe(problem: Problem, plan: Plan | None = None, *,
 
     Returns the result on rank 0, None elsewhere.
     """
-    import torch
-    import torch.distributed as dist
-
-    from pipesl.probe.links import probe_links
+    from pipesl.runtime.linktiming import probe_rank
 
     if isinstance(reps, bool) or not isinstance(reps, int) or reps < 2:
         raise ProblemError("reps", "must be an integer >= 2", reps)
@@ -151,25 +149,16 @@ def run_probe(problem: Problem, plan: Plan | None = None, *,
         raise ProblemError("nodes", "no link joins two probed nodes", ", ".join(order))
     todo = message_sizes(problem, plan, links, sizes)
     rank, world = _rank(order, host_nodes)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=timeout_s))
-    try:
-        found = probe_links(order, rank, links, todo, reps=reps, padding=padding,
-                            timeout_s=timeout_s,
-                            progress=lambda what: logger.info("probed %s", what))
-        measured: dict[str, tuple[float, float]] = {}
-        if devices:
-            node = problem.network.node(order[rank])
-            mine = _calibrate(problem, node.id, model) if node.can_compute else None
-            parts: list[Any] | None = [None] * world if rank == 0 else None
-            dist.gather_object(mine, parts, dst=0)
-            if parts is not None:
-                measured = {order[i]: p for i, p in enumerate(parts) if p is not None}
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    if found is None:
+    node = problem.network.node(order[rank])
+
+    def calibrate() -> tuple[float, float] | None:  # every rank joins the gather
+        return _calibrate(problem, node.id, model) if node.can_compute else None
+
+    got = probe_rank(order, rank, world, links, todo, reps=reps, padding=padding,
+                     timeout_s=timeout_s, calibrate=calibrate if devices else None)
+    if got is None:
         return None
+    timed, measured = got
+    found = estimate_links(links, todo, timed)
     return ProbeResult(probed_problem(problem, found, measured, duplex), tuple(found),
                        measured, reps)

@@ -33,13 +33,9 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-import networkx as nx
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
@@ -47,6 +43,7 @@ from pipesl.cost.bounds import BoundStep, Suffix, gpipe_closed_form, pipeline_bo
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
+from pipesl.solvers.makespan_tables import PassTables
 from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["plan_makespan", "solve_makespan"]
@@ -95,289 +92,13 @@ class _State:
     """Route generator: True when its bound used route ``index``'s own time."""
 
 
-class _PerB:
-    """Everything the search needs at one micro-batch size: pass times, memory, relaxed DP."""
-
-    def __init__(self, problem: Problem, b: int):
-        net, model, tr = problem.network, problem.model, problem.training
-        self.problem = problem
-        self.b = b
-        self.m = num_micro_batches(tr.batch_size, b)
-        L = model.num_layers
-        self.L = L
-        ids = [n.id for n in net.nodes]
-        self.ids = ids
-        self.index = net.node_index
-        self.src = net.node_index[tr.source]
-        self.label = None if tr.labels_at is None else net.node_index[tr.labels_at]
-        fw = np.concatenate(([0.0], np.cumsum([x.fwd_flops for x in model.layers])))
-        bw = np.concatenate(([0.0], np.cumsum([x.bwd_flops for x in model.layers])))
-        self.params = np.concatenate(([0.0], np.cumsum([x.param_bytes for x in model.layers])))
-        self.acts = np.concatenate(([0.0], np.cumsum([x.act_bytes for x in model.layers])))
-        self.compute = [i for i, n in enumerate(net.nodes) if n.can_compute]
-        n_nodes = len(ids)
-        inv = np.array([1.0 / n.flops if n.can_compute else 0.0 for n in net.nodes])
-        over = np.array([n.overhead for n in net.nodes])
-        self.memory = np.array([n.memory for n in net.nodes])
-        # f[c, i, j]: forward of layers i+1..j on c (i < j), inf elsewhere
-        diff_f = fw[None, :] - fw[:, None]
-        diff_b = bw[None, :] - bw[:, None]
-        upper = np.triu(np.ones((L + 1, L + 1), dtype=bool), 1)
-        self.f = np.full((n_nodes, L + 1, L + 1), np.inf)
-        self.g = np.full((n_nodes, L + 1, L + 1), np.inf)
-        for c in self.compute:
-            self.f[c][upper] = (b * diff_f * inv[c] + over[c])[upper]
-            self.g[c][upper] = (b * diff_b * inv[c] + over[c])[upper]
-        self.fw, self.bw = fw, bw
-        self.flops = np.array([n.flops for n in net.nodes])
-        self.overhead = over
-        self.state = tr.state_factor * (self.params[None, :] - self.params[:, None])
-        self.act = self.acts[None, :] - self.acts[:, None]
-        self.schedule = tr.schedule
-        self.batch = tr.batch_size
-        # hop x per link and layer
-        self.links = net.links
-        self.out_bytes = [model.input_bytes] + [x.out_bytes for x in model.layers]
-        self.graph = net.graph
-        self.shortest = tr.routing == "shortest"
-        self._paths: dict[tuple[int, int, float], tuple[list[tuple[str, ...]],
-                                                         Iterator[list[str]] | None]] = {}
-        self._relax()
-
-    # ---------------------------------------------------------------- memory
-    def window(self, stage: int, k_total: int) -> float:
-        """Samples of activations a stage must hold to be placed (SPEC memory rule)."""
-        if self.schedule == "gpipe":
-            return float(self.batch)
-        if self.schedule == "1f1b" and k_total:
-            return float(min(self.m, k_total - stage) * self.b)
-        return float(self.b)
-
-    def fits(self, c: int, i: int, stage: int, k_total: int) -> np.ndarray:
-        """Over j = 0..L: True where c can hold layers i+1..j as stage ``stage``."""
-        need = self.state[i] + self.window(stage, k_total) * self.act[i]
-        ok = need <= self.memory[c]
-        ok[: i + 1] = False
-        return ok
-
-    # ---------------------------------------------------------------- hops
-    def x(self, link_index: int, layer: int) -> float:
-        e = self.links[link_index]
-        return 8.0 * self.b * self.out_bytes[layer] / e.bandwidth + e.latency
-
-    def hop_weight(self, layer: int) -> dict[tuple[str, str], float]:
-        a = self.out_bytes[layer]
-        return {(e.source, e.target): 8.0 * self.b * a / e.bandwidth + e.latency
-                for e in self.links}
-
-    def path(self, u: int, v: int, layer: int, i: int) -> tuple[str, ...] | None:
-        """The i-th route from u to v for layer ``layer``'s output, by increasing time."""
-        key = (u, v, float(self.out_bytes[layer]))
-        got = self._paths.get(key)
-        if got is None:
-            su, sv = self.ids[u], self.ids[v]
-            if u == v:
-                got = ([(su,)], None)
-            elif not nx.has_path(self.graph, su, sv):
-                got = ([], None)
-            else:
-                w = self.hop_weight(layer)
-
-                def weight(a: str, c: str, _d: object) -> float:
-                    return w[(a, c)] if (a, c) in w else w[(c, a)]
-
-                if self.shortest:
-                    paths = [tuple(p) for p in nx.all_shortest_paths(self.graph, su, sv)]
-                    paths.sort(key=lambda p: sum(weight(a, c, None)
-                                                 for a, c in itertools.pairwise(p)))
-                    got = (paths, None)
-                else:
-                    got = ([], nx.shortest_simple_paths(self.graph, su, sv, weight=weight))
-            self._paths[key] = got
-        paths, gen = got
-        while gen is not None and len(paths) <= i:
-            nxt = next(gen, None)
-            if nxt is None:
-                gen = None
-                self._paths[key] = (paths, None)
-            else:
-                paths.append(tuple(nxt))
-        return paths[i] if i < len(paths) else None
-
-    def hop_steps(self, route: tuple[str, ...], layer: int, stage: int) -> list[BoundStep]:
-        out = []
-        net = self.problem.network
-        for u, v in itertools.pairwise(route):
-            link = net.link_between(u, v)
-            assert link is not None
-            x = cost.transfer_time(link, self.out_bytes[layer])(self.b)
-            if link.duplex == "full":
-                fr = cost.resource_name("link", u, v, True)
-                br = cost.resource_name("link", v, u, True)
-            else:
-                fr = br = cost.resource_name("link", link.source, link.target)
-            out.append(BoundStep(x, x, fr, br, stage, False))
-        return out
-
-    def route_time(self, route: tuple[str, ...], layer: int) -> float:
-        net = self.problem.network
-        total = 0.0
-        for u, v in itertools.pairwise(route):
-            link = net.link_between(u, v)
-            assert link is not None
-            total += cost.transfer_time(link, self.out_bytes[layer])(self.b)
-        return total
-
-    # ---------------------------------------------------------------- relaxation
-    def _relax(self) -> None:
-        """Least forward / backward time of the rest from every (layer, node), distinct
-        nodes and link sharing ignored (a lower bound)."""
-        L, n_nodes = self.L, len(self.ids)
-        later = [c for c in self.compute if c != self.src]
-        fit_any = np.zeros((n_nodes, L + 1, L + 1), dtype=bool)
-        # the least window any schedule needs (1F1B: its last stage's)
-        need = self.state + self.window(1, 0) * self.act
-        upper = np.triu(np.ones((L + 1, L + 1), dtype=bool), 1)
-        for c in later:
-            fit_any[c] = (need <= self.memory[c]) & upper
-        f = np.where(fit_any, self.f, np.inf)
-        g = np.where(fit_any, self.g, np.inf)
-        # one-way route distances per layer
-        dist = np.full((L + 1, n_nodes, n_nodes), np.inf)
-        u = np.array([self.index[e.source] for e in self.links], dtype=np.int64)
-        v = np.array([self.index[e.target] for e in self.links], dtype=np.int64)
-        inv_bw = np.array([8.0 / e.bandwidth for e in self.links])
-        lat = np.array([e.latency for e in self.links])
-        done: dict[float, np.ndarray] = {}
-        for j in range(L + 1):
-            a = float(self.out_bytes[j])
-            if a not in done:
-                if len(u):
-                    w = self.b * a * inv_bw + lat
-                    mat = csr_matrix((np.concatenate((w, w)), (np.concatenate((u, v)),
-                                                               np.concatenate((v, u)))),
-                                     shape=(n_nodes, n_nodes))
-                    done[a] = dijkstra(mat, directed=True)
-                else:
-                    d = np.full((n_nodes, n_nodes), np.inf)
-                    np.fill_diagonal(d, 0.0)
-                    done[a] = d
-            dist[j] = done[a]
-        self.dist = dist
-        # incident[j, n]: least load one hop leaving n with layer j's output puts on a resource
-        incident = np.full((L + 1, n_nodes), np.inf)
-        out_b = np.asarray(self.out_bytes, dtype=float)
-        for e in self.links:
-            share = 1.0 if e.duplex == "full" else 2.0
-            load = share * (8.0 * self.b * out_b / e.bandwidth + e.latency)
-            for end in (self.index[e.source], self.index[e.target]):
-                incident[:, end] = np.minimum(incident[:, end], load)
-        self.incident = np.where(np.isfinite(incident), incident, 0.0)
-        cidx = np.array(self.compute, dtype=np.int64)  # the DP runs over compute nodes
-        lab = (np.zeros(len(cidx)) if self.label is None else dist[L][cidx, self.label])
-        dcc = dist[:, cidx][:, :, cidx].copy()
-        for j in range(L + 1):
-            np.fill_diagonal(dcc[j], np.inf)
-        # placed[j, n]: rest after a stage ended at n with layer j; arrived[j, m]: rest after
-        # layer j's output reached m, which computes next.
-        out = {}
-        for name, t, with_label in (("F", f, True), ("G", g, True), ("Fc", f, False),
-                                    ("Gc", g, False)):
-            tc = t[cidx]
-            placed_c = np.full((L + 1, len(cidx)), np.inf)
-            arrived_c = np.full((L + 1, len(cidx)), np.inf)
-            placed_c[L] = lab if with_label else 0.0
-            for j in range(L - 1, -1, -1):
-                arrived_c[j] = (tc[:, j, j + 1:] + placed_c[j + 1:].T).min(axis=1)
-                placed_c[j] = (dcc[j] + arrived_c[j][None, :]).min(axis=1)
-            placed = np.full((L + 1, n_nodes), np.inf)
-            arrived = np.full((L + 1, n_nodes), np.inf)
-            placed[:, cidx] = placed_c
-            arrived[:, cidx] = arrived_c
-            out[name] = (placed, arrived)
-        # the same relaxation minimising the largest later compute step instead of the sum
-        # (a memory-bound model must be cut into stages no smaller than what fits)
-        reach = np.isfinite(dcc)
-        for name, t in (("mF", f), ("mG", g), ("mT", f + g)):
-            tc = t[cidx]
-            placed_c = np.full((L + 1, len(cidx)), np.inf)
-            arrived_c = np.full((L + 1, len(cidx)), np.inf)
-            placed_c[L] = 0.0
-            for j in range(L - 1, -1, -1):
-                arrived_c[j] = np.maximum(tc[:, j, j + 1:], placed_c[j + 1:].T).min(axis=1)
-                placed_c[j] = np.where(reach[j], arrived_c[j][None, :], np.inf).min(axis=1)
-            placed = np.full((L + 1, n_nodes), np.inf)
-            arrived = np.full((L + 1, n_nodes), np.inf)
-            placed[:, cidx] = placed_c
-            arrived[:, cidx] = arrived_c
-            out[name] = (placed, arrived)
-        self.rest = out
-        # least single-layer times of the layers after j (some later step holds each)
-        t1 = np.full((L + 1,), 0.0)
-        f1 = np.full((L + 1,), 0.0)
-        g1 = np.full((L + 1,), 0.0)
-        if later:
-            idx = np.arange(L)
-            one_f = np.array([[self.f[c, i, i + 1] for i in idx] for c in later]).min(axis=0)
-            one_g = np.array([[self.g[c, i, i + 1] for i in idx] for c in later]).min(axis=0)
-            for j in range(L):
-                t1[j] = (one_f[j:] + one_g[j:]).max()
-                f1[j] = one_f[j:].max()
-                g1[j] = one_g[j:].max()
-        self.step_t, self.step_f, self.step_g = t1, f1, g1
-
-    def _steps(self, j: int, used: frozenset[int], hop_from: tuple[int, ...],
-               at: tuple[int, int] | None = None) -> tuple[float, float, float]:
-        """Least (t, f, g) that some later step must reach: one of the layers after j alone
-        on its fastest node; the rest of the model split over all unused nodes as evenly as
-        their speeds allow (some stage then takes at least its share); the least largest
-        later stage of the min-max relaxation from ``at`` = (0 placed | 1 arrived, node);
-        and the hop that must leave each node of ``hop_from`` with layer j's output (its
-        busiest resource)."""
-        if j >= self.L:
-            return 0.0, 0.0, 0.0
-        t, f, g = float(self.step_t[j]), float(self.step_f[j]), float(self.step_g[j])
-        if at is not None:
-            r = self.rest
-            kind, node = at
-            t = max(t, float(r["mT"][kind][j, node]))
-            f = max(f, float(r["mF"][kind][j, node]))
-            g = max(g, float(r["mG"][kind][j, node]))
-        free = [c for c in self.compute if c not in used and c != self.src]
-        if free:
-            speed = float(sum(self.flops[c] for c in free))
-            over = float(min(self.overhead[c] for c in free))
-            fw = self.b * (self.fw[self.L] - self.fw[j]) / speed + over
-            bw = self.b * (self.bw[self.L] - self.bw[j]) / speed + over
-            t, f, g = max(t, fw + bw), max(f, fw), max(g, bw)
-        for n in hop_from:
-            t = max(t, float(self.incident[j, n]))
-        return t, f, g
-
-    def suffix_placed(self, j: int, n: int, used: frozenset[int]) -> Suffix:
-        r = self.rest
-        if j == self.L:
-            lab = r["F"][0][j, n]
-            return Suffix(lab, lab, 0.0, 0.0)
-        t, f, g = self._steps(j, used, (n,), (0, n))
-        return Suffix(r["F"][0][j, n], r["G"][0][j, n], r["Fc"][0][j, n], r["Gc"][0][j, n],
-                      t, f, g)
-
-    def suffix_arrived(self, j: int, m: int, used: frozenset[int], extra: float = 0.0,
-                       hop_from: tuple[int, ...] = ()) -> Suffix:
-        r = self.rest
-        t, f, g = self._steps(j, used, hop_from, (1, m))
-        return Suffix(r["F"][1][j, m] + extra, r["G"][1][j, m] + extra,
-                      r["Fc"][1][j, m] + extra, r["Gc"][1][j, m] + extra, t, f, g)
-
-
 class _Search:
     def __init__(self, problem: Problem, sizes: list[int], deadline: float | None):
         self.problem = problem
         self.schedule = problem.training.schedule
         self.deadline = deadline
         self.sizes = sizes
-        self.per_b: dict[int, _PerB] = {}
+        self.per_b: dict[int, PassTables] = {}
         """Built when the search first reaches b (its root's cheap bound is below U)."""
         self.best: tuple[float, Plan] | None = None
         self.floor = 0.0
@@ -389,7 +110,7 @@ class _Search:
                          "routes": 0, "b_values": len(sizes)}
 
     # ---------------------------------------------------------------- bounds
-    def windows(self, pb: _PerB, stages: tuple[Stage, ...], k_total: int) -> tuple[
+    def windows(self, pb: PassTables, stages: tuple[Stage, ...], k_total: int) -> tuple[
             list[float], list[int], bool]:
         m = pb.m
         n = max(len(stages), 1)
@@ -459,13 +180,13 @@ class _Search:
 
     def start(self, b: int) -> None:
         """b's tables, and its first stages (for 1F1B, one search per number of stages K)."""
-        pb = self.per_b[b] = _PerB(self.problem, b)
+        pb = self.per_b[b] = PassTables(self.problem, b)
         L = pb.L
         ks = range(1, min(L, len(pb.compute)) + 1) if self.schedule == "1f1b" else [0]
         for k_total in ks:
             self.place(pb, k_total, (), (), (), frozenset(), pb.src, 0)
 
-    def place(self, pb: _PerB, k_total: int, steps: tuple[BoundStep, ...],
+    def place(self, pb: PassTables, k_total: int, steps: tuple[BoundStep, ...],
               stages: tuple[Stage, ...], routes: tuple[tuple[str, ...], ...],
               used: frozenset[int], node: int, layer: int) -> None:
         """Children of 'node computes next after ``layer``': one per last layer."""

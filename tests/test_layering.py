@@ -22,7 +22,7 @@ import networkx as nx
 SRC = Path(__file__).resolve().parents[1] / "src" / "pipesl"
 
 ORDER = [
-    "exceptions", "units",          # the exception tree, the one unit parser
+    "exceptions", "units", "lazy",  # the exception tree, the one unit parser, lazy names
     "problem",                      # inputs: types, document readers, validation, events
     "plan",                         # the decisions: Stage, Plan
     "cost",                         # THE cost model: T, loads, memory, bounds, tables

@@ -13,8 +13,9 @@ The core (problem, cost, solvers, sim) needs no torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from pipesl.lazy import load_lazy
 
 if TYPE_CHECKING:
     from pipesl.cost import Evaluation, evaluate, objective, plan_document
@@ -87,12 +88,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pipesl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return load_lazy(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:

@@ -6,8 +6,9 @@ See SPEC section 2 and ``docs/formats.md``. The names below are imported on firs
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from pipesl.lazy import load_lazy
 
 if TYPE_CHECKING:
     from pipesl.problem.io import (
@@ -71,12 +72,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pipesl.problem' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return load_lazy(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:

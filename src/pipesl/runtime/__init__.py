@@ -31,8 +31,9 @@ Scripted network changes (:mod:`pipesl.problem.events`) are emulated by
 :mod:`~pipesl.runtime.conditions`. See ``docs/adaptation.md``.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from pipesl.lazy import load_lazy
 
 if TYPE_CHECKING:
     from pipesl.adapt.loop import AdaptConfig, AdaptiveResult, train_adaptive
@@ -67,12 +68,7 @@ _WHERE = {
 def __getattr__(name: str) -> Any:
     """The public names, imported on first use (so that ``import pipesl.runtime`` does not
     import torch)."""
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'pipesl.runtime' has no attribute {name!r}")
-    value = getattr(import_module(where if "." in where else f"pipesl.runtime.{where}"), name)
-    globals()[name] = value
-    return value
+    return load_lazy(__name__, _WHERE, globals(), name)
 
 
 __all__ = [

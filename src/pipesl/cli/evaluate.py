@@ -27,10 +27,10 @@ def evaluate(
     """
     from pipesl.cost import evaluate as evaluate_plan
     from pipesl.cost import plan_document
-    from pipesl.plan import load_plan
+    from pipesl.plan import load_single_plan
     check_writable(out, "--out", JSON)
     prob = load_checked(problem)
-    ev = evaluate_plan(prob, load_plan(plan, prob))
+    ev = evaluate_plan(prob, load_single_plan(plan, prob, "pipesl evaluate"))
     document = plan_document(ev)
     if out is not None:
         write_file(lambda: out.write_text(json.dumps(document, indent=2) + "\n"), out, "--out")

@@ -59,7 +59,7 @@ def _plan(problem: Problem, path: Path | None) -> Plan:
         return load_single_plan(path, problem)
     from pipesl.solvers import solve
 
-    return solve(problem).plan
+    return solve(problem, objective="analytic").plan
 
 
 

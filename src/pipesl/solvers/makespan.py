@@ -39,7 +39,8 @@ import numpy as np
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
-from pipesl.cost.bounds import BoundStep, Suffix, gpipe_closed_form, pipeline_bound
+from pipesl.cost.bounds import Suffix, gpipe_closed_form, pipeline_bound
+from pipesl.cost.steps import PipelineStep
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
@@ -81,7 +82,7 @@ class _State:
     """K for schedules whose windows depend on it (1F1B), else 0 (free)."""
     node: int
     layer: int
-    steps: tuple[BoundStep, ...]
+    steps: tuple[PipelineStep, ...]
     stages: tuple[Stage, ...]
     routes: tuple[tuple[str, ...], ...]
     used: frozenset[int]
@@ -136,7 +137,7 @@ class _Search:
     def bound(self, state: _State, suffix: Suffix, to_last: int | None = None) -> float:
         pb = self.per_b[state.b]
         w, ch, flush = self.windows(pb, state.stages, state.k_total)
-        return pipeline_bound(state.steps, pb.m, w, ch, flush, to_last, suffix)
+        return pipeline_bound(state.steps, pb.b, pb.m, w, ch, flush, to_last, suffix)
 
     def push(self, value: float, state: _State) -> None:
         value = max(value, self.floor)
@@ -186,7 +187,7 @@ class _Search:
         for k_total in ks:
             self.place(pb, k_total, (), (), (), frozenset(), pb.src, 0)
 
-    def place(self, pb: PassTables, k_total: int, steps: tuple[BoundStep, ...],
+    def place(self, pb: PassTables, k_total: int, steps: tuple[PipelineStep, ...],
               stages: tuple[Stage, ...], routes: tuple[tuple[str, ...], ...],
               used: frozenset[int], node: int, layer: int) -> None:
         """Children of 'node computes next after ``layer``': one per last layer."""
@@ -203,9 +204,7 @@ class _Search:
                 if k < k_total - 1 and (j == L or L - j < k_total - 1 - k):
                     continue
             st = Stage(nid, layer + 1, j)
-            step = BoundStep(float(pb.f[node, layer, j]), float(pb.g[node, layer, j]),
-                             cost.resource_name("node", nid), cost.resource_name("node", nid),
-                             k, True)
+            step = pb.compute_step(node, layer, j, k)
             state = _State(0, pb.b, k_total, node, j, (*steps, step), (*stages, st), routes,
                            used | {node})
             if j == L and pb.label is None:
@@ -240,7 +239,7 @@ class _Search:
                 return
             self.counters["routes"] += 1
             self.push_route(replace(state, index=state.index + 1, exact=False), route)
-            hops = tuple(pb.hop_steps(route, state.layer, len(state.stages) - 1))
+            hops = tuple(pb.hop_steps(route, state.layer))
             if state.label:
                 plan = Plan(state.stages, state.routes, pb.b, route)
                 self.offer(plan)

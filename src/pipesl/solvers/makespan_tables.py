@@ -16,7 +16,8 @@ from scipy.sparse.csgraph import dijkstra
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
-from pipesl.cost.bounds import BoundStep, Suffix
+from pipesl.cost.bounds import Suffix
+from pipesl.cost.steps import PipelineStep
 from pipesl.problem.types import Problem
 
 __all__ = ["PassTables"]
@@ -50,11 +51,17 @@ class PassTables:
         diff_f = fw[None, :] - fw[:, None]
         diff_b = bw[None, :] - bw[:, None]
         upper = np.triu(np.ones((L + 1, L + 1), dtype=bool), 1)
+        # fa, ga: their seconds per sample (f = fa * b + overhead, as cost.Affine reads it)
+        self.fa = np.zeros((n_nodes, L + 1, L + 1))
+        self.ga = np.zeros((n_nodes, L + 1, L + 1))
         self.f = np.full((n_nodes, L + 1, L + 1), np.inf)
         self.g = np.full((n_nodes, L + 1, L + 1), np.inf)
         for c in self.compute:
-            self.f[c][upper] = (b * diff_f * inv[c] + over[c])[upper]
-            self.g[c][upper] = (b * diff_b * inv[c] + over[c])[upper]
+            self.fa[c][upper] = (diff_f * inv[c])[upper]
+            self.ga[c][upper] = (diff_b * inv[c])[upper]
+            self.f[c][upper] = (self.fa[c] * b + over[c])[upper]
+            self.g[c][upper] = (self.ga[c] * b + over[c])[upper]
+        self.resources = [cost.Resource("node", i) for i in ids]
         self.fw, self.bw = fw, bw
         self.flops = np.array([n.flops for n in net.nodes])
         self.overhead = over
@@ -131,19 +138,22 @@ class PassTables:
                 paths.append(tuple(nxt))
         return paths[i] if i < len(paths) else None
 
-    def hop_steps(self, route: tuple[str, ...], layer: int, stage: int) -> list[BoundStep]:
-        out = []
+    def compute_step(self, c: int, i: int, j: int, stage: int) -> PipelineStep:
+        """The step of node c running layers i+1..j as compute stage ``stage``."""
+        over = float(self.overhead[c])
+        return cost.compute_step(self.ids[c], i + 1, j,
+                                 cost.Affine(float(self.fa[c, i, j]), over),
+                                 cost.Affine(float(self.ga[c, i, j]), over), stage,
+                                 self.resources[c])
+
+    def hop_steps(self, route: tuple[str, ...], layer: int) -> list[PipelineStep]:
+        """The hop steps of ``route`` carrying layer ``layer``'s output."""
         net = self.problem.network
+        out = []
         for u, v in itertools.pairwise(route):
             link = net.link_between(u, v)
             assert link is not None
-            x = cost.transfer_time(link, self.out_bytes[layer])(self.b)
-            if link.duplex == "full":
-                fr = cost.resource_name("link", u, v, True)
-                br = cost.resource_name("link", v, u, True)
-            else:
-                fr = br = cost.resource_name("link", link.source, link.target)
-            out.append(BoundStep(x, x, fr, br, stage, False))
+            out.append(cost.hop_step(link, u, v, layer, self.out_bytes[layer]))
         return out
 
     def route_time(self, route: tuple[str, ...], layer: int) -> float:

@@ -309,11 +309,11 @@ def test_infeasible_uses_the_smallest_allowed_micro_batch() -> None:
     check_source_alone(problem_from_dict(copy.deepcopy(doc)))
     # A fixed b = 16 needs 16 x 1e8 bytes: does not fit.
     doc["training"]["micro_batch_size"] = 16
-    with pytest.raises(InfeasibleError, match="^memory: .*size \\(16\\)"):
+    with pytest.raises(InfeasibleError, match=r"^memory: .*size \(16\)"):
         check_source_alone(problem_from_dict(copy.deepcopy(doc)))
     # GPipe keeps B = 32 samples whatever b.
     doc["training"].update(schedule="gpipe", micro_batch_size=None)
-    with pytest.raises(InfeasibleError, match="^memory: "):
+    with pytest.raises(InfeasibleError, match=r"^memory: "):
         check_source_alone(problem_from_dict(doc))
 
 

@@ -83,7 +83,8 @@ class Suffix:
 
 def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
                    num_micro_batches: int, windows: Sequence[float], chains: Sequence[int],
-                   flush: bool, to_last: int | None = None, suffix: Suffix = Suffix()) -> float:
+                   flush: bool, to_last: int | None = None, suffix: Suffix = Suffix(),
+                   times: tuple[Sequence[float], Sequence[float]] | None = None) -> float:
     """The largest of the bounds of the module docstring for these steps.
 
     Parameters
@@ -106,13 +107,19 @@ def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
         label hops); default: all of them.
     suffix : Suffix
         Lower bounds on the steps not in ``steps``.
+    times : (sequence of float, sequence of float), optional
+        The steps' forward and backward times at b when the caller keeps them (the planner's
+        hot loop); default: read from the steps.
     """
     m = num_micro_batches
     b = micro_batch_size
     n = len(steps)
     c_end = n if to_last is None else to_last
-    fs = [s.forward(b) for s in steps]
-    gs = [s.backward(b) for s in steps]
+    if times is None:
+        fs: Sequence[float] = [s.forward(b) for s in steps]
+        gs: Sequence[float] = [s.backward(b) for s in steps]
+    else:
+        fs, gs = times
     hf = [0.0] * (n + 1)
     hg = [0.0] * (n + 1)
     for i in range(n):

@@ -63,7 +63,8 @@ def main() -> None:
                             r = solve(problem, "exact", objective="makespan",
                                       time_limit=args.time_limit)
                         else:
-                            r = solve(problem, method, time_limit=args.time_limit)
+                            r = solve(problem, method, objective="analytic",
+                                      time_limit=args.time_limit)
                     except InfeasibleError as exc:
                         table.add_row(str(n), str(layers), str(batch), kind, str(seed), method,
                                       f"{time.perf_counter() - started:.2f}", "", "infeasible",

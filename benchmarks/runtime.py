@@ -59,8 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     iot = load_problem("iot-digits")
     ushaped = iot.with_training(labels_at="mcu")
-    plan = solve(iot).plan
-    uplan = solve(ushaped).plan
+    plan = solve(iot, objective="analytic").plan
+    uplan = solve(ushaped, objective="analytic").plan
     batch = iot.training.batch_size
     rows: list[Row] = []
     started = time.perf_counter()

@@ -24,13 +24,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.fixture(scope="module", params=["iot-dual", "iot-digits", "edge-campus"])
 def case(request):
     problem = load_problem(request.param)
-    return problem, solve(problem, "exact").plan
+    return problem, solve(problem, "exact", objective="analytic").plan
 
 
 @pytest.fixture(scope="module")
 def dual():
     problem = load_problem("iot-dual")
-    return problem, solve(problem, "exact").plan
+    return problem, solve(problem, "exact", objective="analytic").plan
 
 
 def _iteration(problem, plan, scale: Mapping[int, float] | None = None,
@@ -134,7 +134,8 @@ def test_estimates_recover_the_truth_and_calibration_replans_like_it(dual, event
     for node, real in zip(calibrated.network.nodes, truth.network.nodes, strict=True):
         assert node.flops == pytest.approx(real.flops, rel=1e-9)
         assert node.overhead == real.overhead
-    replanned, best = solve(calibrated, "exact"), solve(truth, "exact")
+    replanned = solve(calibrated, "exact", objective="analytic")
+    best = solve(truth, "exact", objective="analytic")
     assert replanned.objective_s == pytest.approx(best.objective_s, rel=1e-9)
     assert evaluate(truth, replanned.plan).objective_s == pytest.approx(best.objective_s,
                                                                           rel=1e-9)
@@ -165,7 +166,7 @@ def test_hyphenated_node_ids_are_estimated_and_calibrated(tmp_path) -> None:
         text = text.replace(old, new)
     (tmp_path / "p.yaml").write_text(text)
     problem = load_problem(str(tmp_path / "p.yaml"))
-    plan = solve(problem, "exact").plan
+    plan = solve(problem, "exact", objective="analytic").plan
     truth = parse_network_events([{"iteration": 0, "link": ["r-1", "srv-a"],
                                    "bandwidth_factor": 0.5}]).problem_at(problem, 0)
     monitor = DriftMonitor(problem, plan, window=1)

@@ -38,13 +38,14 @@ def test_replan_reaches_the_changed_optimum_and_decides_consistently(seed: int) 
     try:
         problem = random_problem(seed, n_nodes=3 + seed % 4, n_layers=2 + seed % 4,
                                  memory="unbounded", micro_batch_size=None)
-        old = solve(problem).plan
+        old = solve(problem, objective="analytic").plan
     except InfeasibleError:
         pytest.skip("infeasible draw")
     changed = _faded(problem, [0.05, 0.5, 3.0][seed % 3], seed)
     horizon = [0, 1, 10, 1000][seed % 4]
     decision = replan(changed, old, horizon)
-    assert decision.new.objective_s == pytest.approx(solve(changed).objective_s, rel=1e-9)
+    assert decision.new.objective_s == pytest.approx(
+        solve(changed, objective="analytic").objective_s, rel=1e-9)
     assert decision.old is not None  # only bandwidth changed: the old plan is still valid
     assert decision.old.objective_s == pytest.approx(evaluate(changed, old).objective_s)
     gain = decision.old.objective_s - decision.new.objective_s
@@ -56,7 +57,7 @@ def test_replan_reaches_the_changed_optimum_and_decides_consistently(seed: int) 
 
 def test_node_departure_forces_a_switch_and_restores_from_the_source() -> None:
     problem = load_problem("edge-campus")
-    old = solve(problem).plan
+    old = solve(problem, objective="analytic").plan
     gone = old.stages[-1].node
     changed = _without(problem, gone)
     decision = replan(changed, old, horizon=0)

@@ -308,9 +308,9 @@ def test_sweep_b_lists_every_distinct_m_and_its_best_is_the_optimum(
     assert sorted(r["num_micro_batches"] for r in rows) == sorted(
         {-(-batch // b) for b in range(1, batch + 1)})
     best = min(r["objective_s"] for r in rows if r["objective_s"] is not None)
-    assert best == pytest.approx(solve(problem).objective_s, rel=1e-12)
+    assert best == pytest.approx(solve(problem, objective="analytic").objective_s, rel=1e-12)
     for r in rows:
-        fixed = solve(problem, micro_batch_size=r["micro_batch_size"])
+        fixed = solve(problem, micro_batch_size=r["micro_batch_size"], objective="analytic")
         assert r["objective_s"] == pytest.approx(fixed.objective_s, rel=1e-12)
     assert plot.stat().st_size > 5_000
 
@@ -349,7 +349,32 @@ def test_evaluate_out_writes_what_json_prints(invoke: Invoke, tmp_path: Path) ->
     printed = json.loads(invoke(*args, "--json").stdout)
     result = invoke(*args, "--out", str(out))
     assert result.exit_code == 0 and json.loads(out.read_text()) == printed
-    assert printed["objective_s"] == pytest.approx(0.1639)  # tiny-line.yaml, by hand
+    assert printed["analytic_s"] == pytest.approx(0.1639)  # tiny-line.yaml, by hand
+    # A private GPipe chain: the simulated makespan is T (the closed form), and so is the bound.
+    assert printed["objective"] == "makespan"
+    assert printed["objective_s"] == pytest.approx(0.1639, rel=1e-9)
+    assert printed["lower_bound_s"] == pytest.approx(0.1639, rel=1e-9)
+
+
+def test_evaluate_reports_the_makespan_that_simulate_reports(invoke: Invoke,
+                                                             tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    assert invoke("plan", "relay-line", "--objective", "analytic", "--out",
+                  str(plan)).exit_code == 0
+    doc = json.loads(invoke("evaluate", "relay-line", str(plan), "--json").stdout)
+    sim = json.loads(invoke("simulate", "relay-line", "--plan", str(plan), "--json").stdout)
+    assert doc["objective"] == "makespan"
+    assert doc["objective_s"] == pytest.approx(sim["makespan_s"], rel=1e-9)
+    assert doc["analytic_s"] == pytest.approx(sim["analytic_s"], rel=1e-9)
+    # relay-line is 1F1B: the analytic optimum's makespan is well above its T (docs/planner.md).
+    assert doc["objective_s"] > doc["analytic_s"] * 1.05
+    assert doc["analytic_s"] < doc["lower_bound_s"] <= doc["objective_s"] * (1 + 1e-12)
+    analytic = json.loads(invoke("evaluate", "relay-line", str(plan), "--objective", "analytic",
+                                 "--json").stdout)
+    assert analytic["objective"] == "analytic"
+    assert analytic["objective_s"] == analytic["lower_bound_s"] == doc["analytic_s"]
+    one_line_error(invoke("evaluate", "relay-line", str(plan), "--objective", "fastest"),
+                   "--objective", "must be one of")
 
 
 def test_simulate_plans_with_the_given_method(invoke: Invoke) -> None:
@@ -358,7 +383,7 @@ def test_simulate_plans_with_the_given_method(invoke: Invoke) -> None:
 
     path = str(EXAMPLES / "tiny-line.yaml")
     doc = json.loads(invoke("simulate", path, "--method", "no_pipeline", "--json").stdout)
-    flat = solve(load_problem(path), "no_pipeline")
+    flat = solve(load_problem(path), "no_pipeline", objective="analytic")
     assert doc["micro_batch_size"] == flat.micro_batch_size == 8
     assert doc["analytic_s"] == pytest.approx(flat.evaluation.objective_s)  # type: ignore[union-attr]
 

@@ -79,8 +79,9 @@ CASES: dict[str, tuple[dict[str, Any], type[Exception], str, str]] = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_crafted_infeasible_problems(name: str) -> None:
     doc, error, field, message = CASES[name]
-    exc = expect_error("infeasible problems", lambda: solve(problem_from_dict(doc)), "",
-                       field, message, error)
+    exc = expect_error("infeasible problems",
+                       lambda: solve(problem_from_dict(doc), objective="analytic"), "", field,
+                       message, error)
     if error is InfeasibleError:
         assert str(exc).startswith(message), str(exc)
 
@@ -114,7 +115,7 @@ def test_every_infeasible_message_names_the_constraint_and_the_amount(seed: int)
         assert "short by" in str(exc)
         return
     try:
-        solve(p, time_limit=60)
+        solve(p, time_limit=60, objective="analytic")
     except InfeasibleError as exc:
         record("infeasible problems", "InfeasibleError")
         message = str(exc)
@@ -123,6 +124,6 @@ def test_every_infeasible_message_names_the_constraint_and_the_amount(seed: int)
         assert "restrictions" not in message, message
         if small:
             with pytest.raises(InfeasibleError):
-                solve(p, "bruteforce")
+                solve(p, "bruteforce", objective="analytic")
         return
     record("infeasible problems", "feasible (planned)")

@@ -80,7 +80,7 @@ def test_a_profiled_user_model_is_planned(monkeypatch: pytest.MonkeyPatch,
         "training: {source: src, batch_size: 16}\n")
     problem = load_problem(problem_file)
     assert problem.model.name == "make" and problem.model.num_layers == 4
-    result = solve(problem)
+    result = solve(problem, objective="analytic")
     stages = result.plan.stages
     assert stages[0].node == "src" and stages[-1].last_layer == 4
 

@@ -79,10 +79,10 @@ def _same_parameters(result: AdaptiveResult,
 def test_a_faded_bottleneck_is_measured_and_the_job_moves_to_the_new_optimum(
         faded: AdaptiveResult) -> None:
     problem = load_problem("iot-dual")
-    first = solve(problem).plan
+    first = solve(problem, objective="analytic").plan
     assert frozenset(("mcu", "mesh1")) in _links(first)  # the link that fades is used
     truth = parse_network_events(FADE).problem_at(problem, 3)
-    optimum = solve(truth)
+    optimum = solve(truth, objective="analytic")
     assert [s.ended_by for s in faded.segments] == ["switch", "done"]
     switch = [r for r in faded.replans if r.switch]
     assert len(switch) == 1 and switch[0].trigger == "drift"
@@ -135,7 +135,7 @@ def test_a_departed_server_is_replaced_and_training_resumes_from_the_checkpoint(
     assert all("pi2" not in route for route in second.plan.routes)
     truth = parse_network_events(LEAVE).problem_at(load_problem("iot-dual"), 4)
     assert evaluate(truth, second.plan).objective_s == pytest.approx(
-        solve(truth).objective_s, rel=1e-9)
+        solve(truth, objective="analytic").objective_s, rel=1e-9)
     assert [it.iteration for it in departed.iterations] == list(range(STEPS))
     _same_parameters(departed, reference)
 

@@ -27,7 +27,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 def dual():
     # iot-dual's plan: mcu[1-1] > mcu>mesh1 > mesh1>pi1 > pi1>pi2 > pi2[2-5]
     problem = load_problem("iot-dual")
-    plan = solve(problem, "exact").plan
+    plan = solve(problem, "exact", objective="analytic").plan
     assert [s.name for s in plan_steps(problem, plan)] == [
         "mcu[1-1]", "mcu>mesh1 (L1)", "mesh1>pi1 (L1)", "pi1>pi2 (L1)", "pi2[2-5]"]
     return problem, plan

@@ -25,7 +25,7 @@ def test_micro_batch_sizes(batch: int, b: int, sizes: tuple[int, ...]) -> None:
 
 def test_iot_digits_ranks_roles_and_owners() -> None:
     problem = load_problem("iot-digits")
-    plan = solve(problem).plan
+    plan = solve(problem, objective="analytic").plan
     topo = build_topology(problem, plan)
     assert topo.nodes[0] == problem.training.source
     assert set(topo.nodes) == {n for r in plan.routes for n in r}

@@ -49,7 +49,7 @@ def ushaped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("iot-u")
     problem = load_problem("iot-digits").with_training(labels_at="mcu")
     dump_problem(problem, folder / "iot-u.yaml")
-    result = solve(problem)
+    result = solve(problem, objective="analytic")
     dump_plan(result.document(), folder / "plan.json")
     return folder / "iot-u.yaml", folder / "plan.json"
 
@@ -76,7 +76,7 @@ def test_train_json_reports_measured_simulated_analytic_per_iteration(
         for key in ("measured_s", "simulated_s", "analytic_s", "loss"):
             assert isinstance(it[key], float) and it[key] > 0, key
     problem = load_problem(str(ushaped[0]))
-    plan = solve(problem).plan
+    plan = solve(problem, objective="analytic").plan
     sim = simulate(problem, plan, last_micro_batch="remainder")
     assert trained["simulated_s"] == pytest.approx(sim.makespan_s)
     assert trained["analytic_s"] == pytest.approx(sim.analytic_s)
@@ -108,7 +108,7 @@ def test_measured_speedup_of_pipelining_matches_the_prediction(
     from pipesl.runtime import RunConfig, train
 
     problem = load_problem(str(ushaped[0]))
-    plan = solve(problem).plan
+    plan = solve(problem, objective="analytic").plan
     flat = train(problem, plan.with_micro_batch_size(problem.training.batch_size),
                  RunConfig(steps=3, data="digits"))
     pipelined = statistics.median(it["measured_s"] for it in trained["iterations"][1:])

@@ -53,12 +53,12 @@ def test_every_baseline_is_registered() -> None:
 def test_exact_is_never_worse_than_a_baseline(seed: int) -> None:
     problem = _instance(seed, micro_batch_size=None)
     try:
-        exact = solve(problem, "exact")
+        exact = solve(problem, "exact", objective="analytic")
     except InfeasibleError:
         exact = None
     for method in BASELINES:
         try:
-            result = solve(problem, method)
+            result = solve(problem, method, objective="analytic")
         except InfeasibleError:
             continue  # heuristics may fail where a plan exists; see the next test
         assert exact is not None, f"{method} found a plan where exact found none"
@@ -73,14 +73,14 @@ def test_exact_baselines_raise_only_when_exact_does(seed: int) -> None:
     """Restricted-exact baselines whose family always contains a plan when one exists."""
     problem = _instance(100 + seed, memory="tight", micro_batch_size=None)
     try:
-        solve(problem, "exact")
+        solve(problem, "exact", objective="analytic")
     except InfeasibleError:
         for method in BASELINES:
             with pytest.raises(InfeasibleError):
-                solve(problem, method)
+                solve(problem, method, objective="analytic")
         return
     for method in ("bottleneck_only", "alternating"):
-        _check(problem, solve(problem, method), method)
+        _check(problem, solve(problem, method, objective="analytic"), method)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -90,12 +90,12 @@ def test_no_pipeline_and_fixed_b_are_optimal_for_their_b(seed: int) -> None:
     b = max(1, -(-B // 4))
     for method, size in (("no_pipeline", B), ("fixed_b", b)):
         try:
-            brute = solve(problem, "bruteforce", micro_batch_size=size)
+            brute = solve(problem, "bruteforce", micro_batch_size=size, objective="analytic")
         except InfeasibleError:
             with pytest.raises(InfeasibleError):
-                solve(problem, method)
+                solve(problem, method, objective="analytic")
             continue
-        result = solve(problem, method)
+        result = solve(problem, method, objective="analytic")
         _check(problem, result, method)
         assert result.micro_batch_size == size
         assert result.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
@@ -105,10 +105,10 @@ def test_no_pipeline_and_fixed_b_are_optimal_for_their_b(seed: int) -> None:
 def test_fixed_b_option_and_default() -> None:
     problem = _instance(7, n_nodes=4, n_layers=4, batch_size=64, micro_batch_size=None,
                         memory="unbounded")
-    assert solve(problem, "fixed_b").micro_batch_size == 16
-    assert solve(problem, "fixed_b", micro_batch_size=5).micro_batch_size == 5
+    assert solve(problem, "fixed_b", objective="analytic").micro_batch_size == 16
+    assert solve(problem, "fixed_b", micro_batch_size=5, objective="analytic").micro_batch_size == 5
     with pytest.raises(ProblemError):
-        solve(problem, "fixed_b", micro_batch_size=65)
+        solve(problem, "fixed_b", micro_batch_size=65, objective="analytic")
 
 
 def _best_in_family(problem, keep) -> float:
@@ -128,9 +128,9 @@ def test_two_tier_is_the_best_plan_with_at_most_one_server(seed: int) -> None:
     best = _best_in_family(problem, lambda plan: plan.num_stages <= 2)
     if math.isinf(best):
         with pytest.raises(InfeasibleError):
-            solve(problem, "two_tier")
+            solve(problem, "two_tier", objective="analytic")
         return
-    result = solve(problem, "two_tier")
+    result = solve(problem, "two_tier", objective="analytic")
     _check(problem, result, "two_tier")
     assert result.plan.num_stages <= 2
     assert result.objective_s == pytest.approx(best, rel=1e-9)
@@ -142,7 +142,7 @@ def test_bottleneck_only_minimises_the_bottleneck(seed: int) -> None:
     problem = _instance(400 + seed, n_nodes=2 + seed % 4, n_layers=1 + seed % 4,
                         micro_batch_size=None)
     try:
-        result = solve(problem, "bottleneck_only")
+        result = solve(problem, "bottleneck_only", objective="analytic")
     except InfeasibleError:
         return
     _check(problem, result, "bottleneck_only")
@@ -166,19 +166,19 @@ def test_bottleneck_only_throughput_criterion_prefers_few_micro_batches() -> Non
     from pipesl.problem import load_problem
 
     problem = load_problem("edge-campus")
-    by_t = solve(problem, "bottleneck_only")
-    by_rate = solve(problem, "bottleneck_only", criterion="throughput")
+    by_t = solve(problem, "bottleneck_only", objective="analytic")
+    by_rate = solve(problem, "bottleneck_only", criterion="throughput", objective="analytic")
     assert by_rate.num_micro_batches <= by_t.num_micro_batches
     assert by_rate.objective_s >= by_t.objective_s * (1 - REL)
     with pytest.raises(ProblemError):
-        solve(problem, "bottleneck_only", criterion="fastest")
+        solve(problem, "bottleneck_only", criterion="fastest", objective="analytic")
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_even_split_balances_flops_along_one_route(seed: int) -> None:
     problem = _instance(500 + seed, memory="unbounded", n_layers=3 + seed % 5,
                         micro_batch_size=None, labels="none")
-    result = solve(problem, "even_split")
+    result = solve(problem, "even_split", objective="analytic")
     _check(problem, result, "even_split")
     plan = result.plan
     # the routes chain into one simple path from the source
@@ -202,7 +202,7 @@ def test_even_split_balances_flops_along_one_route(seed: int) -> None:
 def test_greedy_offloads_to_the_fastest_server(seed: int) -> None:
     problem = _instance(600 + seed, memory="unbounded", n_nodes=3 + seed % 4,
                         n_layers=2 + seed % 4, micro_batch_size=None)
-    result = solve(problem, "greedy")
+    result = solve(problem, "greedy", objective="analytic")
     _check(problem, result, "greedy")
     net = problem.network
     import networkx as nx
@@ -219,10 +219,10 @@ def test_greedy_offloads_to_the_fastest_server(seed: int) -> None:
 
 def test_random_is_seeded() -> None:
     problem = _instance(11, n_nodes=6, n_layers=5, memory="unbounded", micro_batch_size=None)
-    a = solve(problem, "random", seed=3)
-    b = solve(problem, "random", seed=3)
+    a = solve(problem, "random", seed=3, objective="analytic")
+    b = solve(problem, "random", seed=3, objective="analytic")
     assert a.plan == b.plan
-    plans = {solve(problem, "random", seed=s).plan for s in range(8)}
+    plans = {solve(problem, "random", seed=s, objective="analytic").plan for s in range(8)}
     assert len(plans) > 1
 
 
@@ -233,9 +233,9 @@ def test_heuristic_memory_failure_names_the_node() -> None:
         pytest.skip("model needs no memory")
     for method in ("even_split", "greedy"):
         with pytest.raises(InfeasibleError, match="memory"):
-            solve(small, method)
+            solve(small, method, objective="analytic")
     with pytest.raises(InfeasibleError):
-        solve(small, "random")
+        solve(small, "random", objective="analytic")
 
 
 def test_builtin_scenarios_headline() -> None:
@@ -244,9 +244,10 @@ def test_builtin_scenarios_headline() -> None:
 
     for name in builtin_names("scenario"):
         problem = load_problem(name)
-        exact = solve(problem)
-        flat = solve(problem, "no_pipeline")
+        exact = solve(problem, objective="analytic")
+        flat = solve(problem, "no_pipeline", objective="analytic")
         assert flat.micro_batch_size == problem.training.batch_size
         assert flat.objective_s > exact.objective_s
         for method in BASELINES:
-            assert solve(problem, method).objective_s >= exact.objective_s * (1 - REL)
+            other = solve(problem, method, objective="analytic")
+            assert other.objective_s >= exact.objective_s * (1 - REL)

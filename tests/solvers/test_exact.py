@@ -33,11 +33,11 @@ def check_result(problem, result) -> None:
 def both(problem, **kwargs):
     """(exact, bruteforce) results, or (None, None) when both report infeasible."""
     try:
-        brute = solve(problem, "bruteforce", **kwargs)
+        brute = solve(problem, "bruteforce", **kwargs, objective="analytic")
     except InfeasibleError:
         brute = None
     try:
-        exact = solve(problem, "exact", **kwargs)
+        exact = solve(problem, "exact", **kwargs, objective="analytic")
     except InfeasibleError:
         exact = None
     assert (brute is None) == (exact is None), (brute, exact)
@@ -111,7 +111,7 @@ def test_infeasible_problem_names_memory() -> None:
     if all(x.param_bytes == 0 and x.act_bytes == 0 for x in problem.model.layers):
         pytest.skip("model needs no memory")
     with pytest.raises(InfeasibleError, match="memory"):
-        solve(small)
+        solve(small, objective="analytic")
 
 
 def test_objective_is_finite_and_positive_on_builtins() -> None:
@@ -119,7 +119,7 @@ def test_objective_is_finite_and_positive_on_builtins() -> None:
 
     for name in ("edge-campus", "star-hub", "relay-line", "mesh"):
         problem = load_problem(name)
-        result = solve(problem)
+        result = solve(problem, objective="analytic")
         check_result(problem, result)
         assert result.optimal
         assert math.isfinite(result.objective_s) and result.objective_s > 0
@@ -163,13 +163,13 @@ def test_repaired_relaxations_are_exact() -> None:
                 7000 + seed, n_nodes=4 + seed % 3, n_layers=2 + seed % 4, topology=topology,
                 memory=["tight", "unbounded"][seed % 2], batch_size=[8, 32][seed % 2],
                 labels=["none", "source"][seed % 2], routing="optimize"))
-            exact = solve(problem)
+            exact = solve(problem, objective="analytic")
         except InfeasibleError:
             continue
         used = [k for k in kinds if exact.counters[k] > 0]
         if not used or all(kinds[k] >= 15 for k in used):
             continue
-        brute = solve(problem, "bruteforce")
+        brute = solve(problem, "bruteforce", objective="analytic")
         check_result(problem, exact)
         assert exact.objective_s == pytest.approx(brute.objective_s, rel=1e-9), seed
         for k in used:
@@ -225,11 +225,11 @@ def test_hard_evaluations_hand_b_to_the_milp(monkeypatch) -> None:
     monkeypatch.setattr(exact_module, "_BUDGET", 1)
     monkeypatch.setattr(exact_module, "_MILP_AFTER", 1)
     problem = _memory_bound_chain(9, "half", False, slow=2)
-    result = solve(problem)
+    result = solve(problem, objective="analytic")
     assert result.counters["milp"] > 0 and result.optimal
     check_result(problem, result)
-    assert result.objective_s == pytest.approx(solve(problem, "bruteforce").objective_s,
-                                               rel=1e-9)
+    brute = solve(problem, "bruteforce", objective="analytic")
+    assert result.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
 
 
 @pytest.mark.slow
@@ -240,7 +240,7 @@ def test_memory_bound_resnet_instance_is_proven() -> None:
     from pipesl.experiments.sweeps import point_problem
 
     problem = point_problem(default_config("memory"), 1.0, 1)
-    result = solve(problem, time_limit=600)
+    result = solve(problem, time_limit=600, objective="analytic")
     assert result.optimal
-    milp = solve(problem, "milp", micro_batch_size=result.micro_batch_size)
+    milp = solve(problem, "milp", micro_batch_size=result.micro_batch_size, objective="analytic")
     assert result.objective_s == pytest.approx(milp.objective_s, rel=1e-6)

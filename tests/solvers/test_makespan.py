@@ -95,7 +95,7 @@ def test_relay_line_beats_the_analytic_plan_and_every_b() -> None:
     problem = load_problem("relay-line")
     result = solve(problem, objective="makespan")
     check_makespan_result(problem, result)
-    analytic = solve(problem)
+    analytic = solve(problem, objective="analytic")
     assert result.objective_s < simulate(problem, analytic.plan).makespan_s
     for b in range(1, problem.training.batch_size + 1):  # the user's -b choices
         if feasible_micro_batch_sizes(problem, result.plan)[b - 1]:
@@ -104,6 +104,9 @@ def test_relay_line_beats_the_analytic_plan_and_every_b() -> None:
     for b in (8, 16, 32, 64):
         fixed = solve(problem, objective="makespan", micro_batch_size=b)
         assert fixed.objective_s >= result.objective_s * (1 - 1e-9)
+    default = solve(problem)  # the library's default objective is the makespan
+    assert default.objective == "makespan" and default.optimal
+    assert default.objective_s == pytest.approx(result.objective_s, rel=1e-12)
 
 
 def test_time_limit_is_honest() -> None:

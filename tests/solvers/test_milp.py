@@ -39,7 +39,7 @@ def _three(problem, b: int | None):
             if method == "bruteforce":
                 out.append(solve_bruteforce(problem, micro_batch_size=b, max_plans=3000))
             else:
-                out.append(solve(problem, method, micro_batch_size=b))
+                out.append(solve(problem, method, micro_batch_size=b, objective="analytic"))
         except InfeasibleError:
             out.append(None)
         except ProblemError:  # too many plans to enumerate
@@ -100,7 +100,8 @@ def test_shared_hub_cases_really_share_links() -> None:
     shared = 0
     for seed in range(24):
         problem = _slow_source_star(seed)
-        result = solve(problem, "milp", micro_batch_size=max(1, problem.training.batch_size // 2))
+        result = solve(problem, "milp", objective="analytic",
+                       micro_batch_size=max(1, problem.training.batch_size // 2))
         hops = [frozenset(s.hop) for s in plan_stages(problem, result.plan) if s.kind == "hop"]
         shared += len(set(hops)) < len(hops)
     assert shared >= 5, shared
@@ -123,12 +124,12 @@ def test_milp_memory_windows_and_min_hop_routes(seed: int) -> None:
 def test_milp_joint_over_all_micro_batch_sizes(seed: int) -> None:
     problem = _instance(1300 + seed, micro_batch_size=None, batch_size=[4, 8, 12][seed % 3])
     try:
-        exact = solve(problem, "exact")
+        exact = solve(problem, "exact", objective="analytic")
     except InfeasibleError:
         with pytest.raises(InfeasibleError):
-            solve(problem, "milp")
+            solve(problem, "milp", objective="analytic")
         return
-    milp = solve(problem, "milp")
+    milp = solve(problem, "milp", objective="analytic")
     _check(problem, milp)
     assert milp.objective_s == pytest.approx(exact.objective_s, rel=1e-6)
     assert milp.counters["programs"] >= 1
@@ -139,7 +140,7 @@ def test_milp_time_limit_returns_a_valid_plan_or_infeasible() -> None:
 
     problem = load_problem("edge-campus")
     try:
-        result = solve(problem, "milp", micro_batch_size=16, time_limit=0.05)
+        result = solve(problem, "milp", micro_batch_size=16, time_limit=0.05, objective="analytic")
     except InfeasibleError as exc:
         assert "time limit" in str(exc)
         return
@@ -161,4 +162,4 @@ def test_milp_size_and_outcome_fields() -> None:
 def test_milp_rejects_bad_micro_batch_size() -> None:
     problem = _instance(3, n_nodes=3, n_layers=2, batch_size=8, micro_batch_size=None)
     with pytest.raises(ProblemError, match="micro_batch_size"):
-        solve(problem, "milp", micro_batch_size=9)
+        solve(problem, "milp", micro_batch_size=9, objective="analytic")

@@ -334,7 +334,7 @@ def train_adaptive(problem: Problem, plan: Plan | None = None, config: RunConfig
     if plan is None:
         from pipesl.solvers import solve
 
-        plan = solve(belief, adapt.method).plan
+        plan = solve(belief, adapt.method, objective="analytic").plan
     own_pool = pool is None and adapt.warm_spares
     if own_pool:
         pool = WorkerPool(len(problem.network.nodes))

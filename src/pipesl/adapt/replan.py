@@ -185,7 +185,7 @@ def replan(problem: Problem, old: Plan, horizon: int, *, method: str = "exact",
     """
     if horizon < 0:
         raise ProblemError("horizon", "must be >= 0", horizon)
-    new = solve(problem, method, **options)
+    new = solve(problem, method, objective="analytic", **options)
     try:
         old_eval: Evaluation | None = evaluate(problem, old)
         reason_invalid = ""

@@ -54,7 +54,7 @@ def _plan_and_simulate(prob: Problem, name: str, out: Path) -> tuple[SolveResult
     from pipesl.solvers import solve
 
     with console.status(f"planning {name}...", spinner="dots"):
-        result = solve(prob)
+        result = solve(prob, objective="analytic")
     console.print(plan_table(prob, result))
     for k, route in enumerate(result.plan.routes, 1):
         console.print(f"route {k}: {escape(' -> '.join(route))}")
@@ -63,7 +63,7 @@ def _plan_and_simulate(prob: Problem, name: str, out: Path) -> tuple[SolveResult
     batch = prob.training.batch_size
     if result.num_micro_batches > 1:
         try:
-            flat = solve(prob, micro_batch_size=batch)
+            flat = solve(prob, micro_batch_size=batch, objective="analytic")
             line += (f"; without pipelining (b = B = {batch}) {_s(flat.objective_s)}: "
                      f"[bold]{flat.objective_s / result.objective_s:.2f}x[/] speed-up")
         except InfeasibleError:

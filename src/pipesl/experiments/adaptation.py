@@ -260,7 +260,7 @@ def run_adaptation(config: AdaptationConfig, progress: Progress | None = None
 
     started = time.perf_counter()
     problem = load_problem(config.scenario)
-    initial = solve(problem).plan
+    initial = solve(problem, objective="analytic").plan
     cases = [_case(name, problem, initial, config) for name in config.cases]
     run_config = RunConfig(steps=config.steps, data=config.data, time_scale=config.time_scale,
                            seed=config.seed)
@@ -269,7 +269,7 @@ def run_adaptation(config: AdaptationConfig, progress: Progress | None = None
     warm_up = 0.0
     with WorkerPool(len(problem.network.nodes)) as pool:
         for case in cases:
-            best = solve(case.changed).plan
+            best = solve(case.changed, objective="analytic").plan
             arms = {"static": _Arm("static", initial), "adapted": _Arm("adapted", initial),
                     "optimum": _Arm("optimum", best)}
             for arm in arms.values():

@@ -54,8 +54,8 @@ def run_robustness(config: RobustnessConfig, progress: Progress | None = None
     fresh = list(dict.fromkeys(("exact", "no_pipeline", *config.methods)))
     for seed in range(config.seeds):
         nominal = make_instance(config.instance, seed)
-        plan = solve(nominal).plan
-        flat = solve(nominal, "no_pipeline").plan
+        plan = solve(nominal, objective="analytic").plan
+        flat = solve(nominal, "no_pipeline", objective="analytic").plan
         for xi, x in enumerate(config.fluctuations):
             rng = np.random.default_rng([seed, xi, 7919])
             for rnd in range(config.rounds):

@@ -81,7 +81,7 @@ def solve_row(problem: Problem, method: str, **options: Any
     """Run one planner; an :class:`InfeasibleError` becomes a row with ``status=infeasible``."""
     started = time.perf_counter()
     try:
-        result = solve(problem, method, **options)
+        result = solve(problem, method, objective="analytic", **options)
     except InfeasibleError as exc:
         return _failed(str(exc), time.perf_counter() - started), None
     return result_row(result), result

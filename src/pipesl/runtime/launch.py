@@ -405,7 +405,7 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     if plan is None:
         from pipesl.solvers import solve
 
-        plan = solve(problem).plan
+        plan = solve(problem, objective="analytic").plan
     job = make_job(problem, plan, config, dataset=dataset, events=events, truth=truth,
                    stoppable=decide is not None)
     cfg, topo = job.config, job.topology

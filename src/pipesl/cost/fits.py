@@ -25,8 +25,17 @@ def check_source_alone(problem: Problem) -> None:
     ------
     InfeasibleError
         The source is the only compute node it reaches and the whole model needs more
-        memory than it has at the smallest micro-batch size; the message says by how much.
+        memory than it has at the smallest micro-batch size; the message says by how much
+        (with ``training.sources``, for each data owner's problem, named
+        ``training.sources[i]``).
     """
+    if problem.training.sources:  # several data owners: each one's own problem
+        for i in range(len(problem.training.sources)):
+            try:
+                check_source_alone(problem.owner_problem(i))
+            except InfeasibleError as exc:
+                raise InfeasibleError(f"training.sources[{i}]: {exc}") from None
+        return
     net, tr = problem.network, problem.training
     if tr.source not in net.node_index:
         return  # validation names that error

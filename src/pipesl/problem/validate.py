@@ -83,8 +83,6 @@ def _validate_owners(problem: Problem) -> Problem:
             if name is None:
                 raise
             raise ProblemError(f"training.sources[{i}].{name}", exc.rule, exc.value) from None
-        except InfeasibleError as exc:
-            raise InfeasibleError(f"training.sources[{i}]: {exc}") from None
     return problem
 
 

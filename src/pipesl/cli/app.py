@@ -128,13 +128,16 @@ found later by a planner names the problem it is about (:func:`pipesl.cli.main`)
 
 
 def load_checked(argument: str) -> Problem:
-    """``load_problem`` plus a warning on stderr for what loads but cannot be what the user
-    meant: compute nodes the source has no path to."""
+    """``load_problem``, the cost model's check that a source alone can hold the model
+    (:func:`pipesl.cost.fits.check_source_alone`), and a warning on stderr for what loads but
+    cannot be what the user meant: compute nodes the source has no path to."""
+    from pipesl.cost.fits import check_source_alone
     from pipesl.problem import load_problem
     from pipesl.problem.validate import unreachable_servers
 
     problem_files.append(argument)
     problem = load_problem(argument)
+    check_source_alone(problem)
     cut = unreachable_servers(problem)
     if cut:
         shown = ", ".join(cut[:8]) + (f" and {len(cut) - 8} more" if len(cut) > 8 else "")

@@ -10,9 +10,10 @@ Layers: :mod:`~pipesl.sim.engine` (event heap, servers) <- :mod:`~pipesl.sim.pip
 No torch, no matplotlib.
 """
 
+from pipesl.cost.steps import plan_steps
 from pipesl.sim.engine import EventQueue, FifoServer, OrderedServer
 from pipesl.sim.pipeline import Step, run_pipeline
-from pipesl.sim.simulate import LastMicroBatch, NodeMemory, SimResult, plan_steps, simulate
+from pipesl.sim.simulate import LastMicroBatch, NodeMemory, SimResult, simulate
 from pipesl.sim.trace import TaskRecord, Trace
 
 __all__ = [

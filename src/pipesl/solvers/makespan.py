@@ -33,13 +33,15 @@ import heapq
 import itertools
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
-from pipesl.cost.bounds import BoundStep, Suffix, gpipe_closed_form, pipeline_bound
+from pipesl.cost.bounds import Suffix, gpipe_closed_form, pipeline_bound, plan_bound_steps
+from pipesl.cost.steps import PipelineStep
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
@@ -81,10 +83,14 @@ class _State:
     """K for schedules whose windows depend on it (1F1B), else 0 (free)."""
     node: int
     layer: int
-    steps: tuple[BoundStep, ...]
+    steps: tuple[PipelineStep, ...]
     stages: tuple[Stage, ...]
     routes: tuple[tuple[str, ...], ...]
     used: frozenset[int]
+    fwd: tuple[float, ...]
+    """The steps' forward times at b (what the bounds read; kept beside the steps)."""
+    bwd: tuple[float, ...]
+    """Their backward times at b."""
     target: int = -1
     index: int = 0
     label: bool = False
@@ -136,7 +142,8 @@ class _Search:
     def bound(self, state: _State, suffix: Suffix, to_last: int | None = None) -> float:
         pb = self.per_b[state.b]
         w, ch, flush = self.windows(pb, state.stages, state.k_total)
-        return pipeline_bound(state.steps, pb.m, w, ch, flush, to_last, suffix)
+        return pipeline_bound(state.steps, pb.b, pb.m, w, ch, flush, to_last, suffix,
+                              (state.fwd, state.bwd))
 
     def push(self, value: float, state: _State) -> None:
         value = max(value, self.floor)
@@ -145,9 +152,32 @@ class _Search:
         self.counters["pushed"] += 1
         heapq.heappush(self.heap, (value, next(self.seq), state))
 
+    def plan_bound(self, plan: Plan) -> float:
+        """A lower bound on ``plan``'s makespan valid for every table of the schedule:
+        windows M, chains 1, the flush for GPipe (:func:`pipesl.cost.bounds.pipeline_bound`)."""
+        steps, last = plan_bound_steps(self.problem, plan)
+        n = max((s.stage for s in steps if s.stage is not None), default=0) + 1
+        b = plan.micro_batch_size
+        m = num_micro_batches(self.problem.training.batch_size, b)
+        return pipeline_bound(steps, b, m, [float(m)] * n, [1] * n, self.schedule == "gpipe",
+                              last)
+
+    def by_bound(self, plans: Iterable[Plan]) -> list[Plan]:
+        """The feasible ``plans`` in order of increasing :meth:`plan_bound` (offered in that
+        order, the first ones set an incumbent whose time prunes the others' simulation)."""
+        fits = [p for p in plans
+                if cost.feasible_micro_batch_sizes(self.problem, p)[p.micro_batch_size - 1]]
+        return sorted(fits, key=self.plan_bound)
+
     def offer(self, plan: Plan) -> None:
+        """Make ``plan`` the incumbent if it runs faster; a plan whose bound (windows M,
+        chains 1, the flush for GPipe: valid for every table of the schedule) already
+        reaches the incumbent is not simulated."""
         problem = self.problem
         if not cost.feasible_micro_batch_sizes(problem, plan)[plan.micro_batch_size - 1]:
+            return
+        if self.best is not None and self.plan_bound(plan) >= self.best[0]:
+            self.counters["offers_pruned"] = self.counters.get("offers_pruned", 0) + 1
             return
         if self.schedule == "gpipe" and gpipe_closed_form(problem, plan) is not None:
             self.counters["closed_form"] += 1
@@ -176,7 +206,7 @@ class _Search:
             if flush_chain:  # GPipe without labels: S + (M - 1) t_p for every step p
                 value = max(value, cheap.sum_lb(b) + (m - 1) * cheap.beta_lb(b))
             if np.isfinite(value):
-                self.push(value, _State(3, b, 0, -1, 0, (), (), (), frozenset()))
+                self.push(value, _State(3, b, 0, -1, 0, (), (), (), frozenset(), (), ()))
 
     def start(self, b: int) -> None:
         """b's tables, and its first stages (for 1F1B, one search per number of stages K)."""
@@ -184,12 +214,14 @@ class _Search:
         L = pb.L
         ks = range(1, min(L, len(pb.compute)) + 1) if self.schedule == "1f1b" else [0]
         for k_total in ks:
-            self.place(pb, k_total, (), (), (), frozenset(), pb.src, 0)
+            self.place(pb, k_total, _State(2, b, k_total, pb.src, 0, (), (), (), frozenset(),
+                                           (), ()))
 
-    def place(self, pb: PassTables, k_total: int, steps: tuple[BoundStep, ...],
-              stages: tuple[Stage, ...], routes: tuple[tuple[str, ...], ...],
-              used: frozenset[int], node: int, layer: int) -> None:
-        """Children of 'node computes next after ``layer``': one per last layer."""
+    def place(self, pb: PassTables, k_total: int, parent: _State) -> None:
+        """Children of 'node computes next after ``layer``' (``parent``, arrived at node
+        ``parent.node`` after layer ``parent.layer``): one per last layer."""
+        steps, stages, routes = parent.steps, parent.stages, parent.routes
+        used, node, layer = parent.used, parent.node, parent.layer
         k = len(stages)
         L = pb.L
         ok = pb.fits(node, layer, k, k_total)
@@ -203,14 +235,12 @@ class _Search:
                 if k < k_total - 1 and (j == L or L - j < k_total - 1 - k):
                     continue
             st = Stage(nid, layer + 1, j)
-            step = BoundStep(float(pb.f[node, layer, j]), float(pb.g[node, layer, j]),
-                             cost.resource_name("node", nid), cost.resource_name("node", nid),
-                             k, True)
-            state = _State(0, pb.b, k_total, node, j, (*steps, step), (*stages, st), routes,
-                           used | {node})
             if j == L and pb.label is None:
-                self.offer(Plan(state.stages, routes, pb.b, None))
+                self.offer(Plan((*stages, st), routes, pb.b, None))
                 continue
+            step, f, g = pb.compute_step(node, layer, j, k)
+            state = _State(0, pb.b, k_total, node, j, (*steps, step), (*stages, st), routes,
+                           used | {node}, (*parent.fwd, f), (*parent.bwd, g))
             self.push(self.bound(state, pb.suffix_placed(j, node, state.used)), state)
 
     def expand(self, state: _State) -> None:
@@ -240,18 +270,18 @@ class _Search:
                 return
             self.counters["routes"] += 1
             self.push_route(replace(state, index=state.index + 1, exact=False), route)
-            hops = tuple(pb.hop_steps(route, state.layer, len(state.stages) - 1))
             if state.label:
                 plan = Plan(state.stages, state.routes, pb.b, route)
                 self.offer(plan)
                 return
+            hops, fs, gs = pb.hop_steps(route, state.layer)
             arrived = replace(state, kind=2, node=state.target, steps=state.steps + hops,
-                              routes=(*state.routes, route), target=-1, index=0)
+                              routes=(*state.routes, route), target=-1, index=0,
+                              fwd=state.fwd + fs, bwd=state.bwd + gs)
             self.push(self.bound(arrived, pb.suffix_arrived(state.layer, state.target,
                                                             arrived.used)), arrived)
             return
-        self.place(pb, state.k_total, state.steps, state.stages, state.routes, state.used,
-                   state.node, state.layer)
+        self.place(pb, state.k_total, state)
 
     def push_route(self, state: _State, known: tuple[str, ...] | None = None) -> None:
         """Push the generator of routes number ``index`` and later. Its bound uses the time of
@@ -325,8 +355,8 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
         sizes = candidate_micro_batch_sizes(tr.batch_size)
     seed = solve_exact(problem, sizes, time_limit=time_limit)  # raises when infeasible
     search = _Search(problem, sizes, deadline)
-    for b in sizes:
-        search.offer(seed.plan.with_micro_batch_size(b))
+    for plan in search.by_bound(seed.plan.with_micro_batch_size(b) for b in sizes):
+        search.offer(plan)
     if tr.schedule == "gpipe" and tr.labels_at is None:
         # GPipe without a label route runs no faster than S + (M - 1) * (largest step load)
         # (bound 5 of pipesl.cost.bounds): the exact solver minimises that over every plan
@@ -338,8 +368,9 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
             # ... and no faster than S + (M - 1)(max forward + max backward) (split_floor)
             from pipesl.solvers.split_floor import gpipe_split_floor
 
-            split, found = gpipe_split_floor(problem, sizes, search.best[0], deadline=deadline,
-                                             budget=32)
+            split, found = gpipe_split_floor(
+                problem, sizes, search.best[0], deadline=deadline, budget=32,
+                first=(step.micro_batch_size, seed.micro_batch_size))
             for plan in found:  # plans the floor's search met may beat the incumbent
                 search.offer(plan)
             search.counters["split_floor_ms"] = int(1000 * (time.perf_counter() - started))

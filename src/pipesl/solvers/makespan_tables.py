@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -16,7 +17,8 @@ from scipy.sparse.csgraph import dijkstra
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
-from pipesl.cost.bounds import BoundStep, Suffix
+from pipesl.cost.bounds import Suffix
+from pipesl.cost.steps import PipelineStep
 from pipesl.problem.types import Problem
 
 __all__ = ["PassTables"]
@@ -50,11 +52,22 @@ class PassTables:
         diff_f = fw[None, :] - fw[:, None]
         diff_b = bw[None, :] - bw[:, None]
         upper = np.triu(np.ones((L + 1, L + 1), dtype=bool), 1)
+        # fa, ga: their seconds per sample (f = fa * b + overhead, as cost.Affine reads it)
+        self.fa = np.zeros((n_nodes, L + 1, L + 1))
+        self.ga = np.zeros((n_nodes, L + 1, L + 1))
         self.f = np.full((n_nodes, L + 1, L + 1), np.inf)
         self.g = np.full((n_nodes, L + 1, L + 1), np.inf)
         for c in self.compute:
-            self.f[c][upper] = (b * diff_f * inv[c] + over[c])[upper]
-            self.g[c][upper] = (b * diff_b * inv[c] + over[c])[upper]
+            self.fa[c][upper] = (diff_f * inv[c])[upper]
+            self.ga[c][upper] = (diff_b * inv[c])[upper]
+            self.f[c][upper] = (self.fa[c] * b + over[c])[upper]
+            self.g[c][upper] = (self.ga[c] * b + over[c])[upper]
+        self.resources = [cost.Resource("node", i) for i in ids]
+        self._resources: dict[cost.Resource, cost.Resource] = {}
+        self._compute_steps: dict[tuple[int, int, int, int],
+                                  tuple[PipelineStep, float, float]] = {}
+        self._hop_steps: dict[tuple[tuple[str, ...], int], tuple[
+            tuple[PipelineStep, ...], tuple[float, ...], tuple[float, ...]]] = {}
         self.fw, self.bw = fw, bw
         self.flops = np.array([n.flops for n in net.nodes])
         self.overhead = over
@@ -131,20 +144,45 @@ class PassTables:
                 paths.append(tuple(nxt))
         return paths[i] if i < len(paths) else None
 
-    def hop_steps(self, route: tuple[str, ...], layer: int, stage: int) -> list[BoundStep]:
-        out = []
-        net = self.problem.network
-        for u, v in itertools.pairwise(route):
-            link = net.link_between(u, v)
-            assert link is not None
-            x = cost.transfer_time(link, self.out_bytes[layer])(self.b)
-            if link.duplex == "full":
-                fr = cost.resource_name("link", u, v, True)
-                br = cost.resource_name("link", v, u, True)
-            else:
-                fr = br = cost.resource_name("link", link.source, link.target)
-            out.append(BoundStep(x, x, fr, br, stage, False))
-        return out
+    def compute_step(self, c: int, i: int, j: int, stage: int
+                     ) -> tuple[PipelineStep, float, float]:
+        """The step of node c running layers i+1..j as compute stage ``stage``, and its
+        forward and backward times at b (cached: the search meets it from many prefixes)."""
+        key = (c, i, j, stage)
+        got = self._compute_steps.get(key)
+        if got is None:
+            over = float(self.overhead[c])
+            step = cost.compute_step(self.ids[c], i + 1, j,
+                                     cost.Affine(float(self.fa[c, i, j]), over),
+                                     cost.Affine(float(self.ga[c, i, j]), over), stage,
+                                     self.resources[c])
+            got = self._compute_steps[key] = (step, step.forward(self.b),
+                                              step.backward(self.b))
+        return got
+
+    def hop_steps(self, route: tuple[str, ...], layer: int) -> tuple[
+            tuple[PipelineStep, ...], tuple[float, ...], tuple[float, ...]]:
+        """The hop steps of ``route`` carrying layer ``layer``'s output, and their forward
+        and backward times at b (cached per route)."""
+        key = (route, layer)
+        got = self._hop_steps.get(key)
+        if got is None:
+            net = self.problem.network
+            steps = []
+            for u, v in itertools.pairwise(route):
+                link = net.link_between(u, v)
+                assert link is not None
+                step = cost.hop_step(link, u, v, layer, self.out_bytes[layer])
+                # one Resource object per resource: dictionary lookups in the bounds then
+                # meet the same object (identity) instead of comparing fields
+                fr = self._resources.setdefault(step.forward_resource, step.forward_resource)
+                br = self._resources.setdefault(step.backward_resource,
+                                                step.backward_resource)
+                steps.append(replace(step, forward_resource=fr, backward_resource=br))
+            got = self._hop_steps[key] = (tuple(steps),
+                                          tuple(s.forward(self.b) for s in steps),
+                                          tuple(s.backward(self.b) for s in steps))
+        return got
 
     def route_time(self, route: tuple[str, ...], layer: int) -> float:
         net = self.problem.network

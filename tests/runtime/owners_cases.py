@@ -3,10 +3,12 @@
 ``owners_problem`` is a four-node network, two data owners sharing a relay and a server::
 
     o0 ~~ r == s        (~~ half duplex, == full duplex)
-    o1 ~~/
+    |   /
+    o1 ~
 
-so that both owners' routes cross the relay r and the full-duplex link r == s, and both
-owners' stages share the server s: 4 processes.
+so that both owners' routes cross the relay r and the full-duplex link r == s, both owners'
+stages share the server s (4 processes), and owner 0's route may go through owner 1's node
+(``via_o1``: o1 relays it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ NETWORK: dict[str, Any] = {
         {"source": "o0", "target": "r", "bandwidth": 2e7, "latency": 0.002, "duplex": "half"},
         {"source": "o1", "target": "r", "bandwidth": 2e7, "latency": 0.002, "duplex": "half"},
         {"source": "r", "target": "s", "bandwidth": 5e7, "latency": 0.001, "duplex": "full"},
+        {"source": "o0", "target": "o1", "bandwidth": 3e7, "latency": 0.002, "duplex": "half"},
     ],
 }
 
@@ -49,12 +52,16 @@ def owners_problem(model: str = "cnn-digits", *, owners: str = "parallel",
                            name=f"owners-{model}")
 
 
-def owner_plan(node: str, b: int, labels_at: bool = False) -> Plan:
-    """cnn-digits (5 units): node[1-2] -> (node, r, s) -> s[3-5] (-> back when U-shaped)."""
-    return Plan((Stage(node, 1, 2), Stage("s", 3, 5)), ((node, "r", "s"),), b,
-                ("s", "r", node) if labels_at else None)
+def owner_plan(node: str, b: int, labels_at: bool = False, via: str | None = None) -> Plan:
+    """cnn-digits (5 units): node[1-2] -> (node, [via,] r, s) -> s[3-5] (-> back the same
+    way when U-shaped)."""
+    route = (node, *((via,) if via else ()), "r", "s")
+    return Plan((Stage(node, 1, 2), Stage("s", 3, 5)), (route,), b,
+                tuple(reversed(route)) if labels_at else None)
 
 
-def owners_plan(b: int = 4, labels_at_1: bool = False) -> OwnersPlan:
-    """Both owners cut after unit 2 and share the server stage s[3-5]."""
-    return OwnersPlan((owner_plan("o0", b), owner_plan("o1", b, labels_at_1)))
+def owners_plan(b: int = 4, labels_at_1: bool = False, via_o1: bool = False) -> OwnersPlan:
+    """Both owners cut after unit 2 and share the server stage s[3-5]; ``via_o1``: owner 0's
+    route goes o0 -> o1 -> r -> s."""
+    return OwnersPlan((owner_plan("o0", b, via="o1" if via_o1 else None),
+                       owner_plan("o1", b, labels_at_1)))

@@ -85,16 +85,17 @@ def make_owners_job(problem: Problem, plan: Any, config: RunConfig | None = None
     scale = cfg.time_scale if cfg.emulate else 1.0
     cfg = replace(cfg, model=info.ref, schedule=otopo.owners[0].table.name)
     label_shape = info.sample_shape if info.loss == "lm" else ()
+    # parallel: when each owner's last backward ends; sequential: each owner's turn alone
+    owner_s = (sim.owner_makespans_s if otopo.mode == "parallel"
+               else tuple(row.alone_s for row in sim.owners))
     return OwnersJob(problem, plans, otopo, cfg, info, data, sim.makespan_s * scale,
-                     tuple(s * scale for s in sim.owner_makespans_s), label_shape=label_shape,
+                     tuple(s * scale for s in owner_s), label_shape=label_shape,
                      audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts")
 
 
 def _compute_records(sim: Any) -> list[Any]:
-    """The simulator's compute records (with owner, stage, kind, micro-batch, start)."""
-    trace = sim.trace
-    records = trace.records() if callable(getattr(trace, "records", None)) else trace
-    return [r for r in records if getattr(r, "stage", None) is not None]
+    """The simulator's compute records (:class:`pipesl.sim.TaskRecord` with an owner)."""
+    return [r for r in sim.trace.records() if r.stage is not None]
 
 
 def train_owners(problem: Problem, plan: Any = None, config: RunConfig | None = None
@@ -197,7 +198,8 @@ def train_owners(problem: Problem, plan: Any = None, config: RunConfig | None = 
     return OwnersTrainResult(
         problem=problem.name or problem.model.name, mode=otopo.mode,
         replicas=otopo.replicas, schedule=otopo.owners[0].table.name, config=cfg,
-        owners=otopo.labels, plans=job.plans,
+        owners=otopo.labels, batch_sizes=tuple(t.batch_size for t in otopo.owners),
+        plans=job.plans,
         nodes=tuple((n, r, tuple(otopo.roles(n))) for r, n in enumerate(otopo.nodes)),
         iterations=tuple(sorted(reports, key=lambda r: r.iteration)),
         simulated_s=job.simulated_s, owner_simulated_s=job.owner_simulated_s,

@@ -100,6 +100,8 @@ class OwnersTrainResult:
     config: RunConfig
     owners: tuple[str, ...]
     """Owner names."""
+    batch_sizes: tuple[int, ...]
+    """Owner o's mini-batch size B."""
     plans: tuple[Any, ...]
     nodes: tuple[tuple[str, int, tuple[str, ...]], ...]
     """(node, rank, roles)."""
@@ -132,6 +134,7 @@ class OwnersTrainResult:
         return {
             "problem": self.problem, "mode": self.mode, "replicas": self.replicas,
             "schedule": self.schedule, "owners": list(self.owners),
+            "batch_sizes": list(self.batch_sizes),
             "plan": {"owners": [plan_to_dict(p) for p in self.plans], "mode": self.mode,
                      "replicas": self.replicas},
             "nodes": [{"node": n, "rank": r, "roles": list(roles)}

@@ -204,8 +204,8 @@ def trace_order(topos: Sequence[Topology], records: Iterable[Any]
                 ) -> dict[str, tuple[Task, ...]]:
     """Each compute node's tasks in the order the simulator started them.
 
-    ``records`` are the simulator's compute records, each with ``owner``, ``stage``,
-    ``kind``, ``micro_batch`` and ``start`` (transfers and other records are skipped).
+    ``records`` are the simulator's task records (:class:`pipesl.sim.TaskRecord`: ``owner``,
+    ``stage``, ``kind``, ``micro_batch``, ``start_s``); hops are skipped.
     """
     node_of = {(o, st.index): st.node for o, t in enumerate(topos) for st in t.stages}
     starts: dict[str, list[tuple[float, int, Task]]] = {}
@@ -215,7 +215,7 @@ def trace_order(topos: Sequence[Topology], records: Iterable[Any]
             continue
         owner = int(getattr(r, "owner", 0))
         t = Task(owner, int(stage), str(r.kind), int(r.micro_batch))
-        starts.setdefault(node_of[(owner, t.stage)], []).append((float(r.start), i, t))
+        starts.setdefault(node_of[(owner, t.stage)], []).append((float(r.start_s), i, t))
     return {n: tuple(t for _, _, t in sorted(v)) for n, v in starts.items()}
 
 

@@ -23,8 +23,11 @@ beat it). :func:`solve_makespan` minimises the makespan itself:
    b can run faster (``optimal = True``, ``lower_bound_s = objective_s``). A time limit
    returns the incumbent with ``optimal = False`` and the smallest open bound.
 
-Only the smallest b of each M is searched: every pass time is non-decreasing in b, so every
-bound is, and the tests check on random instances that the makespan is too.
+The roots are the smallest b of each M. Every pass time is non-decreasing in b, so every
+bound is; the makespan is too when every resource serves its tasks in a fixed order
+(:func:`fixed_order`, proof in docs/planner.md), and otherwise a closed plan is also evaluated
+at the larger b of its M (:meth:`_Search.close`): under 1F1B-net and on shared FIFO links a
+larger b of the same M can run faster.
 """
 
 from __future__ import annotations
@@ -99,9 +102,40 @@ class _State:
     """Route generator: True when its bound used route ``index``'s own time."""
 
 
+def fixed_order(problem: Problem, plan: Plan) -> bool:
+    """True when the order in which every resource serves its tasks cannot depend on the
+    pass times, so that the simulated makespan is non-decreasing in b for a fixed M.
+
+    That holds (docs/planner.md, section 0) under ``gpipe`` and ``1f1b``, whose tables depend
+    on K and M only, when every link resource carries one stream of tasks — the forwards or
+    the backwards of one step — or, under GPipe, the forwards and then the backwards of one
+    step before the last compute stage (the flush puts every forward before any backward).
+    """
+    if problem.training.schedule not in ("gpipe", "1f1b"):
+        return False
+    steps, last = plan_bound_steps(problem, plan)
+    streams: dict[str, set[tuple[int, int]]] = {}
+    for p, s in enumerate(steps):
+        if s.compute:
+            continue  # one stage per node, served in the table's order
+        streams.setdefault(s.forward_resource, set()).add((p, 0))
+        streams.setdefault(s.backward_resource, set()).add((p, 1))
+    for users in streams.values():
+        if len(users) == 1:
+            continue
+        ps = {p for p, _ in users}
+        if not (problem.training.schedule == "gpipe" and len(ps) == 1
+                and next(iter(ps)) < last):
+            return False
+    return True
+
+
 class _Search:
-    def __init__(self, problem: Problem, sizes: list[int], deadline: float | None):
+    def __init__(self, problem: Problem, sizes: list[int], deadline: float | None,
+                 siblings: bool = False):
         self.problem = problem
+        self.siblings = siblings
+        """Also evaluate a closed plan at the larger b of its M (see :meth:`close`)."""
         self.schedule = problem.training.schedule
         self.deadline = deadline
         self.sizes = sizes
@@ -186,6 +220,28 @@ class _Search:
         if self.best is None or t < self.best[0]:
             self.best = (t, plan)
 
+    def close(self, plan: Plan) -> None:
+        """A complete plan of the search at b = ceil(B / M): offered, and — unless its
+        resources serve their tasks in a fixed order (:func:`fixed_order`: then its makespan
+        is non-decreasing in b for this M) — offered at each larger b of the same M too,
+        in increasing b while its bound stays below the incumbent (the bound and the memory
+        need are non-decreasing in b, so the first b that fails ends the walk)."""
+        self.offer(plan)
+        if not self.siblings or fixed_order(self.problem, plan):
+            return
+        batch = self.problem.training.batch_size
+        m = num_micro_batches(batch, plan.micro_batch_size)
+        for b in range(plan.micro_batch_size + 1, batch + 1):
+            if num_micro_batches(batch, b) != m:
+                break
+            other = plan.with_micro_batch_size(b)
+            if not cost.feasible_micro_batch_sizes(self.problem, other)[b - 1]:
+                break
+            if self.best is not None and self.plan_bound(other) >= self.best[0]:
+                break
+            self.counters["siblings"] = self.counters.get("siblings", 0) + 1
+            self.offer(other)
+
     # ---------------------------------------------------------------- expansion
     def roots(self) -> None:
         """One root per b, bounded by ``max(S, M beta)`` from the exact solver's cheap bounds
@@ -238,7 +294,7 @@ class _Search:
             state = _State(0, pb.b, k_total, node, j, (*steps, step), (*stages, st), routes,
                            used | {node})
             if j == L and pb.label is None:
-                self.offer(Plan(state.stages, routes, pb.b, None))
+                self.close(Plan(state.stages, routes, pb.b, None))
                 continue
             self.push(self.bound(state, pb.suffix_placed(j, node, state.used)), state)
 
@@ -272,7 +328,7 @@ class _Search:
             hops = tuple(pb.hop_steps(route, state.layer, len(state.stages) - 1))
             if state.label:
                 plan = Plan(state.stages, state.routes, pb.b, route)
-                self.offer(plan)
+                self.close(plan)
                 return
             arrived = replace(state, kind=2, node=state.target, steps=state.steps + hops,
                               routes=(*state.routes, route), target=-1, index=0)
@@ -353,7 +409,9 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
     else:
         sizes = candidate_micro_batch_sizes(tr.batch_size)
     seed = solve_exact(problem, sizes, time_limit=time_limit)  # raises when infeasible
-    search = _Search(problem, sizes, deadline)
+    # every b of each M is covered: the smallest searched, the others walked from it (close)
+    search = _Search(problem, sizes, deadline, siblings=micro_batch_sizes is None
+                     and tr.micro_batch_size is None)
     for plan in search.by_bound(seed.plan.with_micro_batch_size(b) for b in sizes):
         search.offer(plan)
     if tr.schedule == "gpipe" and tr.labels_at is None:

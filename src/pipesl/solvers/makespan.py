@@ -229,6 +229,8 @@ class _Search:
         self.offer(plan)
         if not self.siblings or fixed_order(self.problem, plan):
             return
+        from pipesl.schedules import makespan_lower_bound
+
         batch = self.problem.training.batch_size
         m = num_micro_batches(batch, plan.micro_batch_size)
         for b in range(plan.micro_batch_size + 1, batch + 1):
@@ -237,8 +239,11 @@ class _Search:
             other = plan.with_micro_batch_size(b)
             if not cost.feasible_micro_batch_sizes(self.problem, other)[b - 1]:
                 break
-            if self.best is not None and self.plan_bound(other) >= self.best[0]:
-                break
+            if self.best is not None:
+                if self.plan_bound(other) >= self.best[0]:
+                    break  # monotone in b: so are all larger b
+                if makespan_lower_bound(self.problem, other) >= self.best[0]:
+                    continue  # this b's own table (not monotone under 1F1B-net)
             self.counters["siblings"] = self.counters.get("siblings", 0) + 1
             self.offer(other)
 
@@ -408,17 +413,20 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
         sizes = [tr.micro_batch_size]
     else:
         sizes = candidate_micro_batch_sizes(tr.batch_size)
-    seed = solve_exact(problem, sizes, time_limit=time_limit)  # raises when infeasible
+    flush_chain = tr.schedule == "gpipe" and tr.labels_at is None
+    # The incumbent: the analytic optimum — for GPipe without labels the per-step optimum
+    # (below), whose plan is as good a start and whose bound is needed anyway. Either solve
+    # raises InfeasibleError when no plan fits.
+    seed = solve_exact(problem, sizes, time_limit=time_limit, per_step=flush_chain)
     # every b of each M is covered: the smallest searched, the others walked from it (close)
     search = _Search(problem, sizes, deadline, siblings=micro_batch_sizes is None
                      and tr.micro_batch_size is None)
     for plan in search.by_bound(seed.plan.with_micro_batch_size(b) for b in sizes):
         search.offer(plan)
-    if tr.schedule == "gpipe" and tr.labels_at is None:
+    if flush_chain:
         # GPipe without a label route runs no faster than S + (M - 1) * (largest step load)
-        # (bound 5 of pipesl.cost.bounds): the exact solver minimises that over every plan
-        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-        step = solve_exact(problem, sizes, time_limit=left, per_step=True)
+        # (bound 5 of pipesl.cost.bounds): the exact solver minimised that over every plan
+        step = seed
         search.floor = step.lower_bound_s
         search.counters["floor_dp_passes"] = step.counters.get("dp_passes", 0)
         if search.best is not None and search.floor < search.best[0] * (1 - _REL_TOL):

@@ -148,6 +148,22 @@ def load_checked(argument: str) -> Problem:
     return problem
 
 
+def require_single_owner(problem: Problem, command: str) -> Problem:
+    """Refuse a problem with several data owners in a command that plans one owner only.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``training.sources`` and the commands that do take several owners.
+    """
+    if problem.is_multi_owner:
+        raise ProblemError("training.sources",
+                           f"has {problem.num_owners} data owners; {command} takes a problem "
+                           "with one owner (several owners: pipesl show, plan, simulate, "
+                           "train)")
+    return problem
+
+
 def warn_memory(problem: Problem, plan: Plan, what: str = "plan") -> None:
     """A warning on stderr for each node whose stages need more memory than it has."""
     from pipesl.cost import evaluate

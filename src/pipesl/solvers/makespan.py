@@ -104,6 +104,7 @@ class _Search:
         self.schedule = problem.training.schedule
         self.deadline = deadline
         self.sizes = sizes
+        self.tables = cost.CostTables.from_problem(problem)
         self.per_b: dict[int, PassTables] = {}
         """Built when the search first reaches b (its root's cheap bound is below U)."""
         self.best: tuple[float, Plan] | None = None
@@ -194,11 +195,10 @@ class _Search:
         ``S + (M - 1) beta`` (bound 5 of :mod:`pipesl.cost.bounds`: the flush makes every
         step's ``sum t + (M - 1) t_p`` a bound, and the cheap beta bounds one step's time) —
         so that b's tables are built only when the search reaches it."""
-        from pipesl.cost import CostTables
         from pipesl.cost.analytic_bounds import AnalyticBounds
 
         problem = self.problem
-        cheap = AnalyticBounds(problem, CostTables.from_problem(problem))
+        cheap = AnalyticBounds(problem, self.tables)
         flush_chain = self.schedule == "gpipe" and problem.training.labels_at is None
         for b in self.sizes:
             m = num_micro_batches(problem.training.batch_size, b)
@@ -210,7 +210,7 @@ class _Search:
 
     def start(self, b: int) -> None:
         """b's tables, and its first stages (for 1F1B, one search per number of stages K)."""
-        pb = self.per_b[b] = PassTables(self.problem, b)
+        pb = self.per_b[b] = PassTables(self.problem, b, self.tables)
         L = pb.L
         ks = range(1, min(L, len(pb.compute)) + 1) if self.schedule == "1f1b" else [0]
         for k_total in ks:

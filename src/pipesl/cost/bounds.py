@@ -52,6 +52,7 @@ from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 
 __all__ = [
+    "BOUND_NAMES",
     "Suffix",
     "chain_lengths",
     "flushes",
@@ -59,6 +60,12 @@ __all__ = [
     "pipeline_bound",
     "plan_bound_steps",
 ]
+
+
+BOUND_NAMES = ("trip", "later_step", "resource", "window", "chain", "flush")
+"""The bounds :func:`pipeline_bound` takes the largest of: 1. the trip, the trip plus M times
+the least later step (partial plans), 2. resources with heads and tails, 3. windows,
+4. chains, 5. the flush."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,8 @@ class Suffix:
 def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
                    num_micro_batches: int, windows: Sequence[float], chains: Sequence[int],
                    flush: bool, to_last: int | None = None, suffix: Suffix = Suffix(),
-                   times: tuple[Sequence[float], Sequence[float]] | None = None) -> float:
+                   times: tuple[Sequence[float], Sequence[float]] | None = None,
+                   parts: dict[str, float] | None = None) -> float:
     """The largest of the bounds of the module docstring for these steps.
 
     Parameters
@@ -110,6 +118,9 @@ def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
     times : (sequence of float, sequence of float), optional
         The steps' forward and backward times at b when the caller keeps them (the planner's
         hot loop); default: read from the steps.
+    parts : dict, optional
+        Filled with each named bound of the module docstring (:data:`BOUND_NAMES`; 0 where
+        one does not apply): the result is their largest. The tests check each one alone.
     """
     m = num_micro_batches
     b = micro_batch_size
@@ -127,9 +138,8 @@ def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
         hg[i + 1] = hg[i] + gs[i]
     sf, sg = hf[n], hg[n]
     rest = suffix.forward + suffix.backward
-    best = sf + sg + rest  # 1. trip
-    if suffix.step_time > 0:  # a later step: sum f + sum g + M t_min
-        best = max(best, sf + sg + m * suffix.step_time)
+    trip = sf + sg + rest  # 1. trip
+    later = sf + sg + m * suffix.step_time if suffix.step_time > 0 else 0.0  # a later step
     # 2. resources with heads and tails
     heads: dict[Resource, float] = {}
     tails: dict[Resource, float] = {}
@@ -141,24 +151,24 @@ def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
             heads[r] = min(heads.get(r, math.inf), head)
             tails[r] = min(tails.get(r, math.inf), tail)
             busy[r] = busy.get(r, 0.0) + dur
-    for r, load in busy.items():
-        best = max(best, heads[r] + m * load + tails[r])
+    resource = max([heads[r] + m * load + tails[r] for r, load in busy.items()], default=0.0)
     # 3. windows and 4. chains
+    window = chain = 0.0
     k = 0  # the compute stage of step p, or the one a hop leaves
     for p, s in enumerate(steps):
         f, g = fs[p], gs[p]
         if s.stage is not None:
             k = s.stage
         d = (sf - hf[p + 1]) + (sg - hg[p + 1]) + rest
-        w = windows[k]
         base = hf[p] + hg[p]
         if s.forward_resource == s.backward_resource:
-            best = max(best, base + m * (f + g) + max(0.0, d - (w - 1) * g))
+            window = max(window, base + m * (f + g) + max(0.0, d - (windows[k] - 1) * g))
         else:  # a full-duplex hop: the last forward, its round trip, one backward
-            best = max(best, base + m * f + d + g)
+            window = max(window, base + m * f + d + g)
         if s.stage is not None and chains[k] > 1:
-            best = max(best, base + chains[k] * (f + g + d))
+            chain = max(chain, base + chains[k] * (f + g + d))
     # 5. flush: a forward phase and a backward phase
+    phases = 0.0
     if flush:
         sfc = hf[c_end] + suffix.forward_to_last
         sgc = hg[c_end] + suffix.backward_to_last
@@ -182,8 +192,11 @@ def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
                        *(f_head[r] + m * v + f_tail[r] for r, v in f_busy.items())])
         phase_b = max([sgc + (m - 1) * suffix.step_backward,
                        *(b_head[r] + m * v + b_tail[r] for r, v in b_busy.items())])
-        best = max(best, phase_f + phase_b)
-    return best
+        phases = phase_f + phase_b
+    if parts is not None:
+        parts.update(trip=trip, later_step=later, resource=resource, window=window,
+                     chain=chain, flush=phases)
+    return max(trip, later, resource, window, chain, phases)
 
 
 def plan_bound_steps(problem: Problem, plan: Plan) -> tuple[tuple[PipelineStep, ...], int]:

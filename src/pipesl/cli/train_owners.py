@@ -33,6 +33,13 @@ def owners_plan(problem: Problem, path: Path | None) -> Any:
         from pipesl.solvers import solve
 
         plan = solve(problem).plan
+        if not isinstance(plan, OwnersPlan) and problem.training.replicas == "per-owner":
+            # a planner without the joint search: each owner's own plan (the independent
+            # baseline), validated together below
+            err_console.print("note: planned each owner alone (the joint planner is not "
+                              "available); give --plan for a joint plan")
+            plan = OwnersPlan(tuple(solve(problem.owner_problem(o)).plan
+                                    for o in range(problem.num_owners)))
     if not isinstance(plan, OwnersPlan):
         raise ProblemError("--plan", f"must be a plan for the problem's {problem.num_owners} "
                            "data owners (pipesl plan PROBLEM --out plan.json)")

@@ -9,9 +9,10 @@ iteration) and checks, for every owner o:
 * **raw inputs never leave owner o's node**: no tensor that crosses any hop — of any
   owner's stream — has the bytes of one of o's input batches, micro-batches or samples, or
   contains a sample's values as a contiguous run;
-* **labels**: with ``labels_at`` set for o, no tensor crossing any hop is (or contains) one
-  of o's label batches or micro-batches, and o has no ``labels`` message; without it, o's
-  labels travel only along o's own label path (source to last stage), in o's own stream;
+* **labels**: with ``labels_at`` set for o, no tensor crossing any hop is one of o's label
+  batches or micro-batches (or contains a micro-batch of at least 8 labels as a contiguous
+  run), and o has no ``labels`` message; without it, o's labels travel only along o's own
+  label path (source to last stage), in o's own stream;
 * **no tensor of owner o is delivered to another owner's node** — except when that node
   relays o's stream (it forwards bytes without computing on them): such deliveries are
   listed in :attr:`OwnersAudit.relayed`, not violations. A tensor of o delivered to another
@@ -36,6 +37,10 @@ from pipesl.runtime.owners.topology import OwnersTopology
 __all__ = ["OwnersAudit", "check_owners_audit"]
 
 _DATA = ("activation", "gradient", "labels")
+_RUN = 8
+"""Shortest label micro-batch looked for as a contiguous run inside another integer tensor
+(another owner's labels): shorter runs occur by chance (two labels of ten classes match at a
+given place once in a hundred)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def _owner_data(spec: DataSpec, sizes: Sequence[int], iterations: Iterable[int],
             part = slice(offsets[m], offsets[m + 1])
             inputs[digest(x[part])] = f"{name}'s input micro-batch {m} of iteration {it}"
             labels[digest(y[part])] = f"{name}'s label micro-batch {m} of iteration {it}"
-            if offsets[m + 1] - offsets[m] >= 2:
+            if offsets[m + 1] - offsets[m] >= _RUN:
                 runs.append(y[part].to(torch.float64).reshape(-1))
         for i in range(x.shape[0]):
             inputs[digest(x[i])] = f"{name}'s input sample {i} of iteration {it}"

@@ -168,11 +168,12 @@ def resource_name(kind: Literal["node", "link"], u: str, v: str | None = None,
     return f"link:{u}>{v}" if full_duplex else f"link:{u}-{v}"
 
 
-def link_resources(link: Link, u: str, v: str, x: Affine) -> tuple[tuple[str, Affine], ...]:
+def link_resources(link: Link, u: str, v: str, x: Affine
+                   ) -> tuple[tuple[Resource, Affine], ...]:
     """Loads put on ``link``'s resources by one hop u -> v whose one-way transfer takes ``x``."""
     if link.duplex == "full":
-        return ((resource_name("link", u, v, True), x), (resource_name("link", v, u, True), x))
-    return ((resource_name("link", link.source, link.target), x.scaled(2.0)),)
+        return ((Resource("link", u, v, True), x), (Resource("link", v, u, True), x))
+    return ((Resource("link", link.source, link.target), x.scaled(2.0)),)
 
 
 def seconds_per_bit(u: str, v: str, data: Mapping[str, Any]) -> float:
@@ -267,7 +268,7 @@ class PlanStage:
     """People-readable: ``dev0[1-4]`` or ``dev0>r1 (L4)``."""
     time: Affine
     """t_s(b): forward plus backward time of one micro-batch."""
-    loads: tuple[tuple[str, Affine], ...]
+    loads: tuple[tuple[Resource, Affine], ...]
     """The resources it occupies and its load on each, per micro-batch."""
     node: str | None = None
     """Compute stage: its node."""
@@ -299,7 +300,7 @@ def plan_stages(problem: Problem, plan: Plan) -> tuple[PlanStage, ...]:
     for k, s in enumerate(plan.stages):
         t = compute_time(problem, s.node, s.first_layer, s.last_layer)
         out.append(PlanStage("compute", f"{s.node}[{s.first_layer}-{s.last_layer}]", t,
-                             ((resource_name("node", s.node), t),), node=s.node,
+                             ((Resource("node", s.node), t),), node=s.node,
                              layer=s.last_layer, stage_index=k))
         if k < len(plan.routes):
             hops(plan.routes[k], s.last_layer, k)
@@ -308,9 +309,10 @@ def plan_stages(problem: Problem, plan: Plan) -> tuple[PlanStage, ...]:
     return tuple(out)
 
 
-def resource_loads(problem: Problem, plan: Plan) -> dict[str, Affine]:
-    """Load (per micro-batch, affine in b) of every resource the plan uses, in first-use order."""
-    loads: dict[str, Affine] = {}
+def resource_loads(problem: Problem, plan: Plan) -> dict[Resource, Affine]:
+    """Load (per micro-batch, affine in b) of every resource the plan uses, in first-use order
+    (:attr:`Resource.name` gives the SPEC name the plan document and reports use)."""
+    loads: dict[Resource, Affine] = {}
     for st in plan_stages(problem, plan):
         for r, a in st.loads:
             loads[r] = loads.get(r, ZERO) + a
@@ -493,7 +495,7 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
     validate_plan(problem, plan)
     b = plan.micro_batch_size
     stages = plan_stages(problem, plan)
-    loads = {r: a(b) for r, a in resource_loads(problem, plan).items()}
+    loads = {r.name: a(b) for r, a in resource_loads(problem, plan).items()}  # the edge: names
     bottleneck = max(loads, key=lambda r: loads[r])
     m = num_micro_batches(problem.training.batch_size, b)
     first = sum(st.time(b) for st in stages)

@@ -76,6 +76,7 @@ __all__ = [
     "stage_memory",
     "training_flops",
     "transfer_bits",
+    "transfer_seconds_per_sample",
     "transfer_time",
     "transfer_weight",
 ]
@@ -206,15 +207,25 @@ def training_flops(layers: Iterable[Layer]) -> float:
 
 
 def compute_time(problem: Problem, node: str, first: int, last: int) -> Affine:
-    """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based)."""
-    n = problem.network.node(node)
-    work = training_flops(problem.model.layers[first - 1:last])
-    return Affine(work / n.flops, 2.0 * n.overhead)
+    """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based).
+
+    Read from the problem's :class:`~pipesl.cost.CostTables` (per-sample ``stage_alpha``,
+    fixed ``compute_beta``): the one formula the solvers' arrays use too.
+    """
+    from pipesl.cost.tables import tables_for
+
+    return tables_for(problem).compute_affine(problem.network.node_index[node], first, last)
+
+
+def transfer_seconds_per_sample(out_bytes: Any, bandwidth: Any) -> Any:
+    """alpha of a one-way transfer x = alpha b + latency: ``8 out_bytes / bandwidth``, on
+    numbers or arrays (:func:`transfer_time` and ``CostTables.transfer_alpha`` both use it)."""
+    return 8.0 * out_bytes / bandwidth
 
 
 def transfer_time(link: Link, out_bytes: float) -> Affine:
     """One-way transfer x of a micro-batch's activation of ``out_bytes`` per sample."""
-    return Affine(8.0 * out_bytes / link.bandwidth, link.latency)
+    return Affine(transfer_seconds_per_sample(out_bytes, link.bandwidth), link.latency)
 
 
 def hop_time(problem: Problem, u: str, v: str, layer: int) -> Affine:

@@ -349,13 +349,9 @@ def _window(problem: Problem, b: int, stage_index: int, num_stages: int) -> floa
     ``1f1b-net`` adapts its windows to memory (:func:`net_warmups`), so what a stage must hold
     to be placed at all is one micro-batch (W = 1).
     """
-    tr = problem.training
-    if tr.schedule == "gpipe":
-        return float(tr.batch_size)
-    if tr.schedule == "1f1b-net":
-        return float(b)
-    m = num_micro_batches(tr.batch_size, b)
-    return float(min(m, num_stages - stage_index) * b)
+    from pipesl.cost.tables import tables_for
+
+    return float(tables_for(problem).window(b, num_stages - stage_index))
 
 
 def net_warmups(problem: Problem, plan: Plan, micro_batch_size: int | None = None
@@ -411,12 +407,13 @@ def activation_window(problem: Problem, micro_batch_size: int, stage_index: int,
 
 def stage_memory(problem: Problem, first: int, last: int, b: int, stage_index: int,
                  num_stages: int) -> float:
-    """Bytes a node needs to run layers first..last as stage ``stage_index`` (0-based) of K."""
-    layers = problem.model.layers[first - 1:last]
-    params = sum(x.param_bytes for x in layers)
-    acts = sum(x.act_bytes for x in layers)
-    return (problem.training.state_factor * params
-            + _window(problem, b, stage_index, num_stages) * acts)
+    """Bytes a node needs to run layers first..last as stage ``stage_index`` (0-based) of K
+    (read from the problem's :class:`~pipesl.cost.CostTables`)."""
+    from pipesl.cost.tables import tables_for
+
+    t = tables_for(problem)
+    return float(t.span_state[first - 1, last]
+                 + float(t.window(b, num_stages - stage_index)) * t.span_acts[first - 1, last])
 
 
 def min_stage_memory(problem: Problem, first: int, last: int, stages_after: int) -> float:
@@ -447,22 +444,16 @@ def memory_use(problem: Problem, plan: Plan, micro_batch_size: int | None = None
 
 def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
     """Boolean mask over b = 1..B (index b - 1): True where every stage fits in memory."""
+    from pipesl.cost.tables import tables_for
+
+    t = tables_for(problem)
     tr = problem.training
     b = np.arange(1, tr.batch_size + 1)
-    m = num_micro_batches(tr.batch_size, b)
     ok = np.ones(tr.batch_size, dtype=bool)
     k_total = plan.num_stages
     for k, s in enumerate(plan.stages):
-        layers = problem.model.layers[s.layer_slice]
-        params = sum(x.param_bytes for x in layers)
-        acts = sum(x.act_bytes for x in layers)
-        if tr.schedule == "gpipe":
-            window = np.full(b.shape, float(tr.batch_size))
-        elif tr.schedule == "1f1b-net":  # its windows shrink to fit; one micro-batch must
-            window = b.astype(float)
-        else:
-            window = np.minimum(m, k_total - k) * b
-        need = tr.state_factor * params + window * acts
+        i, j = s.first_layer - 1, s.last_layer
+        need = t.span_state[i, j] + t.window(b, k_total - k) * t.span_acts[i, j]
         ok &= need <= problem.network.node(s.node).memory
     return ok
 

@@ -268,7 +268,8 @@ class CostTables:
         """Affine t = 2x of a hop on link ``link`` (index) carrying layer ``layer``'s output."""
         return Affine(float(self.hop_alpha[link, layer]), float(self.hop_beta[link]))
 
-    def window(self, b: int, stages_from_end: int | np.ndarray) -> np.ndarray | float:
+    def window(self, b: int | np.ndarray, stages_from_end: int | np.ndarray
+               ) -> np.ndarray | float:
         """W * b of SPEC section 3 for a stage with ``stages_from_end`` = K - k + 1."""
         if self.schedule == "gpipe":
             return float(self.batch_size)

@@ -26,9 +26,18 @@ if TYPE_CHECKING:
         ProblemError,
         RuntimeSetupError,
     )
-    from pipesl.plan import Plan, Stage, load_plan, plan_from_dict, validate_plan
+    from pipesl.plan import (
+        OwnersPlan,
+        Plan,
+        Stage,
+        load_plan,
+        plan_from_dict,
+        validate_owners_plan,
+        validate_plan,
+    )
     from pipesl.problem import (
         ChainModel,
+        DataOwner,
         Layer,
         Link,
         Network,
@@ -45,12 +54,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChainModel",
+    "DataOwner",
     "Evaluation",
     "InfeasibleError",
     "Layer",
     "Link",
     "Network",
     "Node",
+    "OwnersPlan",
     "PipeslError",
     "Plan",
     "PlanError",
@@ -69,6 +80,7 @@ __all__ = [
     "objective",
     "plan_document",
     "plan_from_dict",
+    "validate_owners_plan",
     "validate_plan",
 ]
 
@@ -79,9 +91,9 @@ _LAZY = {
     **dict.fromkeys(("Evaluation", "evaluate", "objective", "plan_document"), "pipesl.cost"),
     **dict.fromkeys(("InfeasibleError", "PipeslError", "PlanError", "ProblemError",
                      "RuntimeSetupError"), "pipesl.exceptions"),
-    **dict.fromkeys(("Plan", "Stage", "load_plan", "plan_from_dict", "validate_plan"),
-                    "pipesl.plan"),
-    **dict.fromkeys(("ChainModel", "Layer", "Link", "Network", "Node", "Problem",
+    **dict.fromkeys(("OwnersPlan", "Plan", "Stage", "load_plan", "plan_from_dict",
+                     "validate_owners_plan", "validate_plan"), "pipesl.plan"),
+    **dict.fromkeys(("ChainModel", "DataOwner", "Layer", "Link", "Network", "Node", "Problem",
                      "TrainingSpec", "compose_problem", "load_model", "load_network",
                      "load_problem"), "pipesl.problem"),
 }

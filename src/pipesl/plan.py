@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -21,12 +21,17 @@ from pipesl.exceptions import PlanError, ProblemError, _short
 from pipesl.problem.types import Problem
 
 __all__ = [
+    "OwnersPlan",
     "Plan",
     "Stage",
     "load_plan",
+    "load_single_plan",
+    "owners_plan_from_dict",
+    "owners_plan_to_dict",
     "plan_from_dict",
     "plan_label",
     "plan_to_dict",
+    "validate_owners_plan",
     "validate_plan",
 ]
 
@@ -304,11 +309,181 @@ def plan_from_dict(doc: Any, problem: Problem | None = None, name: str = "plan")
     return Plan(tuple(stages), routes, b, label)
 
 
-def load_plan(path: str | Path, problem: Problem | None = None) -> Plan:
-    """Load a plan JSON (or YAML) file; see :func:`plan_from_dict`."""
+@dataclass(frozen=True)
+class OwnersPlan:
+    """One single-source :class:`Plan` per data owner, in owner order.
+
+    ``plans[i]`` is a plan of ``problem.owner_problem(i)``; how the owners share time on
+    resources (``parallel``/``sequential``) and model state (``per-owner``/``shared``) is the
+    problem's ``training.owners`` and ``training.replicas`` (docs/owners.md).
+    """
+
+    plans: tuple[Plan, ...]
+
+    @property
+    def num_owners(self) -> int:
+        """How many owners the plan covers."""
+        return len(self.plans)
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def __getitem__(self, i: int) -> Plan:
+        return self.plans[i]
+
+    def __iter__(self) -> Iterator[Plan]:
+        return iter(self.plans)
+
+
+def _in_owner(exc: PlanError, i: int) -> PlanError:
+    """``plan.stages[1].node: ...`` of owner i's plan -> ``plan.owners[1].stages[1].node: ...``."""
+    text = str(exc)
+    if text.startswith("plan."):
+        text = f"plan.owners[{i}].{text[len('plan.'):]}"
+    else:
+        text = f"plan.owners[{i}]: {text}"
+    return PlanError(text)
+
+
+def validate_owners_plan(problem: Problem, plan: OwnersPlan) -> OwnersPlan:
+    """Check that ``plan`` is a valid plan of the (multi-owner) ``problem``.
+
+    One plan per owner, each valid for ``problem.owner_problem(i)`` (:func:`validate_plan`;
+    no stage on another owner's node); with ``training.replicas: shared`` every owner cuts
+    after the same layer and the stages after the cut (nodes and layer ranges) are the same.
+
+    Raises
+    ------
+    PlanError
+        Naming the first broken rule (``plan.owners[i]....``).
+    """
+    owners = problem.owners
+    if len(plan.plans) != len(owners):
+        raise _fail("plan.owners", f"has {len(plan.plans)} plans; the problem has "
+                    f"{len(owners)} data owners (one plan each, in owner order)")
+    owner_of = {o.node: i for i, o in enumerate(owners)}
+    for i, p in enumerate(plan.plans):
+        for k, s in enumerate(p.stages):
+            j = owner_of.get(s.node, i)
+            if j != i:
+                raise _fail(f"plan.owners[{i}].stages[{k}].node", f"{s.node!r} is the node of "
+                            f"data owner {j} ({owners[j].label}); an owner's tensors never "
+                            "reach another owner's node")
+        try:
+            validate_plan(problem.owner_problem(i), p)
+        except PlanError as exc:
+            raise _in_owner(exc, i) from None
+    if problem.training.replicas == "shared" and len(plan.plans) > 1:
+        first = plan.plans[0]
+        for i, p in enumerate(plan.plans[1:], start=1):
+            if p.stages[0].last_layer != first.stages[0].last_layer:
+                raise _fail(f"plan.owners[{i}].stages[0].last_layer",
+                            f"is {p.stages[0].last_layer}; with training.replicas: shared "
+                            f"every owner cuts after the same layer (owner 0: "
+                            f"{first.stages[0].last_layer})")
+            if p.stages[1:] != first.stages[1:]:
+                raise _fail(f"plan.owners[{i}].stages", "differ from owner 0's after the cut; "
+                            "with training.replicas: shared the server-side stages (nodes "
+                            "and layers) are the same for every owner")
+    return plan
+
+
+OWNERS_FIELDS = ("owners", "mode", "replicas")
+"""The fields of a multi-owner plan document."""
+OWNERS_DERIVED_FIELDS = ("makespan_s", "lower_bound_s", "gap", "optimal", "method", "solver",
+                         "owner_makespans_s", "seconds", "baselines", "num_owners", "memory",
+                         "feasible", "violations", "objective", "objective_s", "busy_s",
+                         "utilisation", "owner_labels")
+"""Fields pipesl writes into a multi-owner plan document and reading ignores."""
+
+
+def owners_plan_to_dict(problem: Problem, plan: OwnersPlan) -> dict[str, Any]:
+    """The decision fields of a multi-owner plan document.
+
+    ``{"owners": [<plan_to_dict of owner 0>, ...], "mode": ..., "replicas": ...}``; each
+    owner's entry also names its owner (``owner``, the label) and its ``batch_size``.
+    """
+    entries = []
+    for owner, p in zip(problem.owners, plan.plans, strict=True):
+        entries.append({"owner": owner.label, "batch_size": owner.batch_size,
+                        **plan_to_dict(p)})
+    return {"owners": entries, "mode": problem.training.owners_mode,
+            "replicas": problem.training.replicas}
+
+
+def owners_plan_from_dict(doc: Any, problem: Problem | None = None,
+                          name: str = "plan") -> OwnersPlan:
+    """Read a multi-owner plan document (see :func:`owners_plan_to_dict`).
+
+    With ``problem`` given, the number of owners, ``mode`` and ``replicas`` must match it and
+    each entry is read against that owner's problem (:func:`plan_from_dict`).
+    """
+    if not isinstance(doc, Mapping):
+        raise ProblemError(name, "must be a JSON object with owners", doc)
+    _check_keys(doc, OWNERS_FIELDS + OWNERS_DERIVED_FIELDS, name,
+                f"a multi-owner plan has {', '.join(OWNERS_FIELDS)} (and fields pipesl "
+                "derives, which are ignored)")
+    raw = doc.get("owners")
+    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence) or not raw:
+        raise ProblemError(f"{name}.owners", "must be a non-empty list of plans, one per data "
+                           "owner", raw)
+    if problem is not None:
+        if len(raw) != problem.num_owners:
+            raise ProblemError(f"{name}.owners", f"has {len(raw)} plans; the problem has "
+                               f"{problem.num_owners} data owners")
+        for key, want in (("mode", problem.training.owners_mode),
+                          ("replicas", problem.training.replicas)):
+            got = doc.get(key)
+            if got is not None and got != want:
+                field = "owners" if key == "mode" else key
+                raise ProblemError(f"{name}.{key}", f"does not match the problem's "
+                                   f"training.{field} {want!r}", got)
+    plans = []
+    for i, entry in enumerate(raw):
+        field = f"{name}.owners[{i}]"
+        if isinstance(entry, Mapping):
+            entry = {k: v for k, v in entry.items() if k != "owner"}
+        sub = problem.owner_problem(i) if problem is not None else None
+        plans.append(plan_from_dict(entry, sub, field))
+    return OwnersPlan(tuple(plans))
+
+
+def load_plan(path: str | Path, problem: Problem | None = None) -> Plan | OwnersPlan:
+    """Load a plan JSON (or YAML) file; see :func:`plan_from_dict`.
+
+    A document with ``owners`` is a multi-owner plan (:func:`owners_plan_from_dict`) and
+    gives an :class:`OwnersPlan` (with a one-owner ``problem``, its single plan). A
+    multi-owner ``problem`` needs such a document.
+    """
     from pipesl.problem.io import load_document
 
-    return plan_from_dict(load_document(path), problem, f"{path}: plan")
+    doc = load_document(path)
+    if isinstance(doc, Mapping) and "owners" in doc:
+        plan = owners_plan_from_dict(doc, problem, f"{path}: plan")
+        if problem is not None and not problem.is_multi_owner:
+            return plan.plans[0]
+        return plan
+    if problem is not None and problem.is_multi_owner:
+        raise ProblemError(f"{path}: plan", f"is a single-owner plan; the problem has "
+                           f"{problem.num_owners} data owners (a multi-owner plan lists one "
+                           "plan per owner under owners)")
+    return plan_from_dict(doc, problem, f"{path}: plan")
+
+
+def load_single_plan(path: str | Path, problem: Problem | None = None,
+                     command: str = "this command") -> Plan:
+    """:func:`load_plan` for callers that take one owner's plan only.
+
+    Raises
+    ------
+    ProblemError
+        The file holds a plan for several data owners.
+    """
+    plan = load_plan(path, problem)
+    if isinstance(plan, OwnersPlan):
+        raise ProblemError(f"{path}: plan", f"is a plan for {plan.num_owners} data owners; "
+                           f"{command} takes a single-owner plan")
+    return plan
 
 
 def dump_plan(document: Mapping[str, Any], path: str | Path) -> None:

@@ -364,7 +364,7 @@ KNOWN = {"top": ("network", "model", "training", "name", "description"),
          "model": ("name", "input_bytes", "layers", "description", "source"),
          "layer": ("name", "fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes"),
          "training": ("source", "batch_size", "micro_batch_size", "schedule", "state_factor",
-                      "routing", "labels_at")}
+                      "routing", "labels_at", "sources", "owners", "replicas")}
 
 
 def extra_field(draw: Draw, doc: dict[str, Any], base: Problem, scope: str) -> Expectation:

@@ -36,14 +36,14 @@ def evaluate(
     from pipesl.cost import evaluate as evaluate_plan
     from pipesl.cost import plan_document
     from pipesl.exceptions import ProblemError
-    from pipesl.plan import load_plan
+    from pipesl.plan import load_single_plan
     from pipesl.schedules import makespan_lower_bound
     from pipesl.solvers import OBJECTIVES, plan_makespan
     if objective not in OBJECTIVES:
         raise ProblemError("--objective", f"must be one of {', '.join(OBJECTIVES)}", objective)
     check_writable(out, "--out", JSON)
     prob = load_checked(problem)
-    chosen = load_plan(plan, prob)
+    chosen = load_single_plan(plan, prob, "pipesl evaluate")
     ev = evaluate_plan(prob, chosen)
     if objective == "makespan":
         value, bound = plan_makespan(prob, chosen), makespan_lower_bound(prob, chosen)

@@ -100,7 +100,7 @@ def probe(
 ) -> None:
     """Measure link bandwidth and latency per direction over gloo (under torchrun)."""
     from pipesl.cli.train import _padding
-    from pipesl.plan import load_plan
+    from pipesl.plan import load_single_plan
     from pipesl.probe import run_probe
     from pipesl.problem import load_problem
     from pipesl.problem.io import dump_problem
@@ -111,7 +111,7 @@ def probe(
                                 (raw, "--raw", (".json",))):
         check_writable(path, option, kinds)
     prob = load_problem(problem)
-    chosen = load_plan(plan, prob) if plan is not None else None
+    chosen = load_single_plan(plan, prob, "pipesl probe") if plan is not None else None
     result = run_probe(prob, chosen, nodes=_names(nodes), host_nodes=_names(host_nodes),
                        reps=reps, sizes=_sizes(sizes),
                        padding=padding_map(_padding(latency_padding)), devices=devices,

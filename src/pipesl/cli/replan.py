@@ -41,10 +41,10 @@ def replan(
     takes to move the model state; a plan whose node left (or that no longer fits) must switch.
     """
     from pipesl.adapt import replan as replan_problem
-    from pipesl.plan import dump_plan, load_plan
+    from pipesl.plan import dump_plan, load_single_plan
     check_writable(out, "--out", JSON)
     prob = load_checked(problem)
-    old = load_plan(plan, prob)
+    old = load_single_plan(plan, prob, "pipesl replan")
     with err_console.status("re-planning...", spinner="dots"):
         decision = replan_problem(prob, old, horizon, method=method,
                                   checkpoint_node=checkpoint_node)

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
 def _plan(problem: Problem, path: Path | None, method: str = "exact") -> Plan:
     if path is not None:
-        from pipesl.plan import load_plan
+        from pipesl.plan import load_single_plan
 
-        return load_plan(path, problem)
+        return load_single_plan(path, problem)
     from pipesl.solvers import solve
 
     # As `pipesl plan` plans by default: the schedule's makespan.

@@ -54,9 +54,9 @@ def _runtime() -> Any:
 
 def _plan(problem: Problem, path: Path | None) -> Plan:
     if path is not None:
-        from pipesl.plan import load_plan
+        from pipesl.plan import load_single_plan
 
-        return load_plan(path, problem)
+        return load_single_plan(path, problem)
     from pipesl.solvers import solve
 
     return solve(problem, objective="analytic").plan

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pipesl.problem.scenarios import DEFAULT_SCENARIO, builtin_names, list_builtins
     from pipesl.problem.types import (
         ChainModel,
+        DataOwner,
         Layer,
         Link,
         Network,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SCENARIO",
     "ChainModel",
+    "DataOwner",
     "Layer",
     "Link",
     "Network",
@@ -65,7 +67,7 @@ _LAZY = {
                      "problem_from_dict", "problem_to_dict"), "pipesl.problem.io"),
     **dict.fromkeys(("DEFAULT_SCENARIO", "builtin_names", "list_builtins"),
                     "pipesl.problem.scenarios"),
-    **dict.fromkeys(("ChainModel", "Layer", "Link", "Network", "Node", "Problem",
+    **dict.fromkeys(("ChainModel", "DataOwner", "Layer", "Link", "Network", "Node", "Problem",
                      "TrainingSpec"), "pipesl.problem.types"),
     "validate_problem": "pipesl.problem.validate",
 }

@@ -584,10 +584,24 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
         doc["description"] = problem.description
     doc["network"] = network_to_dict(problem.network)
     doc["model"] = model_to_dict(problem.model)
+    if not tr.sources:
+        doc["training"] = {
+            "source": tr.source, "batch_size": tr.batch_size,
+            "micro_batch_size": tr.micro_batch_size, "schedule": tr.schedule,
+            "state_factor": tr.state_factor, "routing": tr.routing, "labels_at": tr.labels_at,
+        }
+        return doc
+    sources = []
+    for o in tr.sources:
+        entry: dict[str, Any] = {"node": o.node, "batch_size": o.batch_size,
+                                 "micro_batch_size": o.micro_batch_size,
+                                 "labels_at": o.labels_at}
+        if o.name:
+            entry["name"] = o.name
+        sources.append(entry)
     doc["training"] = {
-        "source": tr.source, "batch_size": tr.batch_size,
-        "micro_batch_size": tr.micro_batch_size, "schedule": tr.schedule,
-        "state_factor": tr.state_factor, "routing": tr.routing, "labels_at": tr.labels_at,
+        "sources": sources, "owners": tr.owners_mode, "replicas": tr.replicas,
+        "schedule": tr.schedule, "state_factor": tr.state_factor, "routing": tr.routing,
     }
     return doc
 

@@ -15,9 +15,12 @@ from typing import Any
 from pipesl.exceptions import ProblemError, _short
 from pipesl.problem.types import (
     DUPLEX_MODES,
+    OWNERS_MODES,
+    REPLICAS_MODES,
     ROUTING_MODES,
     SCHEDULES,
     ChainModel,
+    DataOwner,
     Layer,
     Link,
     Network,
@@ -33,6 +36,7 @@ __all__ = [
     "close_matches",
     "model_from_dict",
     "network_from_dict",
+    "owner_from_dict",
     "training_from_dict",
 ]
 
@@ -370,23 +374,99 @@ def model_from_dict(data: object, path: str = "model") -> ChainModel:
     )
 
 
-_TRAINING_FIELDS = ("source", "batch_size", "micro_batch_size", "schedule", "state_factor",
-                    "routing", "labels_at")
+_TRAINING_FIELDS = ("source", "sources", "batch_size", "micro_batch_size", "schedule",
+                    "state_factor", "routing", "labels_at", "owners", "replicas")
+_OWNER_FIELDS = ("node", "batch_size", "micro_batch_size", "labels_at", "name")
 
 
 def training_from_dict(data: object, path: str = "training") -> TrainingSpec:
-    """Parse the ``training`` section; range checks against the network are in validate."""
+    """Parse the ``training`` section; range checks against the network are in validate.
+
+    Either ``source`` (one data owner) or ``sources`` (a list of owners, see
+    :func:`owner_from_dict`) is required, not both.
+    """
     f = Fields(data, path, _TRAINING_FIELDS)
+
+    def common() -> dict[str, Any]:
+        return {
+            "schedule": f.choice("schedule", SCHEDULES, "gpipe"),
+            "state_factor": f.number("state_factor", 3.0),
+            "routing": f.choice("routing", ROUTING_MODES, "optimize"),
+            "owners_mode": f.choice("owners", OWNERS_MODES, "parallel"),
+            "replicas": f.choice("replicas", REPLICAS_MODES, "per-owner"),
+        }
+
+    if f.has("sources"):
+        if f.has("source"):
+            raise ProblemError(f.sub("sources"), "is given beside source; give one data owner "
+                               "as source or a list of them as sources, not both")
+        if f.has("labels_at"):
+            raise ProblemError(f.sub("labels_at"), "is given beside sources; give labels_at "
+                               "per entry of sources (each owner's own label node)")
+        default_batch = f.integer("batch_size", nullable=True, maximum=MAX_BATCH_SIZE)
+        default_micro = f.integer("micro_batch_size", nullable=True,
+                                  maximum=default_batch or MAX_BATCH_SIZE)
+        raw = f.sequence("sources")
+        if not raw:
+            raise ProblemError(f.sub("sources"), "is empty; give at least one data owner")
+        owners = tuple(owner_from_dict(x, f"{f.sub('sources')}[{i}]", default_batch,
+                                       default_micro) for i, x in enumerate(raw))
+        first = owners[0]
+        return TrainingSpec(source=first.node, batch_size=first.batch_size, sources=owners,
+                            **common())
     batch = f.integer("batch_size", maximum=MAX_BATCH_SIZE)
     assert batch is not None
     micro = f.integer("micro_batch_size", nullable=True, maximum=batch)
     labels_at = f.raw("labels_at")
+    source = f.string("source")
+    options = common()
     return TrainingSpec(
-        source=f.string("source"),
+        source=source,
         batch_size=batch,
         micro_batch_size=micro,
-        schedule=f.choice("schedule", SCHEDULES, "gpipe"),  # type: ignore[arg-type]
-        state_factor=f.number("state_factor", 3.0),
-        routing=f.choice("routing", ROUTING_MODES, "optimize"),  # type: ignore[arg-type]
         labels_at=None if labels_at is None else as_id(labels_at, f.sub("labels_at")),
+        **options,
+    )
+
+
+def owner_from_dict(data: object, path: str, default_batch: int | None = None,
+                    default_micro: int | None = None) -> DataOwner:
+    """Parse one entry of ``training.sources``: a mapping, or a bare node id.
+
+    Parameters
+    ----------
+    data : object
+        ``{node, batch_size, micro_batch_size, labels_at, name}`` or a node id.
+    path : str
+        Its dotted path, e.g. ``training.sources[1]``.
+    default_batch, default_micro : int or None
+        ``training.batch_size`` and ``training.micro_batch_size``, the defaults of an entry
+        that gives none.
+    """
+    if isinstance(data, str | int) and not isinstance(data, bool):
+        data = {"node": data}
+    f = Fields(data, path, _OWNER_FIELDS)
+    node = f.string("node")
+    if f.has("batch_size"):
+        batch = f.integer("batch_size", maximum=MAX_BATCH_SIZE)
+    elif default_batch is not None:
+        batch = default_batch
+    else:
+        raise ProblemError(f.sub("batch_size"), "is missing; give it here or as "
+                           "training.batch_size (the default of every owner)")
+    assert batch is not None
+    if f.has("micro_batch_size"):
+        micro = f.integer("micro_batch_size", nullable=True, maximum=batch)
+    else:
+        micro = default_micro
+        if micro is not None and micro > batch:
+            raise ProblemError(f.sub("micro_batch_size"), f"(training.micro_batch_size) must "
+                               f"be <= this owner's batch_size {batch}", micro)
+    labels_at = f.raw("labels_at")
+    return DataOwner(
+        node=node,
+        batch_size=batch,
+        micro_batch_size=micro,
+        labels_at=None if labels_at is None else as_id(labels_at, f.sub("labels_at")),
+        name=f.text("name") or "",
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
@@ -17,15 +17,20 @@ import networkx as nx
 
 __all__ = [
     "DUPLEX_MODES",
+    "OWNERS_MODES",
+    "REPLICAS_MODES",
     "ROUTING_MODES",
     "SCHEDULES",
     "ChainModel",
+    "DataOwner",
     "Duplex",
     "Layer",
     "Link",
     "Network",
     "Node",
+    "OwnersMode",
     "Problem",
+    "Replicas",
     "Routing",
     "Schedule",
     "TrainingSpec",
@@ -37,6 +42,10 @@ Routing = Literal["optimize", "shortest"]
 DUPLEX_MODES: tuple[str, ...] = ("half", "full")
 SCHEDULES: tuple[str, ...] = ("gpipe", "1f1b", "1f1b-net")
 ROUTING_MODES: tuple[str, ...] = ("optimize", "shortest")
+OwnersMode = Literal["parallel", "sequential"]
+Replicas = Literal["per-owner", "shared"]
+OWNERS_MODES: tuple[str, ...] = ("parallel", "sequential")
+REPLICAS_MODES: tuple[str, ...] = ("per-owner", "shared")
 
 
 @dataclass(frozen=True)
@@ -176,8 +185,35 @@ class ChainModel:
 
 
 @dataclass(frozen=True)
+class DataOwner:
+    """One data owner: the node holding its raw inputs and labels, and its own batch."""
+
+    node: str
+    """The owner's compute node; it runs layer 1 of the owner's pipeline, its raw data never
+    leaves it."""
+    batch_size: int
+    """B_o, the owner's samples per iteration."""
+    micro_batch_size: int | None = None
+    """b_o, or None to let the planner choose."""
+    labels_at: str | None = None
+    """None: the owner's last stage holds its labels; a node id: U-shaped split learning."""
+    name: str = ""
+    """Optional display name (``clinic-b``); :attr:`label` falls back to the node id."""
+
+    @property
+    def label(self) -> str:
+        """The name shown in tables: :attr:`name`, or the node id when it has none."""
+        return self.name or self.node
+
+
+@dataclass(frozen=True)
 class TrainingSpec:
-    """How the model is trained: data owner, batch, schedule, routing."""
+    """How the model is trained: data owner(s), batch, schedule, routing.
+
+    With several data owners (:attr:`sources` not empty) the single-owner fields
+    :attr:`source`, :attr:`batch_size`, :attr:`micro_batch_size` and :attr:`labels_at` mirror
+    owner 0 (they are set from ``sources[0]`` whatever was passed).
+    """
 
     source: str
     """The data owner; it computes layer 1 and its raw data never leaves it."""
@@ -193,6 +229,22 @@ class TrainingSpec:
     """``optimize``: any simple path; ``shortest``: only min-hop paths."""
     labels_at: str | None = None
     """None: the last stage holds the labels; a node id: U-shaped split learning."""
+    owners_mode: OwnersMode = "parallel"
+    """Several owners: ``parallel`` (all owners' micro-batches in one iteration) or
+    ``sequential`` (owners take turns, vanilla split learning); see docs/owners.md."""
+    replicas: Replicas = "per-owner"
+    """Several owners: ``per-owner`` (a model copy per owner) or ``shared`` (one server-side
+    model, the same cut for every owner, gradients summed over owners)."""
+    sources: tuple[DataOwner, ...] = ()
+    """The data owners; empty for the single-source form (then :attr:`source` is the owner)."""
+
+    def __post_init__(self) -> None:
+        if self.sources:
+            first = self.sources[0]
+            object.__setattr__(self, "source", first.node)
+            object.__setattr__(self, "batch_size", first.batch_size)
+            object.__setattr__(self, "micro_batch_size", first.micro_batch_size)
+            object.__setattr__(self, "labels_at", first.labels_at)
 
 
 @dataclass(frozen=True)
@@ -207,8 +259,70 @@ class Problem:
     meta: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
     """Free-form provenance (scenario name, generator seed, ...); not used by the planner."""
 
+    @property
+    def owners(self) -> tuple[DataOwner, ...]:
+        """The data owners (at least one): ``training.sources``, or the single ``source``."""
+        tr = self.training
+        if tr.sources:
+            return tr.sources
+        return (DataOwner(tr.source, tr.batch_size, tr.micro_batch_size, tr.labels_at),)
+
+    @property
+    def num_owners(self) -> int:
+        """How many data owners the problem has (>= 1)."""
+        return len(self.training.sources) or 1
+
+    @property
+    def is_multi_owner(self) -> bool:
+        """True when the problem has more than one data owner."""
+        return self.num_owners > 1
+
+    @cached_property
+    def _owner_problems(self) -> tuple[Problem, ...]:
+        if not self.training.sources:
+            return (self,)
+        owners = self.owners
+        tr = self.training
+        problems = []
+        for i, owner in enumerate(owners):
+            others = {o.node for j, o in enumerate(owners) if j != i}
+            network = self.network
+            if others:  # another owner's node only forwards bytes for this owner
+                nodes = tuple(replace(n, compute=False) if n.id in others else n
+                              for n in network.nodes)
+                network = Network(nodes, network.links)
+            training = replace(tr, source=owner.node, batch_size=owner.batch_size,
+                               micro_batch_size=owner.micro_batch_size,
+                               labels_at=owner.labels_at, sources=())
+            meta = {**self.meta, "owner": i, "owner_label": owner.label}
+            problems.append(Problem(network, self.model, training, self.name,
+                                    self.description, meta))
+        return tuple(problems)
+
+    def owner_problem(self, i: int) -> Problem:
+        """The single-source problem of owner ``i``.
+
+        The same model and links, training with owner ``i``'s node, batch, micro-batch size
+        and label node (``sources`` empty); the *other* owners' nodes are relays in it
+        (``compute = False``): an owner's tensors never reach another owner's node except as
+        bytes forwarded. With one owner, owner 0's problem is the problem itself (or, for a
+        one-entry ``sources`` list, the equivalent ``source`` form).
+
+        Raises
+        ------
+        IndexError
+            ``i`` is not an owner index.
+        """
+        if not 0 <= i < self.num_owners:
+            raise IndexError(f"owner {i} out of range (the problem has {self.num_owners})")
+        return self._owner_problems[i]
+
     def with_training(self, **changes: object) -> Problem:
-        """A copy with some training fields replaced (validated again)."""
+        """A copy with some training fields replaced (validated again).
+
+        With ``sources``, a change of ``source``, ``batch_size``, ``micro_batch_size`` or
+        ``labels_at`` applies to owner 0 (those fields mirror it).
+        """
         from pipesl.problem.validate import validate_problem
 
         fields = {k: getattr(self.training, k) for k in TrainingSpec.__dataclass_fields__}
@@ -216,6 +330,13 @@ class Problem:
         if unknown:
             raise TypeError(f"unknown training fields: {sorted(unknown)}")
         fields.update(changes)
+        sources = fields["sources"]
+        assert isinstance(sources, tuple)
+        mirrored = {"source": "node", "batch_size": "batch_size",
+                    "micro_batch_size": "micro_batch_size", "labels_at": "labels_at"}
+        first_changes = {mirrored[k]: v for k, v in changes.items() if k in mirrored}
+        if sources and first_changes and "sources" not in changes:
+            fields["sources"] = (replace(sources[0], **first_changes), *sources[1:])
         problem = Problem(self.network, self.model, TrainingSpec(**fields),
                           self.name, self.description, dict(self.meta))
         validate_problem(problem)

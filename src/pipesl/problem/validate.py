@@ -28,6 +28,11 @@ def unreachable_servers(problem: Problem) -> list[str]:
 def validate_problem(problem: Problem) -> Problem:
     """Check the relations between fields of ``problem``; return it unchanged.
 
+    With ``training.sources``, every owner is checked as a single-source problem
+    (:meth:`Problem.owner_problem`, errors named ``training.sources[i].<field>``), and owners
+    must sit on distinct compute nodes, have distinct names, and keep their labels off the
+    other owners' nodes.
+
     Raises
     ------
     ProblemError
@@ -36,6 +41,55 @@ def validate_problem(problem: Problem) -> Problem:
     InfeasibleError
         The source reaches no other compute node and the whole model does not fit on it.
     """
+    if problem.training.sources:
+        return _validate_owners(problem)
+    return _validate_single(problem)
+
+
+_OWNER_FIELD = {"training.source": "node", "training.micro_batch_size": "micro_batch_size",
+                "training.labels_at": "labels_at", "training.batch_size": "batch_size"}
+
+
+def _validate_owners(problem: Problem) -> Problem:
+    net = problem.network
+    owners = problem.training.sources
+    nodes: dict[str, int] = {}
+    labels: dict[str, int] = {}
+    for i, owner in enumerate(owners):
+        field = f"training.sources[{i}]"
+        if owner.node not in net.node_index:
+            raise ProblemError(f"{field}.node", "is not the id of a node in the network",
+                               owner.node)
+        if not net.node(owner.node).can_compute:
+            raise ProblemError(f"{field}.node", "is not a compute node (flops is 0 or compute "
+                               "is false); a data owner runs layer 1", owner.node)
+        if owner.node in nodes:
+            raise ProblemError(f"{field}.node", f"is a duplicate node (also sources"
+                               f"[{nodes[owner.node]}]); one data owner per node", owner.node)
+        nodes[owner.node] = i
+        if owner.label in labels:
+            raise ProblemError(f"{field}.name", f"is a duplicate owner name (also sources"
+                               f"[{labels[owner.label]}])", owner.label)
+        labels[owner.label] = i
+    for i, owner in enumerate(owners):
+        at = nodes.get(owner.labels_at or "", i)
+        if at != i:
+            raise ProblemError(f"training.sources[{i}].labels_at", f"is the node of data owner "
+                               f"{at} ({owners[at].label}); an owner's labels never go to "
+                               "another owner", owner.labels_at)
+        try:
+            _validate_single(problem.owner_problem(i))
+        except ProblemError as exc:
+            name = _OWNER_FIELD.get(exc.field)
+            if name is None:
+                raise
+            raise ProblemError(f"training.sources[{i}].{name}", exc.rule, exc.value) from None
+        except InfeasibleError as exc:
+            raise InfeasibleError(f"training.sources[{i}]: {exc}") from None
+    return problem
+
+
+def _validate_single(problem: Problem) -> Problem:
     net, tr = problem.network, problem.training
     if tr.source not in net.node_index:
         raise ProblemError("training.source", "is not the id of a node in the network", tr.source)

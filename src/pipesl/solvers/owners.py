@@ -27,6 +27,7 @@ With one owner every method is today's schedule-true planner
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -154,11 +155,9 @@ def owners_floor(problem: Problem, deadline: float | None = None) -> float:
         bound = min(values)
         if flush:
             left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-            try:
+            with contextlib.suppress(InfeasibleError):  # no plan fits: the cheap bound stays
                 bound = max(bound, solve_exact(single, sizes, time_limit=left,
                                                per_step=True).lower_bound_s)
-            except InfeasibleError:
-                pass
         per_owner.append(bound if math.isfinite(bound) else 0.0)
     if problem.training.owners_mode == "sequential":
         return math.fsum(per_owner)

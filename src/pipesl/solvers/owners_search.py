@@ -116,9 +116,9 @@ def _groups(problem: Problem, cap: float, max_candidates: int) -> list[Candidate
         for o in range(n):
             single = private_problem(problem, o)
             sizes = _sizes(problem, o)
-            plans = (p.with_micro_batch_size(b) for p in _limited(enumerate_plans(single),
-                                                                 budget) for b in sizes)
-            group.append(owner_candidates(problem, o, list(plans), cap, budget))
+            plans = [p.with_micro_batch_size(b)
+                     for p in _limited(enumerate_plans(single), budget) for b in sizes]
+            group.append(owner_candidates(problem, o, plans, cap, budget))
         return [group]
     groups = []
     parts = server_parts(problem, _limited(enumerate_plans(private_problem(problem, 0)),
@@ -126,8 +126,9 @@ def _groups(problem: Problem, cap: float, max_candidates: int) -> list[Candidate
     for part in parts:
         group = []
         for o in range(n):
-            plans = list(shared_owner_plans(problem, o, part, _sizes(problem, o)))
-            group.append(owner_candidates(problem, o, plans, cap, budget))
+            group.append(owner_candidates(
+                problem, o, list(shared_owner_plans(problem, o, part, _sizes(problem, o))),
+                cap, budget))
         if all(group):
             groups.append(group)
     return groups

@@ -4,10 +4,9 @@ Shared by :mod:`pipesl.solvers.owners_search` (the certified joint search),
 :mod:`pipesl.solvers.owners_heuristic` (greedy and best response) and
 :mod:`pipesl.solvers.owners` (the entry point and the baselines):
 
-* :func:`private_problem` — owner o's single-source problem (``Problem.owner_problem``) in
+* :func:`private_problem` — owner o's single-source problem (``Problem.owner_problem``), in
   which no *other* owner's node may compute: an owner's tensors are never delivered to
-  another owner's node (docs/owners.md, privacy), so its stages avoid them; routes may still
-  relay through them;
+  another owner's node (docs/owners.md, privacy); routes may still relay through them;
 * :func:`subset_problem` — the problem restricted to some owners (for partial bounds);
 * :func:`joint_value` — a complete combination simulated by :func:`pipesl.sim.owners.
   simulate_owners` (``None`` when it does not fit in memory);
@@ -21,13 +20,13 @@ Shared by :mod:`pipesl.solvers.owners_search` (the certified joint search),
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import networkx as nx
 
 from pipesl.plan import OwnersPlan, Plan, Stage
-from pipesl.problem.types import Network, Problem
+from pipesl.problem.types import Problem
 
 __all__ = [
     "ServerPart",
@@ -45,18 +44,9 @@ __all__ = [
 
 
 def private_problem(problem: Problem, owner: int) -> Problem:
-    """Owner ``owner``'s single-source problem where no other owner's node computes.
-
-    With one owner: the problem itself (``owner_problem(0)``), unchanged.
-    """
-    single = problem.owner_problem(owner)
-    others = {o.node for i, o in enumerate(problem.owners) if i != owner}
-    if not others:
-        return single
-    net = single.network
-    nodes = tuple(replace(n, compute=False) if n.id in others and n.can_compute else n
-                  for n in net.nodes)
-    return replace(single, network=Network(nodes, net.links))
+    """Owner ``owner``'s single-source problem, in which no other owner's node computes
+    (:meth:`pipesl.problem.types.Problem.owner_problem`); with one owner, the problem."""
+    return problem.owner_problem(owner)
 
 
 def subset_problem(problem: Problem, owners: Sequence[int]) -> Problem:
@@ -76,7 +66,8 @@ def owners_plan_fits(problem: Problem, plan: OwnersPlan) -> bool:
     """True when every node holds what the owners' stages on it need (docs/owners.md)."""
     from pipesl.cost.owners import owners_memory
 
-    return all(used <= cap for used, cap in owners_memory(problem, plan).values())
+    net = problem.network
+    return all(used <= net.node(n).memory for n, used in owners_memory(problem, plan).items())
 
 
 def joint_value(problem: Problem, plans: Sequence[Plan]) -> float | None:
@@ -144,7 +135,7 @@ def with_server_part(problem: Problem, owner: int, part: ServerPart,
     return Plan((first, *part.stages), routes, b, label_route)  # type: ignore[arg-type]
 
 
-def server_parts(problem: Problem, plans: Iterator[Plan]) -> list[ServerPart]:
+def server_parts(problem: Problem, plans: Iterable[Plan]) -> list[ServerPart]:
     """The distinct server parts of ``plans`` whose server stages run on no owner's node."""
     owner_nodes = {o.node for o in problem.owners}
     seen: dict[ServerPart, None] = {}

@@ -197,3 +197,65 @@ def test_gpipe_split_floor_is_tight_on_most_small_instances() -> None:
             problem.training.batch_size))
         tight += floor >= brute.objective_s * (1 - 1e-9)
     assert total >= 20 and tight >= total // 3
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_split_floor_least_maxima_bound_every_plan(seed: int) -> None:
+    """F_min and G_min (the min-max DP that starts the split floor's searches) never exceed a
+    valid plan's largest forward and largest backward step, at every b, and are positive
+    where a plan exists (every step takes time)."""
+    from pipesl.cost import CostTables, stage_phases
+    from pipesl.solvers.layered import Context
+    from pipesl.solvers.microbatch import candidate_micro_batch_sizes
+    from pipesl.solvers.routes import RouteCache
+    from pipesl.solvers.split_floor import _SplitTables
+
+    r = random.Random(3000 + seed)
+    problem = random_problem(r, n_nodes=r.randint(2, 5), n_layers=r.randint(1, 4),
+                             batch_size=r.choice([2, 5, 8, 12]), schedule="gpipe",
+                             labels="none")
+    tables = CostTables.from_problem(problem)
+    plans = list(enumerate_plans(problem))
+    for b in candidate_micro_batch_sizes(problem.training.batch_size):
+        split = _SplitTables(problem, tables, Context(problem, tables, b, RouteCache()))
+        f_min, g_min = split.least_maxima()
+        least_f = least_g = math.inf
+        for plan in plans:
+            plan = plan.with_micro_batch_size(b)
+            if not feasible_micro_batch_sizes(problem, plan)[b - 1]:
+                continue
+            phases = stage_phases(problem, plan)
+            f = max(p.forward(b) for p in phases)
+            g = max(p.backward(b) for p in phases)
+            assert f >= f_min * (1 - 1e-12) and g >= g_min * (1 - 1e-12), (b, plan)
+            least_f, least_g = min(least_f, f), min(least_g, g)
+        if math.isfinite(least_f):
+            assert f_min > 0 and g_min > 0
+        else:  # no plan fits at this b: nor does any relaxed one need to
+            assert f_min <= least_f
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_gpipe_split_floor_with_a_cap_and_any_order_is_below_every_makespan(seed: int) -> None:
+    """As the planner calls it: capped at the optimum (the caps prune its searches) and
+    with the b bounded out of order (the larger b then use smaller b's bounds, item (d));
+    still no more than the exhaustive optimum, and the plans it meets no faster than it."""
+    from pipesl.solvers.microbatch import candidate_micro_batch_sizes
+    from pipesl.solvers.split_floor import gpipe_split_floor
+
+    r = random.Random(1000 + seed)
+    problem = random_problem(r, n_nodes=r.randint(2, 5), n_layers=r.randint(1, 4),
+                             batch_size=r.choice([2, 5, 8, 12]), schedule="gpipe",
+                             labels="none")
+    try:
+        brute = solve(problem, "bruteforce", objective="makespan")
+    except InfeasibleError:
+        return
+    fixed = problem.training.micro_batch_size
+    sizes = [fixed] if fixed else candidate_micro_batch_sizes(problem.training.batch_size)
+    for first in ((), (sizes[-1],), (brute.micro_batch_size, sizes[0])):
+        for upper in (math.inf, brute.objective_s, brute.objective_s * 1.05):
+            floor, plans = gpipe_split_floor(problem, sizes, upper, first=first)
+            assert 0 < floor <= brute.objective_s * (1 + 1e-9), (first, upper)
+            for plan in plans:
+                assert plan_makespan(problem, plan) >= brute.objective_s * (1 - 1e-9)

@@ -33,13 +33,20 @@ import heapq
 import itertools
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
-from pipesl.cost.bounds import BoundStep, Suffix, gpipe_closed_form, pipeline_bound
+from pipesl.cost.bounds import (
+    BoundStep,
+    Suffix,
+    gpipe_closed_form,
+    pipeline_bound,
+    plan_bound_steps,
+)
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
@@ -145,9 +152,31 @@ class _Search:
         self.counters["pushed"] += 1
         heapq.heappush(self.heap, (value, next(self.seq), state))
 
+    def plan_bound(self, plan: Plan) -> float:
+        """A lower bound on ``plan``'s makespan valid for every table of the schedule:
+        windows M, chains 1, the flush for GPipe (:func:`pipesl.cost.bounds.pipeline_bound`)."""
+        steps, last = plan_bound_steps(self.problem, plan)
+        n = max((s.stage for s in steps), default=0) + 1
+        m = num_micro_batches(self.problem.training.batch_size, plan.micro_batch_size)
+        return pipeline_bound(steps, m, [float(m)] * n, [1] * n, self.schedule == "gpipe",
+                              last)
+
+    def by_bound(self, plans: Iterable[Plan]) -> list[Plan]:
+        """The feasible ``plans`` in order of increasing :meth:`plan_bound` (offered in that
+        order, the first ones set an incumbent whose time prunes the others' simulation)."""
+        fits = [p for p in plans
+                if cost.feasible_micro_batch_sizes(self.problem, p)[p.micro_batch_size - 1]]
+        return sorted(fits, key=self.plan_bound)
+
     def offer(self, plan: Plan) -> None:
+        """Make ``plan`` the incumbent if it runs faster; a plan whose bound (windows M,
+        chains 1, the flush for GPipe: valid for every table of the schedule) already
+        reaches the incumbent is not simulated."""
         problem = self.problem
         if not cost.feasible_micro_batch_sizes(problem, plan)[plan.micro_batch_size - 1]:
+            return
+        if self.best is not None and self.plan_bound(plan) >= self.best[0]:
+            self.counters["offers_pruned"] = self.counters.get("offers_pruned", 0) + 1
             return
         if self.schedule == "gpipe" and gpipe_closed_form(problem, plan) is not None:
             self.counters["closed_form"] += 1
@@ -325,8 +354,8 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
         sizes = candidate_micro_batch_sizes(tr.batch_size)
     seed = solve_exact(problem, sizes, time_limit=time_limit)  # raises when infeasible
     search = _Search(problem, sizes, deadline)
-    for b in sizes:
-        search.offer(seed.plan.with_micro_batch_size(b))
+    for plan in search.by_bound(seed.plan.with_micro_batch_size(b) for b in sizes):
+        search.offer(plan)
     if tr.schedule == "gpipe" and tr.labels_at is None:
         # GPipe without a label route runs no faster than S + (M - 1) * (largest step load)
         # (bound 5 of pipesl.cost.bounds): the exact solver minimises that over every plan
@@ -338,8 +367,9 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
             # ... and no faster than S + (M - 1)(max forward + max backward) (split_floor)
             from pipesl.solvers.split_floor import gpipe_split_floor
 
-            split, found = gpipe_split_floor(problem, sizes, search.best[0], deadline=deadline,
-                                             budget=32)
+            split, found = gpipe_split_floor(
+                problem, sizes, search.best[0], deadline=deadline, budget=32,
+                first=(step.micro_batch_size, seed.micro_batch_size))
             for plan in found:  # plans the floor's search met may beat the incumbent
                 search.offer(plan)
             search.counters["split_floor_ms"] = int(1000 * (time.perf_counter() - started))

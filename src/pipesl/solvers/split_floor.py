@@ -34,6 +34,19 @@ of values not yet evaluated, with s_hi known at hi, costs at least ``s_hi + lam 
 result is the least of the evaluated costs and of the open gaps' bounds, so a search stopped
 by its budget or the clock still returns a valid (weaker) bound. Minimising over b: every b
 is bounded the same way (the smallest b of each M dominates, as for the other bounds).
+
+**Fewer evaluations.** (a) No plan has F below F_min, the least largest forward step of the
+relaxation (a min-max DP over the same layered structure, hops priced by the min-max route
+of their x: node reuse and link sharing only add plans, so it is a lower bound), nor G below
+G_min: the searches start their first gap there, not at 0, and never probe thresholds where no
+plan exists. (b) The outer search only asks whether V(phi) can reach ``upper - lam lo`` (lo
+the lower end of the gap being split), so each inner search stops as soon as it proves that.
+(c) An evaluation whose relaxed plan reuses no node is exact for every smaller threshold pair
+that still admits that plan; such queries are answered from it. (d) All times are
+non-decreasing in b and no stage admitted at b is refused at a smaller b, so R(inf, inf),
+F_min and G_min of a smaller b bound those of a larger one: ``R + lam (F_min + G_min)``
+from the previous b settles a b at or above ``upper`` before any DP pass of its own (and
+with this b's own F_min and G_min, one min-max pass, before any relaxed DP pass).
 """
 
 from __future__ import annotations
@@ -78,23 +91,28 @@ Evaluation = tuple[float, float, float]
 the plan found (any v in [lo, tau] is valid: it only guides the search); extra data)."""
 
 
-def _min_plus_max(evaluate: Callable[[float], Evaluation], lam: float, upper: float,
-                  max_evaluations: int, deadline: float | None
+def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, upper: float,
+                  max_evaluations: int, deadline: float | None, floor: float = 0.0
                   ) -> tuple[float, float]:
     """A lower bound on ``min over plans of S + lam * value`` (see the module docstring).
+
+    ``evaluate(tau, lo)`` evaluates at tau; lo is the lower end of the gap being split
+    (``floor`` at first): a lower bound s with ``s + lam lo >= upper`` settles that gap, so
+    the evaluation may stop as soon as it knows ``s >= upper - lam lo``. ``floor`` is a lower
+    bound on every plan's value (no threshold below it is evaluated).
 
     Returns the bound (a bound at or above ``upper`` only says "no better than upper") and the
     ``extra`` of the evaluated point with the least cost (nan when none).
     """
-    s0, v0, x0 = evaluate(math.inf)
+    s0, v0, x0 = evaluate(math.inf, floor)
     if not math.isfinite(s0):
         return math.inf, math.nan
-    best, best_x = s0 + lam * v0, x0
+    best, best_x = s0 + lam * max(v0, floor), x0
     final = math.inf  # bounds of gaps too narrow to refine
     heap: list[tuple[float, int, float, float, float]] = []  # (bound, seq, lo, hi, s_hi)
     seq = itertools.count()
-    if v0 > 0:
-        heapq.heappush(heap, (s0, next(seq), 0.0, v0, s0))
+    if v0 > floor:
+        heapq.heappush(heap, (s0 + lam * floor, next(seq), floor, v0, s0))
     evaluations = 1
     while heap:
         lb, _, lo, hi, s_hi = heap[0]
@@ -109,7 +127,7 @@ def _min_plus_max(evaluate: Callable[[float], Evaluation], lam: float, upper: fl
             continue
         walk = hi - lo <= _BISECT_MIN * hi
         tau = max(hi * (1 - _SLIVER), lo) if walk else (lo + hi) / 2
-        s, v, x = evaluate(tau)
+        s, v, x = evaluate(tau, lo)
         evaluations += 1
         if math.isfinite(s):
             v = min(max(v, lo), tau)
@@ -138,6 +156,49 @@ class _SplitTables:
         self.hop_factor = float(2.0 * tables.load_share.max()) if len(tables.load_share) else 1.0
         self.best: tuple[float, Plan] | None = None
         """The valid plan of least GPipe closed form met among the relaxed plans."""
+        self.exact: list[tuple[float, float, float, float, float]] = []
+        """Evaluations (phi, gamma, value, f_max, g_max) whose relaxed plan reuses no node:
+        value is then R'(phi, gamma) and the plan's maxima are (f_max, g_max), so every
+        query (phi2, gamma2) with f_max <= phi2 <= phi and g_max <= gamma2 <= gamma has the
+        same R' (R' is non-increasing in both thresholds and that plan is admissible)."""
+
+    def least_maxima(self) -> tuple[float, float]:
+        """(F_min, G_min): lower bounds on every valid plan's largest forward and largest
+        backward step (module docstring, (a)); inf when no plan exists."""
+        ctx = self.ctx
+        routes = ctx.routes
+        L = ctx.num_layers
+        comp = ctx.compute
+        n = routes.n
+        x = routes.times / 2.0  # (E, L + 1): each way of a hop
+        u, v = ctx.tables.link_u, ctx.tables.link_v
+        minimax: dict[bytes, np.ndarray] = {}
+        hop = np.empty((L + 1, len(comp), len(comp)))
+        for j in range(L + 1):
+            key = x[:, j].tobytes()
+            got = minimax.get(key)
+            if got is None:
+                d = np.full((n, n), np.inf)
+                np.fill_diagonal(d, 0.0)
+                np.minimum.at(d, (u, v), x[:, j])
+                np.minimum.at(d, (v, u), x[:, j])
+                for k in range(n):  # min-max Floyd-Warshall
+                    np.minimum(d, np.maximum(d[:, k:k + 1], d[k:k + 1, :]), out=d)
+                got = d[np.ix_(comp, comp)].copy()
+                np.fill_diagonal(got, np.inf)  # a route joins two different nodes
+                minimax[key] = got
+            hop[j] = got
+        times = np.stack((self.forward, self.backward))  # (2, C, L, L + 1)
+        arrived = np.full((2, L + 1, len(comp)), np.inf)
+        placed = np.full((2, L + 1, len(comp)), np.inf)
+        placed[:, L] = 0.0
+        for l in range(L - 1, -1, -1):
+            rest = np.transpose(placed[:, l + 1:], (0, 2, 1))  # (2, C, L - l)
+            arrived[:, l] = np.maximum(times[:, :, l, l + 1:], rest).min(axis=2)
+            if l >= 1:
+                placed[:, l] = np.maximum(hop[l][None], arrived[:, l][:, None, :]).min(axis=2)
+        src = ctx.compute_pos[ctx.source]
+        return float(arrived[0, 0, src]), float(arrived[1, 0, src])
 
     def keep(self, plan: Plan) -> None:
         """Remember ``plan`` when it is valid, private (closed form applies) and the best."""
@@ -160,6 +221,9 @@ class _SplitTables:
         where the node runs one stage), best first, up to ``budget`` DP passes; the result is
         the least open bound, a lower bound on R' (and R <= R' <= every valid plan's S).
         """
+        for p_, g_, value_, f_max_, g_max_ in self.exact:
+            if f_max_ <= phi <= p_ and g_max_ <= gamma <= g_:
+                return value_, f_max_, g_max_
         ctx = self.ctx
         admitted = (self.forward <= phi) & (self.backward <= gamma)
         hop_tau = self.hop_factor * min(phi, gamma)
@@ -190,6 +254,8 @@ class _SplitTables:
                     if phases:
                         f_max = max(p.forward(ctx.b) for p in phases)
                         g_max = max(p.backward(ctx.b) for p in phases)
+                        if reuse is None:
+                            self.exact.append((phi, gamma, value, f_max, g_max))
                 return value, f_max, g_max
             heapq.heappop(heap)
             for child in branch(windows, reuse[0], reuse[1], ctx.num_layers):
@@ -200,7 +266,7 @@ class _SplitTables:
 
 def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = math.inf, *,
                       deadline: float | None = None, max_evaluations: int = 48,
-                      budget: int = 1) -> tuple[float, list[Plan]]:
+                      budget: int = 1, first: Iterable[int] = ()) -> tuple[float, list[Plan]]:
     """A proven lower bound on every plan's GPipe makespan (no label route) over ``sizes``,
     and the valid private plans (one per b at most) of least closed form the search met:
     when one of them reaches the bound it is optimal.
@@ -208,33 +274,62 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
     See the module docstring. A value at or above ``upper`` only says "no plan beats upper".
     ``max_evaluations`` caps each one-dimensional search and ``budget`` the DP passes of
     each evaluation's node branching (the bound stays valid either way, just weaker).
+    ``first``: micro-batch sizes to bound before the others (likely ones: a good plan found
+    early lowers the cap that prunes every later b's search; the order changes no bound's
+    validity).
     """
     tables = CostTables.from_problem(problem)
     cache = RouteCache()
     B = problem.training.batch_size
     floor = math.inf
     plans: list[Plan] = []
-    for b in sorted(set(sizes)):
+    found = math.inf  # the least closed form of those plans
+    # (R(inf, inf), F_min, G_min) of the b already bounded: (d) for the larger ones
+    prior_of: dict[int, tuple[float, float, float]] = {}
+    order = sorted(set(sizes))
+    ahead = [b for b in dict.fromkeys(first) if b in order]
+    for b in ahead + [b for b in order if b not in ahead]:
+        below = [c for c in prior_of if c < b]
+        prior = prior_of[max(below)] if below else None
         if deadline is not None and time.perf_counter() > deadline:
             return 0.0, plans  # not every b bounded: nothing proven
         lam = float(num_micro_batches(B, b) - 1)
         ctx = Context(problem, tables, b, cache)
         split = _SplitTables(problem, tables, ctx)
-        cap = min([upper, floor, *(gpipe_closed_form(problem, q) or math.inf for q in plans)])
+        cap = min(upper, floor, found)
+        if prior is not None and prior[0] + lam * (prior[1] + prior[2]) >= cap:
+            floor = min(floor, prior[0] + lam * (prior[1] + prior[2]))  # (d): no DP at all
+            continue
+        f_min, g_min = split.least_maxima()
+        if not math.isfinite(f_min + g_min):
+            continue  # no plan at this b
+        if prior is not None and prior[0] + lam * (f_min + g_min) >= cap:
+            floor = min(floor, prior[0] + lam * (f_min + g_min))  # (d) with this b's maxima
+            prior_of[b] = (prior[0], f_min, g_min)
+            continue
+        r_inf: list[float] = []
 
-        def outer(phi: float, split: _SplitTables = split, lam: float = lam,
-                  cap: float = cap) -> Evaluation:
-            def inner(gamma: float) -> Evaluation:
+        def outer(phi: float, lo: float, split: _SplitTables = split, lam: float = lam,
+                  cap: float = cap, r_inf: list[float] = r_inf, g_min: float = g_min
+                  ) -> Evaluation:
+            def inner(gamma: float, _lo: float) -> Evaluation:
                 s, f_max, g_max = split.evaluate(phi, gamma, budget)
+                if not r_inf:
+                    r_inf.append(s)  # R(inf, inf)
                 return s, g_max, f_max
 
-            value, f_best = _min_plus_max(inner, lam, cap, max_evaluations, deadline)
+            # V(phi) >= cap - lam lo settles the outer gap: the inner search stops there
+            value, f_best = _min_plus_max(inner, lam, cap - lam * lo, max_evaluations,
+                                          deadline, g_min)
             # split at the forward maximum of the best plan found (a heuristic: any split holds)
             v = f_best if math.isfinite(f_best) else phi
             return value, v, math.nan
 
-        bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline)
+        bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline, f_min)
         floor = min(floor, bound)
+        if r_inf and math.isfinite(r_inf[0]):
+            prior_of[b] = (r_inf[0], f_min, g_min)
         if split.best is not None:
             plans.append(split.best[1])
+            found = min(found, split.best[0])
     return floor, plans

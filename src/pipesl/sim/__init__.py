@@ -6,12 +6,16 @@ returns a :class:`SimResult`: makespan beside the analytic T, utilisation, bubbl
 activations and a trace (Chrome trace JSON via ``result.trace.to_chrome()``).
 
 Layers: :mod:`~pipesl.sim.engine` (event heap, servers) <- :mod:`~pipesl.sim.pipeline`
-(steps, tasks, dependencies) <- :mod:`~pipesl.sim.simulate` (problem + plan + cost model).
+(steps, tasks, dependencies) <- :mod:`~pipesl.sim.simulate` (problem + plan + cost model);
+several data owners: :mod:`~pipesl.sim.shared` (pipelines sharing resources) <-
+:mod:`~pipesl.sim.owners` (``simulate_owners``).
 No torch, no matplotlib.
 """
 
-from pipesl.sim.engine import EventQueue, FifoServer, OrderedServer
+from pipesl.sim.engine import EventQueue, FifoServer, MergedServer, OrderedServer
+from pipesl.sim.owners import OwnerRow, OwnersNodeMemory, OwnersSimResult, simulate_owners
 from pipesl.sim.pipeline import Step, run_pipeline
+from pipesl.sim.shared import OwnerPipeline, run_pipelines
 from pipesl.sim.simulate import LastMicroBatch, NodeMemory, SimResult, plan_steps, simulate
 from pipesl.sim.trace import TaskRecord, Trace
 
@@ -19,13 +23,20 @@ __all__ = [
     "EventQueue",
     "FifoServer",
     "LastMicroBatch",
+    "MergedServer",
     "NodeMemory",
     "OrderedServer",
+    "OwnerPipeline",
+    "OwnerRow",
+    "OwnersNodeMemory",
+    "OwnersSimResult",
     "SimResult",
     "Step",
     "TaskRecord",
     "Trace",
     "plan_steps",
     "run_pipeline",
+    "run_pipelines",
     "simulate",
+    "simulate_owners",
 ]

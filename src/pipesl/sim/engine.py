@@ -7,7 +7,11 @@ at a time and never preempt it:
 * :class:`FifoServer` — a link (or one direction of a full-duplex link): tasks are served in
   arrival order;
 * :class:`OrderedServer` — a compute node: tasks are served in a fixed order (the schedule's),
-  each only once it has arrived (its input is there).
+  each only once it has arrived (its input is there);
+* :class:`MergedServer` — a compute node serving stages of several pipelines (data owners):
+  one fixed order per pipeline; when free it starts, among the heads of those orders that
+  have arrived, the one that arrived first (ties: backward before forward, then the lower
+  pipeline index). With one pipeline it is an :class:`OrderedServer`.
 
 Tasks are plain integers; what they mean is the caller's business (see
 :mod:`pipesl.sim.pipeline`).
@@ -21,7 +25,7 @@ from heapq import heappop, heappush
 from itertools import count
 from typing import Generic, TypeVar
 
-__all__ = ["EventQueue", "FifoServer", "OrderedServer"]
+__all__ = ["EventQueue", "FifoServer", "MergedServer", "OrderedServer"]
 
 T = TypeVar("T")
 
@@ -79,8 +83,9 @@ class FifoServer:
         self.busy = False
         self.queue: deque[int] = deque()
 
-    def arrive(self, task: int) -> None:
-        """``task``'s input is here; it joins the queue."""
+    def arrive(self, task: int, time: float = 0.0) -> None:
+        """``task``'s input is here (at ``time``, unused: arrival order is the order); it
+        joins the queue."""
         self.queue.append(task)
 
     def take(self) -> int:
@@ -123,3 +128,57 @@ class OrderedServer:
     def pending(self) -> int:
         """Tasks of the order not yet served."""
         return len(self.order) - self.next
+
+
+class MergedServer:
+    """A non-preemptive server taking tasks from several fixed orders (a shared compute node).
+
+    Parameters
+    ----------
+    orders : sequence of sequence of int
+        One order per queue (a pipeline's stage on this node), in pipeline (owner) order.
+    backward : sequence of sequence of bool
+        Per queue and position, whether the task is a backward pass.
+
+    When asked for a task it looks at each queue's next task; of those that have arrived it
+    returns the one that arrived earliest, ties broken backward first, then the lower queue.
+    """
+
+    __slots__ = ("arrived", "backward", "busy", "heads", "orders")
+
+    def __init__(self, orders: Sequence[Sequence[int]],
+                 backward: Sequence[Sequence[bool]]) -> None:
+        self.busy = False
+        self.orders = [list(o) for o in orders]
+        self.backward = [list(b) for b in backward]
+        self.heads = [0] * len(self.orders)
+        self.arrived: dict[int, float] = {}
+
+    def arrive(self, task: int, time: float = 0.0) -> None:
+        """``task``'s input is here since ``time``."""
+        self.arrived[task] = time
+
+    def take(self) -> int:
+        """The chosen ready head (removed from its queue), or -1 when no head has arrived."""
+        best = -1
+        best_key: tuple[float, int, int] | None = None
+        arrived = self.arrived
+        for q, order in enumerate(self.orders):
+            i = self.heads[q]
+            if i >= len(order):
+                continue
+            t = arrived.get(order[i])
+            if t is None:
+                continue
+            key = (t, 0 if self.backward[q][i] else 1, q)
+            if best_key is None or key < best_key:
+                best, best_key = q, key
+        if best < 0:
+            return -1
+        task = self.orders[best][self.heads[best]]
+        self.heads[best] += 1
+        return task
+
+    def pending(self) -> int:
+        """Tasks of the orders not yet served."""
+        return sum(len(o) - h for o, h in zip(self.orders, self.heads, strict=True))

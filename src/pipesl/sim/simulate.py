@@ -8,17 +8,20 @@ SPEC section 3 is reported beside the simulated makespan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from pipesl import cost
-from pipesl.exceptions import ProblemError
-from pipesl.plan import Plan
+from pipesl.exceptions import PlanError, ProblemError
+from pipesl.plan import OwnersPlan, Plan
 from pipesl.problem.types import Problem
 from pipesl.schedules import SCHEDULES, PipelineSchedule, ScheduleTable, plan_table
 from pipesl.sim.pipeline import Step, run_pipeline
 from pipesl.sim.trace import Trace
+
+if TYPE_CHECKING:
+    from pipesl.sim.owners import OwnersSimResult
 
 __all__ = ["LastMicroBatch", "NodeMemory", "SimResult", "plan_steps", "simulate"]
 
@@ -148,11 +151,24 @@ def _memory(problem: Problem, plan: Plan, trace: Trace, sizes: list[int],
     return out
 
 
+@overload
 def simulate(problem: Problem, plan: Plan,
              schedule: str | PipelineSchedule | ScheduleTable | None = None, *,
              last_micro_batch: LastMicroBatch = "full",
-             forward_only: bool = False) -> SimResult:
+             forward_only: bool = False) -> SimResult: ...
+@overload
+def simulate(problem: Problem, plan: OwnersPlan,
+             schedule: str | PipelineSchedule | ScheduleTable | None = None, *,
+             last_micro_batch: LastMicroBatch = "full",
+             forward_only: bool = False) -> OwnersSimResult: ...
+def simulate(problem: Problem, plan: Plan | OwnersPlan,
+             schedule: str | PipelineSchedule | ScheduleTable | None = None, *,
+             last_micro_batch: LastMicroBatch = "full",
+             forward_only: bool = False) -> SimResult | OwnersSimResult:
     """Simulate one training iteration of ``plan`` (SPEC section 5).
+
+    An :class:`~pipesl.plan.OwnersPlan` (a problem with several data owners) goes to
+    :func:`pipesl.sim.owners.simulate_owners` (no ``forward_only``, no explicit table).
 
     Parameters
     ----------
@@ -190,6 +206,18 @@ def simulate(problem: Problem, plan: Plan,
     >>> result = simulate(problem, plan, "1f1b")          # doctest: +SKIP
     >>> result.makespan_s, result.analytic_s              # doctest: +SKIP
     """
+    if isinstance(plan, OwnersPlan):
+        from pipesl.sim.owners import simulate_owners
+
+        if forward_only:
+            raise ProblemError("forward_only", "is not supported with several data owners")
+        if isinstance(schedule, ScheduleTable):
+            raise ProblemError("schedule", "must be a schedule name or object with several "
+                               "data owners (each owner's table comes from its own plan)")
+        return simulate_owners(problem, plan, schedule, last_micro_batch=last_micro_batch)
+    if problem.is_multi_owner:
+        raise PlanError(f"plan: is one owner's plan; the problem has {problem.num_owners} data "
+                        "owners (simulate an OwnersPlan, one plan per owner)")
     if last_micro_batch not in ("full", "remainder"):
         raise ProblemError("last_micro_batch", "must be 'full' or 'remainder'", last_micro_batch)
     evaluation = cost.evaluate(problem, plan)  # validates the plan

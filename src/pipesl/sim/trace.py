@@ -40,6 +40,8 @@ class TaskRecord:
     """0-based compute stage index, or None for a hop."""
     start_s: float
     end_s: float
+    owner: int = 0
+    """0-based data owner whose micro-batch it is (0 with one owner)."""
 
     @property
     def duration_s(self) -> float:
@@ -69,6 +71,16 @@ class Trace:
     """Per task: start time (s)."""
     end: np.ndarray
     """Per task: end time (s)."""
+    owner: np.ndarray | None = None
+    """Per task: 0-based data owner (None: a single owner, every task is owner 0's)."""
+    owner_labels: tuple[str, ...] = ()
+    """Names of the owners :attr:`owner` indexes (empty with one owner)."""
+
+    def owners(self) -> np.ndarray:
+        """Per task: its owner index (zeros for a single-owner trace)."""
+        if self.owner is None:
+            return np.zeros(len(self), dtype=np.int64)
+        return self.owner
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -92,11 +104,11 @@ class Trace:
         """The tasks as :class:`TaskRecord` objects, in trace order."""
         kinds: tuple[Literal["F", "B"], Literal["F", "B"]] = ("F", "B")
         return [TaskRecord(self.resources[r], kinds[k], m, self.steps[s], s,
-                           self.step_stages[s], t0, t1)
-                for r, k, m, s, t0, t1 in zip(self.resource.tolist(), self.kind.tolist(),
-                                               self.micro_batch.tolist(), self.step.tolist(),
-                                               self.start.tolist(), self.end.tolist(),
-                                               strict=True)]
+                           self.step_stages[s], t0, t1, o)
+                for r, k, m, s, t0, t1, o in zip(self.resource.tolist(), self.kind.tolist(),
+                                                  self.micro_batch.tolist(), self.step.tolist(),
+                                                  self.start.tolist(), self.end.tolist(),
+                                                  self.owners().tolist(), strict=True)]
 
     def __iter__(self) -> Iterator[TaskRecord]:
         return iter(self.records())
@@ -116,12 +128,19 @@ class Trace:
                            "args": {"sort_index": i}})
         cats = ("forward", "backward")
         letters = ("F", "B")
-        for r, k, m, s, t0, t1 in zip(self.resource.tolist(), self.kind.tolist(),
-                                       self.micro_batch.tolist(), self.step.tolist(),
-                                       self.start.tolist(), self.end.tolist(), strict=True):
-            events.append({"name": f"{letters[k]}{m}", "cat": cats[k], "ph": "X", "pid": 1,
+        labels = self.owner_labels
+        for r, k, m, s, t0, t1, o in zip(self.resource.tolist(), self.kind.tolist(),
+                                          self.micro_batch.tolist(), self.step.tolist(),
+                                          self.start.tolist(), self.end.tolist(),
+                                          self.owners().tolist(), strict=True):
+            args: dict[str, Any] = {"micro_batch": m, "step": self.steps[s]}
+            name = f"{letters[k]}{m}"
+            if labels:
+                args["owner"] = labels[o]
+                name = f"{labels[o]} {name}"
+            events.append({"name": name, "cat": cats[k], "ph": "X", "pid": 1,
                            "tid": r + 1, "ts": t0 * 1e6, "dur": (t1 - t0) * 1e6,
-                           "args": {"micro_batch": m, "step": self.steps[s]}})
+                           "args": args})
         return {"traceEvents": events, "displayTimeUnit": "ms"}
 
     def dump_chrome(self, path: str | Path, name: str = "pipesl simulation") -> None:

@@ -102,3 +102,10 @@ def test_wrong_method_is_one_line(problem_file: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err.strip()
     assert "--method" in err and words in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_owner_methods_help_matches_the_planner() -> None:
+    from pipesl.cli.plan import OWNER_METHODS_HELP
+    from pipesl.solvers.owners import OWNER_METHODS
+
+    assert list(OWNER_METHODS_HELP) == list(OWNER_METHODS)

@@ -50,14 +50,14 @@ def campus_owners(n_owners: int, *, seed: int = 0, layers: int = 6,
     rng = np.random.default_rng(seed)
     servers = [Node(f"es{k}", flops=float(f * rng.uniform(0.8, 1.2)), memory=16 * GiB,
                     overhead=1e-3, kind="server")
-               for k, f in ((1, 4.8e12), (2, 2.4e12), (3, 8.9e12))]
+               for k, f in ((1, 0.8e12), (2, 0.5e12), (3, 1.6e12))]
     devices, links = [], []
     for i in range(n_owners):  # device i draws from its own stream: point n extends n - 1
         dev = np.random.default_rng([seed, i])
-        devices.append(Node(f"d{i + 1}", flops=float(dev.uniform(0.3e12, 0.5e12)),
+        devices.append(Node(f"d{i + 1}", flops=float(dev.uniform(0.1e12, 0.2e12)),
                             memory=4 * GiB, overhead=3e-3, kind="device"))
         links.append(Link(f"d{i + 1}", "ap1" if i % 2 == 0 else "ap2",
-                          float(dev.uniform(1e8, 4e8)), float(dev.uniform(2e-3, 4e-3)), "half"))
+                          float(dev.uniform(2e8, 6e8)), float(dev.uniform(1e-3, 3e-3)), "half"))
     nodes = [*devices, Node("ap1", compute=False, kind="relay"),
              Node("ap2", compute=False, kind="relay"), *servers]
     links += [Link("ap1", "ap2", 1e9, 1e-3, "half"),

@@ -37,13 +37,10 @@ from pipesl.exceptions import InfeasibleError
 from pipesl.plan import OwnersPlan, Plan
 from pipesl.problem.types import Network, Problem
 from pipesl.solvers.owners_space import (
+    Evaluator,
     ServerPart,
-    joint_value,
-    owners_plan_fits,
-    partial_bound,
     private_problem,
     server_part,
-    subset_problem,
     with_server_part,
 )
 
@@ -88,6 +85,7 @@ class _Greedy:
         self.counters = {"solves": 0, "bounded": 0, "simulated": 0, "rounds": 0,
                          "improved": 0}
         self.cache: dict[tuple[int, frozenset[str]], Plan | None] = {}
+        self.ev = Evaluator(problem)
 
     def late(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
@@ -126,14 +124,13 @@ class _Greedy:
         order = sorted(range(len(owners)), key=lambda k: owners[k])
         idx = [owners[k] for k in order]
         chosen = [plans[k] for k in order]
-        sub = subset_problem(self.problem, idx)
-        if len(idx) > 1 and not owners_plan_fits(sub, OwnersPlan(tuple(chosen))):
+        if not self.ev.fits(idx, chosen):
             return None
-        return partial_bound(self.problem, idx, chosen)
+        return self.ev.bound(idx, chosen)
 
     def value(self, plans: Sequence[Plan]) -> float | None:
         self.counters["simulated"] += 1
-        return joint_value(self.problem, plans)
+        return self.ev.value(plans)
 
     def per_owner(self, rounds: int) -> HeuristicOutcome:
         problem = self.problem
@@ -208,16 +205,10 @@ class _Greedy:
 
         sizes = ([o.micro_batch_size] if o.micro_batch_size is not None
                  else candidate_micro_batch_sizes(o.batch_size))
-        single = self.private[owner]
-        from pipesl.cost import feasible_micro_batch_sizes
-
         best: tuple[float, Plan] | None = None
         for route in routes:
             plan0 = with_server_part(problem, owner, part, route, sizes[0], label)
-            ok = feasible_micro_batch_sizes(single, plan0)
             for b in sizes:
-                if not ok[b - 1]:
-                    continue
                 plan = plan0.with_micro_batch_size(b)
                 bound = self.bound([owner], [plan])
                 if bound is not None and (best is None or bound < best[0]):

@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 from pipesl.solvers.owners_space import (
-    joint_value,
-    partial_bound,
+    Evaluator,
     private_problem,
     server_parts,
     shared_owner_plans,
@@ -69,12 +68,6 @@ Candidates = list[list[tuple[float, Plan]]]
 """Per owner: (own lower bound, plan) in increasing bound."""
 
 
-def _fits_alone(problem: Problem, plan: Plan) -> bool:
-    from pipesl.cost import feasible_micro_batch_sizes
-
-    return bool(feasible_micro_batch_sizes(problem, plan)[plan.micro_batch_size - 1])
-
-
 def _sizes(problem: Problem, owner: int) -> list[int]:
     from pipesl.solvers.microbatch import candidate_micro_batch_sizes
 
@@ -84,17 +77,16 @@ def _sizes(problem: Problem, owner: int) -> list[int]:
     return candidate_micro_batch_sizes(o.batch_size)
 
 
-def owner_candidates(problem: Problem, owner: int, plans: Sequence[Plan], cap: float,
+def owner_candidates(ev: Evaluator, owner: int, plans: Sequence[Plan], cap: float,
                      budget: list[int]) -> list[tuple[float, Plan]]:
     """``(own bound, plan)`` for every plan of ``plans`` that fits the owner's memory and
     whose own bound is below ``cap``, sorted; ``budget[0]`` counts down the candidates left
     (:class:`TooLarge` when it runs out)."""
-    single = private_problem(problem, owner)
     out = []
     for plan in plans:
-        if not _fits_alone(single, plan):
+        if not ev.fits([owner], [plan]):
             continue
-        bound = partial_bound(problem, [owner], [plan])
+        bound = ev.bound([owner], [plan])
         if bound >= cap * (1 - _REL_TOL):
             continue
         budget[0] -= 1
@@ -105,10 +97,11 @@ def owner_candidates(problem: Problem, owner: int, plans: Sequence[Plan], cap: f
     return out
 
 
-def _groups(problem: Problem, cap: float, max_candidates: int) -> list[Candidates]:
+def _groups(ev: Evaluator, cap: float, max_candidates: int) -> list[Candidates]:
     """The candidate lists: one group (per-owner replicas) or one per server part."""
     from pipesl.solvers.bruteforce import enumerate_plans
 
+    problem = ev.problem
     budget = [max_candidates]
     n = problem.num_owners
     if problem.training.replicas != "shared":
@@ -118,7 +111,7 @@ def _groups(problem: Problem, cap: float, max_candidates: int) -> list[Candidate
             sizes = _sizes(problem, o)
             plans = [p.with_micro_batch_size(b)
                      for p in _limited(enumerate_plans(single), budget) for b in sizes]
-            group.append(owner_candidates(problem, o, plans, cap, budget))
+            group.append(owner_candidates(ev, o, plans, cap, budget))
         return [group]
     groups = []
     parts = server_parts(problem, _limited(enumerate_plans(private_problem(problem, 0)),
@@ -127,7 +120,7 @@ def _groups(problem: Problem, cap: float, max_candidates: int) -> list[Candidate
         group = []
         for o in range(n):
             group.append(owner_candidates(
-                problem, o, list(shared_owner_plans(problem, o, part, _sizes(problem, o))),
+                ev, o, list(shared_owner_plans(problem, o, part, _sizes(problem, o))),
                 cap, budget))
         if all(group):
             groups.append(group)
@@ -169,7 +162,9 @@ def joint_search(problem: Problem, incumbent: tuple[float, tuple[Plan, ...]] | N
         (lambda xs: math.fsum(xs)) if sequential else (lambda xs: max(xs, default=0.0)))
     best_t = incumbent[0] if incumbent is not None else math.inf
     best_plans: tuple[Plan, ...] | None = None
-    groups = _groups(problem, best_t, max_candidates)
+    ev = Evaluator(problem)
+    # an owner without a candidate below the incumbent: nothing in that group can beat it
+    groups = [g for g in _groups(ev, best_t, max_candidates) if all(g)]
     n = problem.num_owners
     counters = {"groups": len(groups), "candidates": sum(len(c) for g in groups for c in g),
                 "states": 0, "simulated": 0, "bounded": 0}
@@ -183,9 +178,8 @@ def joint_search(problem: Problem, incumbent: tuple[float, tuple[Plan, ...]] | N
         if bound < best_t * (1 - _REL_TOL):
             heapq.heappush(heap, (bound, next(seq), g, prefix, j, pb))
 
-    for g, group in enumerate(groups):
-        if all(group):
-            push(rest[g][0], g, (), 0, 0.0)
+    for g in range(len(groups)):
+        push(rest[g][0], g, (), 0, 0.0)
     proven = True
     while heap:
         bound, _, g, prefix, j, pb = heap[0]
@@ -203,14 +197,14 @@ def joint_search(problem: Problem, incumbent: tuple[float, tuple[Plan, ...]] | N
         chosen = (*prefix, j)
         plans = [group[o][k][1] for o, k in enumerate(chosen)]
         counters["bounded"] += 1
-        child_pb = partial_bound(problem, list(range(i + 1)), plans)
+        child_pb = ev.bound(list(range(i + 1)), plans)
         if i + 1 < n:
             push(combine([child_pb, rest[g][i + 1]]), g, chosen, 0, child_pb)
             continue
         if child_pb >= best_t * (1 - _REL_TOL):
             continue
         counters["simulated"] += 1
-        value = joint_value(problem, plans)
+        value = ev.value(plans)
         if value is not None and value < best_t:
             best_t, best_plans = value, tuple(plans)
     lower = min(heap[0][0], best_t) if (heap and not proven) else best_t

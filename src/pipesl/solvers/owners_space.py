@@ -8,10 +8,9 @@ Shared by :mod:`pipesl.solvers.owners_search` (the certified joint search),
   which no *other* owner's node may compute: an owner's tensors are never delivered to
   another owner's node (docs/owners.md, privacy); routes may still relay through them;
 * :func:`subset_problem` — the problem restricted to some owners (for partial bounds);
-* :func:`joint_value` — a complete combination simulated by :func:`pipesl.sim.owners.
-  simulate_owners` (``None`` when it does not fit in memory);
-* :func:`partial_bound` — a lower bound on the makespan of every completion of a partial
-  combination, from :func:`pipesl.cost.owners.owners_lower_bound` on the assigned owners;
+* :class:`Evaluator` — bounds of partial combinations (:func:`pipesl.cost.owners.
+  owners_lower_bound` on the owners assigned so far) and simulated makespans of complete
+  ones, cached per plan;
 * :class:`ServerPart`, :func:`server_parts`, :func:`shared_owner_plans` — with
   ``replicas: shared`` every owner cuts at the same layer c and uses the same server-side
   stages; an owner chooses only its route to the first server stage (and its label route, b).
@@ -20,8 +19,10 @@ Shared by :mod:`pipesl.solvers.owners_search` (the certified joint search),
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import networkx as nx
 
@@ -29,10 +30,9 @@ from pipesl.plan import OwnersPlan, Plan, Stage
 from pipesl.problem.types import Problem
 
 __all__ = [
+    "Evaluator",
     "ServerPart",
-    "joint_value",
     "owners_plan_fits",
-    "partial_bound",
     "paths",
     "private_problem",
     "server_part",
@@ -70,28 +70,97 @@ def owners_plan_fits(problem: Problem, plan: OwnersPlan) -> bool:
     return all(used <= net.node(n).memory for n, used in owners_memory(problem, plan).items())
 
 
-def joint_value(problem: Problem, plans: Sequence[Plan]) -> float | None:
-    """The simulated makespan (``training.owners`` mode) of the combination, or None when
-    it does not fit in memory."""
-    from pipesl.sim.owners import simulate_owners
+class Evaluator:
+    """Bounds and simulated makespans of (partial) combinations, with per-plan caches.
 
-    combined = OwnersPlan(tuple(plans))
-    if not owners_plan_fits(problem, combined):
-        return None
-    return float(simulate_owners(problem, combined).makespan_s)
+    * :meth:`own_bound` — owner o's schedule-true single-owner bound of a plan
+      (:func:`pipesl.schedules.makespan_lower_bound`, the bounds of :mod:`pipesl.cost.bounds`
+      read from the plan's table), a valid bound on when o finishes whatever others add;
+    * :meth:`bound` — :func:`pipesl.cost.owners.owners_lower_bound` of some owners' plans
+      (those owners alone) with those own bounds: a lower bound on every completion (each
+      resource's busy time only grows with more owners); sequential mode: the sum;
+    * :meth:`fits` — the owners' plans together fit every node's memory;
+    * :meth:`value` — the simulated makespan of a complete combination: the event engine of
+      :func:`pipesl.sim.owners.simulate_owners` (:func:`pipesl.sim.shared.run_pipelines`) on
+      the owners' pipelines, without the reports (parallel: the joint iteration; sequential:
+      the sum of the owners alone), or None when it does not fit.
+    """
 
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.sequential = problem.training.owners_mode == "sequential"
+        self._own: dict[tuple[int, Plan], float] = {}
+        self._pipe: dict[tuple[int, Plan], Any] = {}
+        self._alone: dict[tuple[int, Plan], float] = {}
+        self._subsets: dict[tuple[int, ...], Problem] = {}
 
-def partial_bound(problem: Problem, owners: Sequence[int], plans: Sequence[Plan]) -> float:
-    """A lower bound on the joint makespan of every completion of ``plans`` (the plans of
-    ``owners``): :func:`pipesl.cost.owners.owners_lower_bound` of those owners alone (every
-    term of it only grows when other owners add load). In sequential mode a round is the
-    sum of the owners' makespans, so the assigned owners' bounds add up."""
-    from pipesl.cost.owners import owners_lower_bound
+    def subset(self, owners: Sequence[int]) -> Problem:
+        key = tuple(owners)
+        if key not in self._subsets:
+            self._subsets[key] = subset_problem(self.problem, key)
+        return self._subsets[key]
 
-    if problem.training.owners_mode == "sequential":
-        return sum(owners_lower_bound(problem.owner_problem(i), OwnersPlan((p,)))
-                   for i, p in zip(owners, plans, strict=True))
-    return float(owners_lower_bound(subset_problem(problem, owners), OwnersPlan(tuple(plans))))
+    def pipeline(self, owner: int, plan: Plan) -> Any:
+        key = (owner, plan)
+        if key not in self._pipe:
+            from pipesl.schedules import plan_table
+            from pipesl.sim import plan_steps
+            from pipesl.sim.shared import OwnerPipeline
+
+            sub = self.problem.owner_problem(owner)
+            table = plan_table(sub, plan)
+            m = table.num_micro_batches
+            self._pipe[key] = OwnerPipeline(plan_steps(sub, plan), table,
+                                            (plan.micro_batch_size,) * m,
+                                            self.problem.owners[owner].label)
+        return self._pipe[key]
+
+    def own_bound(self, owner: int, plan: Plan) -> float:
+        key = (owner, plan)
+        if key not in self._own:
+            from pipesl.schedules import makespan_lower_bound
+
+            self._own[key] = float(makespan_lower_bound(self.problem.owner_problem(owner), plan,
+                                                        self.pipeline(owner, plan).table))
+        return self._own[key]
+
+    def bound(self, owners: Sequence[int], plans: Sequence[Plan]) -> float:
+        from pipesl.cost.owners import owners_lower_bound
+
+        own = [self.own_bound(o, p) for o, p in zip(owners, plans, strict=True)]
+        if self.sequential:
+            return math.fsum(own)
+        sub = self.subset(owners)  # one owner: its single-source problem
+        return float(owners_lower_bound(sub, OwnersPlan(tuple(plans)), own))
+
+    def fits(self, owners: Sequence[int], plans: Sequence[Plan]) -> bool:
+        if len(owners) == 1:
+            from pipesl.cost import feasible_micro_batch_sizes
+
+            p = plans[0]
+            return bool(feasible_micro_batch_sizes(self.problem.owner_problem(owners[0]),
+                                                   p)[p.micro_batch_size - 1])
+        sub = self.problem if len(owners) == self.problem.num_owners else self.subset(owners)
+        return owners_plan_fits(sub, OwnersPlan(tuple(plans)))
+
+    def alone(self, owner: int, plan: Plan) -> float:
+        key = (owner, plan)
+        if key not in self._alone:
+            from pipesl.sim.shared import run_pipelines
+
+            self._alone[key] = float(run_pipelines([self.pipeline(owner, plan)]).makespan_s)
+        return self._alone[key]
+
+    def value(self, plans: Sequence[Plan]) -> float | None:
+        owners = list(range(len(plans)))
+        if not self.fits(owners, plans):
+            return None
+        if self.sequential:
+            return math.fsum(self.alone(o, p) for o, p in enumerate(plans))
+        from pipesl.sim.shared import run_pipelines
+
+        return float(run_pipelines([self.pipeline(o, p)
+                                    for o, p in enumerate(plans)]).makespan_s)
 
 
 def paths(problem: Problem, u: str, v: str) -> list[tuple[str, ...]]:

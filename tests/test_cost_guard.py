@@ -25,9 +25,6 @@ ALLOWED: dict[str, str] = {
     "probe/estimate.py": "the probe's least-squares fit of measured transfers (statistics of "
                          "measurements, and its fitted model's prediction for the report)",
     "testbed/run.py": "the testbed sizes a tc queue from a link's latency and rate",
-    "solvers/makespan_tables.py": "the certified makespan planner (issue 13) still keeps its "
-                                  "own per-step forward/backward tables; to move into "
-                                  "cost.CostTables",
 }
 """File under src/pipesl -> why it holds such arithmetic without being a cost formula."""
 

@@ -12,9 +12,11 @@ from typing import Any
 import networkx as nx
 import pytest
 
+from pipesl.cost.fits import check_source_alone
 from pipesl.exceptions import InfeasibleError, PipeslError, ProblemError
 from pipesl.problem import load_model, load_network, load_problem, problem_from_dict
 from pipesl.problem.parse import MAX_BATCH_SIZE
+from pipesl.solvers import solve
 
 BASE: dict[str, Any] = {
     "network": {
@@ -276,9 +278,17 @@ def _isolated_source(links: list[dict[str, Any]], param_bytes: float) -> dict[st
 ])
 def test_source_reaching_no_compute_node_with_a_model_too_big(
         links: list[dict[str, Any]]) -> None:
-    err = expect(_isolated_source(links, TOO_BIG), "", "memory:", InfeasibleError)
+    # Validation needs no cost model: the problem loads, the cost model's memory rule
+    # refuses it, and so does every planner.
+    big = problem_from_dict(_isolated_source(links, TOO_BIG))
+    with pytest.raises(InfeasibleError) as info:
+        check_source_alone(big)
+    err = info.value
+    assert str(err).startswith("memory: ")
     assert "dev0" in str(err) and "reaches no other compute node" in str(err)
     assert isinstance(err, PipeslError)
+    with pytest.raises(InfeasibleError, match="reaches no other compute node"):
+        solve(big)
     # The same network is fine when the model fits on the source.
     problem = problem_from_dict(_isolated_source(links, 1e3))
     assert problem.training.source == "dev0"
@@ -296,13 +306,15 @@ def test_infeasible_uses_the_smallest_allowed_micro_batch() -> None:
     doc["model"]["layers"][0]["act_bytes"] = 1e8
     doc["training"].update(schedule="1f1b", batch_size=32)
     # 1F1B with one stage keeps b samples: b = 1 -> 1e8 + ... fits.
-    problem_from_dict(copy.deepcopy(doc))
+    check_source_alone(problem_from_dict(copy.deepcopy(doc)))
     # A fixed b = 16 needs 16 x 1e8 bytes: does not fit.
     doc["training"]["micro_batch_size"] = 16
-    expect(copy.deepcopy(doc), "", "memory:", InfeasibleError)
+    with pytest.raises(InfeasibleError, match=r"^memory: .*size \(16\)"):
+        check_source_alone(problem_from_dict(copy.deepcopy(doc)))
     # GPipe keeps B = 32 samples whatever b.
     doc["training"].update(schedule="gpipe", micro_batch_size=None)
-    expect(doc, "", "memory:", InfeasibleError)
+    with pytest.raises(InfeasibleError, match=r"^memory: "):
+        check_source_alone(problem_from_dict(doc))
 
 
 # ---------------------------------------------------------------- files

@@ -147,7 +147,7 @@ def test_assemble_iteration_builds_a_trace_on_the_simulators_rows() -> None:
               Hand(0, 1, "F", 0, 100.01), LinkBusy(0, 1, "F", 0, 100.01, 100.02),
               Deliver(0, 1, "F", 0, 100.02, 100.021), Loss(0, 0, 2.5),
               IterationTimes(0, 100.0, 100.1, 100.11)]
-    resources = tuple(dict.fromkeys(r for s in topo.steps
+    resources = tuple(dict.fromkeys(r.name for s in topo.steps
                                     for r in (s.forward_resource, s.backward_resource)))
     report = assemble_iteration(topo, resources, 0, shifted(events, t0), 0.09, 0.08)
     assert report.loss == 2.5

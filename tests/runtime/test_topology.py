@@ -61,8 +61,8 @@ def test_hops_and_stages_are_the_simulator_steps() -> None:
         assert [(h.src, h.dst) for h in hops] == list(pairwise(route))
         for h in hops:
             st = steps[h.step]
-            assert (st.forward_resource, st.backward_resource) == (h.forward_resource,
-                                                                   h.backward_resource)
+            assert (st.forward_resource.name, st.backward_resource.name) == (
+                h.forward_resource, h.backward_resource)
             assert h.duration("F", 4) == pytest.approx(st.forward(4))
     assert topo.table == get_schedule("1f1b").table(3, 3)
     assert topo.sizes == (4, 4, 2)

@@ -54,7 +54,7 @@ def check_trace(problem: Problem, plan: Plan, result: SimResult) -> None:
         start[key], end[key] = rec.start_s, rec.end_s
         step = steps[rec.step_index]
         assert rec.resource == (step.forward_resource if rec.kind == "F"
-                                else step.backward_resource)
+                                else step.backward_resource).name
     last = len(steps) - 1
     for m in range(m_total):
         for p in range(len(steps)):
@@ -172,8 +172,8 @@ def test_stage_phases_add_up_to_the_cost_model(seed: int) -> None:
     per_resource: dict[str, float] = defaultdict(float)
     for st, ph in zip(stages, phases, strict=True):
         assert ph.forward(b) + ph.backward(b) == pytest.approx(st.time(b), rel=1e-12)
-        per_resource[ph.forward_resource] += ph.forward(b)
-        per_resource[ph.backward_resource] += ph.backward(b)
+        per_resource[ph.forward_resource.name] += ph.forward(b)
+        per_resource[ph.backward_resource.name] += ph.backward(b)
     loads = {r: a(b) for r, a in cost.resource_loads(problem, plan).items()}
     assert per_resource.keys() == loads.keys()
     for r, load in loads.items():

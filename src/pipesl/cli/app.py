@@ -128,13 +128,16 @@ found later by a planner names the problem it is about (:func:`pipesl.cli.main`)
 
 
 def load_checked(argument: str) -> Problem:
-    """``load_problem`` plus a warning on stderr for what loads but cannot be what the user
-    meant: compute nodes the source has no path to."""
+    """``load_problem``, the cost model's check that a source alone can hold the model
+    (:func:`pipesl.cost.fits.check_source_alone`), and a warning on stderr for what loads but
+    cannot be what the user meant: compute nodes the source has no path to."""
+    from pipesl.cost.fits import check_source_alone
     from pipesl.problem import load_problem
     from pipesl.problem.validate import unreachable_servers
 
     problem_files.append(argument)
     problem = load_problem(argument)
+    check_source_alone(problem)
     cut = unreachable_servers(problem)
     if cut:
         shown = ", ".join(cut[:8]) + (f" and {len(cut) - 8} more" if len(cut) > 8 else "")
@@ -142,6 +145,22 @@ def load_checked(argument: str) -> Problem:
             f"[yellow]warning:[/] {len(cut)} compute node(s) have no path from the source "
             f"{escape(problem.training.source)} and cannot take a stage: {escape(shown)} "
             "(is a link missing?)")
+    return problem
+
+
+def require_single_owner(problem: Problem, command: str) -> Problem:
+    """Refuse a problem with several data owners in a command that plans one owner only.
+
+    Raises
+    ------
+    ProblemError
+        Naming ``training.sources`` and the commands that do take several owners.
+    """
+    if problem.is_multi_owner:
+        raise ProblemError("training.sources",
+                           f"has {problem.num_owners} data owners; {command} takes a problem "
+                           "with one owner (several owners: pipesl show, plan, simulate, "
+                           "train)")
     return problem
 
 

@@ -19,6 +19,7 @@ from pipesl.cli.app import (
     err_console,
     load_checked,
     print_json,
+    require_single_owner,
     write_file,
 )
 from pipesl.cli.plan import METHODS
@@ -170,7 +171,7 @@ def compare(
                            methods)
     if objective not in ("makespan", "analytic"):
         raise ProblemError("--objective", "must be makespan or analytic", objective)
-    prob = load_checked(problem)
+    prob = require_single_owner(load_checked(problem), "pipesl compare")
     what = (f"{prob.training.schedule} makespan" if objective == "makespan" else "analytic T")
     rows: list[dict[str, Any]] = []
     for name in names:

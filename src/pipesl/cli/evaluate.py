@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from pipesl.cli.app import JSON, app, check_writable, console, load_checked, print_json, write_file
+from pipesl.cli.app import (
+    JSON,
+    app,
+    check_writable,
+    console,
+    load_checked,
+    print_json,
+    require_single_owner,
+    write_file,
+)
 from pipesl.cli.render import escape, evaluation_tables, objective_line
 from pipesl.units import format_quantity
 
@@ -42,7 +51,7 @@ def evaluate(
     if objective not in OBJECTIVES:
         raise ProblemError("--objective", f"must be one of {', '.join(OBJECTIVES)}", objective)
     check_writable(out, "--out", JSON)
-    prob = load_checked(problem)
+    prob = require_single_owner(load_checked(problem), "pipesl evaluate")
     chosen = load_single_plan(plan, prob, "pipesl evaluate")
     ev = evaluate_plan(prob, chosen)
     if objective == "makespan":

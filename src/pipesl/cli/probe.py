@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, print_json
+from pipesl.cli.app import (
+    PROBLEM_HELP,
+    app,
+    check_writable,
+    console,
+    print_json,
+    require_single_owner,
+)
 from pipesl.exceptions import ProblemError
 
 if TYPE_CHECKING:
@@ -110,7 +117,7 @@ def probe(
     for path, option, kinds in ((out, "--out", (".yaml", ".yml", ".json")),
                                 (raw, "--raw", (".json",))):
         check_writable(path, option, kinds)
-    prob = load_problem(problem)
+    prob = require_single_owner(load_problem(problem), "pipesl probe")
     chosen = load_single_plan(plan, prob, "pipesl probe") if plan is not None else None
     result = run_probe(prob, chosen, nodes=_names(nodes), host_nodes=_names(host_nodes),
                        reps=reps, sizes=_sizes(sizes),

@@ -16,6 +16,7 @@ from pipesl.cli.app import (
     err_console,
     load_checked,
     print_json,
+    require_single_owner,
     write_file,
 )
 from pipesl.cli.plan import METHOD_HELP, plan_table
@@ -43,7 +44,7 @@ def replan(
     from pipesl.adapt import replan as replan_problem
     from pipesl.plan import dump_plan, load_single_plan
     check_writable(out, "--out", JSON)
-    prob = load_checked(problem)
+    prob = require_single_owner(load_checked(problem), "pipesl replan")
     old = load_single_plan(plan, prob, "pipesl replan")
     with err_console.status("re-planning...", spinner="dots"):
         decision = replan_problem(prob, old, horizon, method=method,

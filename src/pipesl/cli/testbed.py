@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from pipesl.cli.app import PROBLEM_HELP, app, check_writable, console, print_json
+from pipesl.cli.app import (
+    PROBLEM_HELP,
+    app,
+    check_writable,
+    console,
+    print_json,
+    require_single_owner,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -89,7 +96,7 @@ def testbed(
     if steps < 2:
         raise ProblemError("--steps", "must be at least 2 (the first iteration is start-up)",
                            steps)
-    prob = load_problem(problem)
+    prob = require_single_owner(load_problem(problem), "pipesl testbed")
     res = measure_scenario(prob, steps=steps, reps=reps, folder=folder, data=data)
     doc = scenario_dict(res)
     if out is not None:

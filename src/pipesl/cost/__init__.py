@@ -2,6 +2,8 @@
 
 * :mod:`pipesl.cost.model` — stage times affine in b, resource loads, the objective T, memory,
   plan evaluation and the SPEC plan document;
+* :mod:`pipesl.cost.steps` — the one pipeline-step type (forward and backward pass, the typed
+  resource each occupies) that the simulator, the bounds and the planner share;
 * :mod:`pipesl.cost.tables` — the same formulas vectorised (prefix sums) for the solvers;
 * :mod:`pipesl.cost.migration` — bulk transfers of model state when a job switches plans.
 """
@@ -18,7 +20,6 @@ from pipesl.cost.model import (
     Evaluation,
     PlanStage,
     Resource,
-    StagePhases,
     activation_window,
     compute_time,
     evaluate,
@@ -40,31 +41,40 @@ from pipesl.cost.model import (
     resource_name,
     seconds_per_bit,
     stage_memory,
-    stage_phases,
     training_flops,
     transfer_bits,
     transfer_time,
     transfer_weight,
 )
+from pipesl.cost.steps import PipelineStep, compute_step, hop_resources, hop_step, plan_steps
 from pipesl.cost.tables import CostTables
+
+StagePhases = PipelineStep
+"""Former name of :class:`PipelineStep` (a stage's two passes), kept for callers."""
+stage_phases = plan_steps
+"""Former name of :func:`plan_steps`, kept for callers."""
 
 __all__ = [
     "Affine",
     "BulkTransfer",
     "CostTables",
     "Evaluation",
+    "PipelineStep",
     "PlanStage",
     "Resource",
     "StagePhases",
     "activation_window",
     "bulk_route",
     "bulk_transfer_seconds",
+    "compute_step",
     "compute_time",
     "concurrent_transfer_seconds",
     "evaluate",
     "feasible_micro_batch_sizes",
     "flops_from_alpha",
+    "hop_resources",
     "hop_seconds",
+    "hop_step",
     "hop_time",
     "link_resources",
     "memory_use",
@@ -75,6 +85,7 @@ __all__ = [
     "overhead_from_beta",
     "plan_document",
     "plan_stages",
+    "plan_steps",
     "rate_from_seconds",
     "resource_loads",
     "resource_name",

@@ -9,7 +9,8 @@ carries layer j's output, the rest runs no faster than the fastest other node:
 * ``source_cut_beta``: ``beta >= min_j max(t_src(1..j), least hop load of layer j)``;
 * ``every_layer_runs``: ``beta >= max_l min_c t_c(l..l)`` (every layer runs somewhere).
 
-Each is tested against brute force on random small instances (tests/cost/test_bounds_named.py).
+Each is tested against brute force on random small instances (tests/cost/test_analytic_bounds.py);
+the makespan bounds built on them in tests/cost/test_makespan_bounds_named.py.
 """
 
 from __future__ import annotations

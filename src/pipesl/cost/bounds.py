@@ -6,7 +6,7 @@ turns gradients round early, so either can finish before T (docs/simulator.md sh
 20 % below it). The certified planner (:mod:`pipesl.solvers.makespan`) needs bounds that do
 hold; this module derives them from the precedence structure alone, so they hold for any
 plan, any sharing of links, and any table of the named shape. Notation: steps p = 0..P-1 in
-pipeline order with forward time f_p and backward time g_p (``cost.stage_phases``),
+pipeline order with forward time f_p and backward time g_p (``cost.plan_steps`` at b),
 ``HF(p) = sum_{s<p} f_s``, ``HG(p) = sum_{s<p} g_s``, ``D_p`` = every step after p forward
 and backward (the round trip downstream of p), M micro-batches of b samples.
 
@@ -46,12 +46,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipesl.cost.model import num_micro_batches, stage_phases
+from pipesl.cost.model import Resource, num_micro_batches
+from pipesl.cost.steps import PipelineStep, plan_steps
 from pipesl.plan import Plan
 from pipesl.problem.types import Problem
 
 __all__ = [
-    "BoundStep",
+    "BOUND_NAMES",
     "Suffix",
     "chain_lengths",
     "flushes",
@@ -61,19 +62,10 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class BoundStep:
-    """One step of a (possibly partial) pipeline: its two passes and their resources."""
-
-    forward: float
-    """f_p (s)."""
-    backward: float
-    """g_p (s)."""
-    forward_resource: str
-    backward_resource: str
-    stage: int
-    """The compute stage it is, or (a hop) the compute stage it leaves."""
-    compute: bool
+BOUND_NAMES = ("trip", "later_step", "resource", "window", "chain", "flush")
+"""The bounds :func:`pipeline_bound` takes the largest of: 1. the trip, the trip plus M times
+the least later step (partial plans), 2. resources with heads and tails, 3. windows,
+4. chains, 5. the flush."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +88,20 @@ class Suffix:
     """Least backward time of such a step."""
 
 
-def pipeline_bound(steps: Sequence[BoundStep], num_micro_batches: int,
-                   windows: Sequence[float], chains: Sequence[int], flush: bool,
-                   to_last: int | None = None, suffix: Suffix = Suffix()) -> float:
+def pipeline_bound(steps: Sequence[PipelineStep], micro_batch_size: int,
+                   num_micro_batches: int, windows: Sequence[float], chains: Sequence[int],
+                   flush: bool, to_last: int | None = None, suffix: Suffix = Suffix(),
+                   times: tuple[Sequence[float], Sequence[float]] | None = None,
+                   parts: dict[str, float] | None = None) -> float:
     """The largest of the bounds of the module docstring for these steps.
 
     Parameters
     ----------
-    steps : sequence of BoundStep
-        The pipeline (or its prefix) in order.
+    steps : sequence of PipelineStep
+        The pipeline (or its prefix) in order; it starts with a compute step, and a hop
+        takes the window and chain of the compute stage it leaves.
+    micro_batch_size : int
+        b, at which the steps' times are read.
     num_micro_batches : int
         M.
     windows : sequence of float
@@ -118,86 +115,95 @@ def pipeline_bound(steps: Sequence[BoundStep], num_micro_batches: int,
         label hops); default: all of them.
     suffix : Suffix
         Lower bounds on the steps not in ``steps``.
+    times : (sequence of float, sequence of float), optional
+        The steps' forward and backward times at b when the caller keeps them (the planner's
+        hot loop); default: read from the steps.
+    parts : dict, optional
+        Filled with each named bound of the module docstring (:data:`BOUND_NAMES`; 0 where
+        one does not apply): the result is their largest. The tests check each one alone.
     """
     m = num_micro_batches
+    b = micro_batch_size
     n = len(steps)
     c_end = n if to_last is None else to_last
+    if times is None:
+        fs: Sequence[float] = [s.forward(b) for s in steps]
+        gs: Sequence[float] = [s.backward(b) for s in steps]
+    else:
+        fs, gs = times
     hf = [0.0] * (n + 1)
     hg = [0.0] * (n + 1)
-    for i, s in enumerate(steps):
-        hf[i + 1] = hf[i] + s.forward
-        hg[i + 1] = hg[i] + s.backward
+    for i in range(n):
+        hf[i + 1] = hf[i] + fs[i]
+        hg[i + 1] = hg[i] + gs[i]
     sf, sg = hf[n], hg[n]
     rest = suffix.forward + suffix.backward
-    best = sf + sg + rest  # 1. trip
-    if suffix.step_time > 0:  # a later step: sum f + sum g + M t_min
-        best = max(best, sf + sg + m * suffix.step_time)
+    trip = sf + sg + rest  # 1. trip
+    later = sf + sg + m * suffix.step_time if suffix.step_time > 0 else 0.0  # a later step
     # 2. resources with heads and tails
-    heads: dict[str, float] = {}
-    tails: dict[str, float] = {}
-    busy: dict[str, float] = {}
+    heads: dict[Resource, float] = {}
+    tails: dict[Resource, float] = {}
+    busy: dict[Resource, float] = {}
     for p, s in enumerate(steps):
         for r, head, dur, tail in (
-                (s.forward_resource, hf[p], s.forward, sf - hf[p + 1] + rest + sg),
-                (s.backward_resource, sf + rest + sg - hg[p + 1], s.backward, hg[p])):
+                (s.forward_resource, hf[p], fs[p], sf - hf[p + 1] + rest + sg),
+                (s.backward_resource, sf + rest + sg - hg[p + 1], gs[p], hg[p])):
             heads[r] = min(heads.get(r, math.inf), head)
             tails[r] = min(tails.get(r, math.inf), tail)
             busy[r] = busy.get(r, 0.0) + dur
-    for r, load in busy.items():
-        best = max(best, heads[r] + m * load + tails[r])
+    resource = max([heads[r] + m * load + tails[r] for r, load in busy.items()], default=0.0)
     # 3. windows and 4. chains
+    window = chain = 0.0
+    k = 0  # the compute stage of step p, or the one a hop leaves
     for p, s in enumerate(steps):
+        f, g = fs[p], gs[p]
+        if s.stage is not None:
+            k = s.stage
         d = (sf - hf[p + 1]) + (sg - hg[p + 1]) + rest
-        w = windows[s.stage]
         base = hf[p] + hg[p]
         if s.forward_resource == s.backward_resource:
-            best = max(best, base + m * (s.forward + s.backward)
-                       + max(0.0, d - (w - 1) * s.backward))
+            window = max(window, base + m * (f + g) + max(0.0, d - (windows[k] - 1) * g))
         else:  # a full-duplex hop: the last forward, its round trip, one backward
-            best = max(best, base + m * s.forward + d + s.backward)
-        if s.compute and chains[s.stage] > 1:
-            best = max(best, base + chains[s.stage] * (s.forward + s.backward + d))
+            window = max(window, base + m * f + d + g)
+        if s.stage is not None and chains[k] > 1:
+            chain = max(chain, base + chains[k] * (f + g + d))
     # 5. flush: a forward phase and a backward phase
+    phases = 0.0
     if flush:
         sfc = hf[c_end] + suffix.forward_to_last
         sgc = hg[c_end] + suffix.backward_to_last
-        f_head: dict[str, float] = {}
-        f_tail: dict[str, float] = {}
-        f_busy: dict[str, float] = {}
-        b_head: dict[str, float] = {}
-        b_tail: dict[str, float] = {}
-        b_busy: dict[str, float] = {}
+        f_head: dict[Resource, float] = {}
+        f_tail: dict[Resource, float] = {}
+        f_busy: dict[Resource, float] = {}
+        b_head: dict[Resource, float] = {}
+        b_tail: dict[Resource, float] = {}
+        b_busy: dict[Resource, float] = {}
         for p in range(c_end):
             s = steps[p]
             r = s.forward_resource
             f_head[r] = min(f_head.get(r, math.inf), hf[p])
             f_tail[r] = min(f_tail.get(r, math.inf), sfc - hf[p + 1])
-            f_busy[r] = f_busy.get(r, 0.0) + s.forward
+            f_busy[r] = f_busy.get(r, 0.0) + fs[p]
             r = s.backward_resource
             b_head[r] = min(b_head.get(r, math.inf), sgc - hg[p + 1])
             b_tail[r] = min(b_tail.get(r, math.inf), hg[p])
-            b_busy[r] = b_busy.get(r, 0.0) + s.backward
+            b_busy[r] = b_busy.get(r, 0.0) + gs[p]
         phase_f = max([sfc + (m - 1) * suffix.step_forward,
                        *(f_head[r] + m * v + f_tail[r] for r, v in f_busy.items())])
         phase_b = max([sgc + (m - 1) * suffix.step_backward,
                        *(b_head[r] + m * v + b_tail[r] for r, v in b_busy.items())])
-        best = max(best, phase_f + phase_b)
-    return best
+        phases = phase_f + phase_b
+    if parts is not None:
+        parts.update(trip=trip, later_step=later, resource=resource, window=window,
+                     chain=chain, flush=phases)
+    return max(trip, later, resource, window, chain, phases)
 
 
-def plan_bound_steps(problem: Problem, plan: Plan) -> tuple[list[BoundStep], int]:
-    """The plan's steps at its b, and how many lead up to its last compute stage."""
-    from pipesl.cost.model import plan_stages
-
-    b = plan.micro_batch_size
-    steps = []
-    last = 0
-    for i, (st, ph) in enumerate(zip(plan_stages(problem, plan), stage_phases(problem, plan),
-                                     strict=True)):
-        steps.append(BoundStep(ph.forward(b), ph.backward(b), ph.forward_resource,
-                               ph.backward_resource, st.stage_index, st.kind == "compute"))
-        if st.kind == "compute":
-            last = i + 1
+def plan_bound_steps(problem: Problem, plan: Plan) -> tuple[tuple[PipelineStep, ...], int]:
+    """The plan's steps (:func:`pipesl.cost.plan_steps`), and how many lead up to its last
+    compute stage (the rest are the label route's hops)."""
+    steps = plan_steps(problem, plan)
+    last = max(i + 1 for i, s in enumerate(steps) if s.stage is not None)
     return steps, last
 
 
@@ -237,13 +243,13 @@ def gpipe_closed_form(problem: Problem, plan: Plan) -> float | None:
     steps, last = plan_bound_steps(problem, plan)
     if last != len(steps):
         return None
-    owner: dict[str, int] = {}
+    owner: dict[Resource, int] = {}
     for p, s in enumerate(steps):
         for r in (s.forward_resource, s.backward_resource):
             if owner.setdefault(r, p) != p:
                 return None
-    m = num_micro_batches(problem.training.batch_size, plan.micro_batch_size)
-    sf = math.fsum(s.forward for s in steps)
-    sg = math.fsum(s.backward for s in steps)
-    return (sf + sg + (m - 1) * (max(s.forward for s in steps)
-                                 + max(s.backward for s in steps)))
+    b = plan.micro_batch_size
+    m = num_micro_batches(problem.training.batch_size, b)
+    fs = [s.forward(b) for s in steps]
+    gs = [s.backward(b) for s in steps]
+    return math.fsum(fs) + math.fsum(gs) + (m - 1) * (max(fs) + max(gs))

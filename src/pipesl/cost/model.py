@@ -25,10 +25,10 @@ Memory on a node running layers i..j: ``xi * sum(param_bytes) + W * b * sum(act_
 with W * b = B for GPipe, W = min(M, K - k + 1) for 1F1B (k = 1-based stage index) and, for
 1F1B-net, W = the stage's warm-up depth (:func:`net_warmups`, at least 1, capped by memory).
 
-Each stage splits into a forward and a backward pass (what the simulator schedules, see
-:func:`stage_phases`): a compute stage's forward takes ``b * sum(fwd_flops) / flops_n + o_n`` and
-its backward ``b * sum(bwd_flops) / flops_n + o_n``; a hop's forward (activation) and backward
-(gradient) each take x.
+Each stage splits into a forward and a backward pass (the pipeline steps the simulator
+schedules, :mod:`pipesl.cost.steps`): a compute stage's forward takes
+``b * sum(fwd_flops) / flops_n + o_n`` and its backward ``b * sum(bwd_flops) / flops_n + o_n``;
+a hop's forward (activation) and backward (gradient) each take x.
 
 The affine forms are stored (:class:`Affine`) so that the planner's decision graph, the
 closed-form micro-batch size and the simulator can never drift apart. The same formulas,
@@ -53,7 +53,6 @@ __all__ = [
     "Evaluation",
     "PlanStage",
     "Resource",
-    "StagePhases",
     "activation_window",
     "compute_time",
     "evaluate",
@@ -75,7 +74,6 @@ __all__ = [
     "resource_name",
     "seconds_per_bit",
     "stage_memory",
-    "stage_phases",
     "training_flops",
     "transfer_bits",
     "transfer_time",
@@ -115,12 +113,15 @@ def num_micro_batches(batch_size: int, micro_batch_size: int | np.ndarray) -> in
     return -(-batch_size // micro_batch_size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Resource:
     """A resource of SPEC section 3, typed: a compute node, a half-duplex link, or one
     direction of a full-duplex link. Its string :attr:`name` is for the edges (plan
     documents, traces, reports); node ids may contain ``-`` or ``>``, so code keeps the
-    typed value (or the ends) rather than parsing a name back."""
+    typed value (or the ends) rather than parsing a name back.
+
+    Values are compared and hashed by their four fields; the hash is computed once (the
+    bounds and the simulator key dictionaries by resource in their hot loops)."""
 
     kind: Literal["node", "link"]
     u: str
@@ -128,6 +129,25 @@ class Resource:
     v: str | None = None
     """A link's other end (half duplex: ``target``; full duplex: to)."""
     full_duplex: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.u, self.v, self.full_duplex)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> tuple[type[Resource], tuple[str, str, str | None, bool]]:
+        # rebuilt, not restored: a str hash differs between processes
+        return Resource, (self.kind, self.u, self.v, self.full_duplex)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Resource):
+            return NotImplemented
+        return (self._hash == other._hash  # type: ignore[attr-defined]
+                and self.kind == other.kind and self.u == other.u and self.v == other.v
+                and self.full_duplex == other.full_duplex)
 
     @property
     def name(self) -> str:
@@ -285,64 +305,6 @@ def plan_stages(problem: Problem, plan: Plan) -> tuple[PlanStage, ...]:
             hops(plan.routes[k], s.last_layer, k)
     if plan.label_route is not None and len(plan.label_route) > 1:
         hops(plan.label_route, problem.model.num_layers, len(plan.stages) - 1)
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class StagePhases:
-    """A stage's forward and backward passes: their times and the resource each occupies."""
-
-    forward: Affine
-    """Forward pass (compute: the forward FLOPs; hop: the activation, one way)."""
-    backward: Affine
-    """Backward pass (compute: the backward FLOPs; hop: the gradient, the other way)."""
-    forward_resource: str
-    """The resource the forward pass occupies (:func:`resource_name`)."""
-    backward_resource: str
-    """The resource the backward pass occupies (same as forward except on full-duplex links)."""
-
-
-def stage_phases(problem: Problem, plan: Plan) -> tuple[StagePhases, ...]:
-    """Per-direction times of the plan's stages, aligned with :func:`plan_stages`.
-
-    A compute stage on node n with layers i..j splits its t (SPEC section 3) into::
-
-        forward  = b * sum_{l=i..j} fwd_flops_l / flops_n + overhead_n
-        backward = b * sum_{l=i..j} bwd_flops_l / flops_n + overhead_n
-
-    both on ``node:n``. A hop over link e carrying layer l's output takes
-    ``x = 8 * b * out_bytes_l / bandwidth_e + latency_e`` each way: the activation forward and
-    the gradient backward, both on the half-duplex link's one resource, or on the full-duplex
-    link's two directions (u>v forward, v>u backward). So ``forward + backward`` is the stage's
-    t, and summing the phases per resource gives :func:`resource_loads`.
-
-    Returns
-    -------
-    tuple of StagePhases
-        One per element of ``plan_stages(problem, plan)``, in pipeline order.
-    """
-    out: list[StagePhases] = []
-    for st in plan_stages(problem, plan):
-        if st.kind == "compute":
-            assert st.node is not None
-            n = problem.network.node(st.node)
-            s = plan.stages[st.stage_index]
-            layers = problem.model.layers[s.layer_slice]
-            r = resource_name("node", st.node)
-            out.append(StagePhases(Affine(sum(x.fwd_flops for x in layers) / n.flops, n.overhead),
-                                   Affine(sum(x.bwd_flops for x in layers) / n.flops, n.overhead),
-                                   r, r))
-        else:
-            assert st.hop is not None
-            u, v = st.hop
-            link = problem.network.link_between(u, v)
-            assert link is not None, "validate_plan guarantees links exist"
-            x = transfer_time(link, problem.model.out_bytes(st.layer))
-            if link.duplex == "full":
-                fwd, bwd = (resource_name("link", u, v, True), resource_name("link", v, u, True))
-            else:
-                fwd = bwd = resource_name("link", link.source, link.target)
-            out.append(StagePhases(x, x, fwd, bwd))
     return tuple(out)
 
 

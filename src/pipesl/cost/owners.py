@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from pipesl.cost.bounds import pipeline_bound, plan_bound_steps
 from pipesl.cost.model import Evaluation, evaluate, memory_use, num_micro_batches
+from pipesl.cost.steps import plan_steps
 from pipesl.plan import OwnersPlan, validate_owners_plan
 from pipesl.problem.types import Problem
 
@@ -62,11 +63,9 @@ def owners_busy(problem: Problem, plan: OwnersPlan) -> dict[str, float]:
         sub = problem.owner_problem(o)
         b = p.micro_batch_size
         m = num_micro_batches(sub.training.batch_size, b)
-        steps, _ = plan_bound_steps(sub, p)
-        for s in steps:
+        for s in plan_steps(sub, p):
             for r, t in ((s.forward_resource, s.forward), (s.backward_resource, s.backward)):
-                k = r
-                busy[k] = busy.get(k, 0.0) + m * t
+                busy[r.name] = busy.get(r.name, 0.0) + m * t(b)
     return busy
 
 
@@ -81,8 +80,8 @@ def owner_bound(problem: Problem, plan: OwnersPlan, owner: int) -> float:
     steps, last = plan_bound_steps(sub, p)
     m = num_micro_batches(sub.training.batch_size, p.micro_batch_size)
     k = p.num_stages
-    return pipeline_bound(steps, m, [float(m)] * k, [1] * k, sub.training.schedule == "gpipe",
-                          last)
+    return pipeline_bound(steps, p.micro_batch_size, m, [float(m)] * k, [1] * k,
+                          sub.training.schedule == "gpipe", last)
 
 
 @dataclass(frozen=True)
@@ -132,9 +131,9 @@ def owners_bound(problem: Problem, plan: OwnersPlan,
         sub = problem.owner_problem(o)
         b = p.micro_batch_size
         m = num_micro_batches(sub.training.batch_size, b)
-        steps, _ = plan_bound_steps(sub, p)
-        f = [s.forward for s in steps]
-        g = [s.backward for s in steps]
+        steps = plan_steps(sub, p)
+        f = [s.forward(b) for s in steps]
+        g = [s.backward(b) for s in steps]
         sf, sg = math.fsum(f), math.fsum(g)
         hf = hg = 0.0
         for s, fp, gp in zip(steps, f, g, strict=True):
@@ -142,7 +141,7 @@ def owners_bound(problem: Problem, plan: OwnersPlan,
             # whole forward plus the backward after p, tail HG(p) (cost.bounds, bound 2).
             for r, head, dur, tail in ((s.forward_resource, hf, fp, sf - hf - fp + sg),
                                        (s.backward_resource, sf + sg - hg - gp, gp, hg)):
-                k = r
+                k = r.name
                 heads[k] = min(heads.get(k, math.inf), head)
                 tails[k] = min(tails.get(k, math.inf), tail)
                 busy[k] = busy.get(k, 0.0) + m * dur

@@ -27,6 +27,10 @@ class CostTables:
 
     work: np.ndarray
     """(L+1,) prefix sums of fwd_flops + bwd_flops per sample."""
+    fwd_work: np.ndarray
+    """(L+1,) prefix sums of fwd_flops per sample (the forward pass alone)."""
+    bwd_work: np.ndarray
+    """(L+1,) prefix sums of bwd_flops per sample (the backward pass alone)."""
     params: np.ndarray
     """(L+1,) prefix sums of param_bytes."""
     acts: np.ndarray
@@ -35,6 +39,8 @@ class CostTables:
     """(L+1,) bytes leaving layer l per sample (index 0: input_bytes)."""
     inv_flops: np.ndarray
     """(N,) 1 / flops, 0 where the node cannot compute."""
+    flops: np.ndarray
+    """(N,) FLOP/s (0 where the node cannot compute)."""
     overhead: np.ndarray
     """(N,) per-pass overhead o_n."""
     memory: np.ndarray
@@ -47,6 +53,8 @@ class CostTables:
     """(E,) index of each link's ``target``."""
     inv_bandwidth: np.ndarray
     """(E,) 1 / bandwidth (s per bit)."""
+    bandwidth: np.ndarray
+    """(E,) bit/s."""
     latency: np.ndarray
     """(E,) d_e."""
     load_share: np.ndarray
@@ -70,16 +78,20 @@ class CostTables:
         idx = net.node_index
         return cls(
             work=prefix([x.fwd_flops + x.bwd_flops for x in model.layers]),
+            fwd_work=prefix([x.fwd_flops for x in model.layers]),
+            bwd_work=prefix([x.bwd_flops for x in model.layers]),
             params=prefix([x.param_bytes for x in model.layers]),
             acts=prefix([x.act_bytes for x in model.layers]),
             out_bytes=np.array([model.input_bytes] + [x.out_bytes for x in model.layers]),
             inv_flops=np.where(can, 1.0 / np.where(flops > 0, flops, 1.0), 0.0),
+            flops=np.where(can, flops, 0.0),
             overhead=np.array([n.overhead for n in net.nodes], dtype=float),
             memory=np.array([n.memory for n in net.nodes], dtype=float),
             can_compute=can,
             link_u=np.array([idx[e.source] for e in net.links], dtype=np.int64),
             link_v=np.array([idx[e.target] for e in net.links], dtype=np.int64),
             inv_bandwidth=np.array([1.0 / e.bandwidth for e in net.links], dtype=float),
+            bandwidth=np.array([e.bandwidth for e in net.links], dtype=float),
             latency=np.array([e.latency for e in net.links], dtype=float),
             load_share=np.array([0.5 if e.duplex == "full" else 1.0 for e in net.links]),
             batch_size=tr.batch_size,
@@ -113,6 +125,57 @@ class CostTables:
     def hop_beta(self) -> np.ndarray:
         """(E,): fixed seconds of a hop (t = 2x) on link e."""
         return 2.0 * self.latency
+
+    @cached_property
+    def pass_alpha(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N, L+1, L+1) twice: seconds per sample of the forward and of the backward pass of
+        node n running layers i+1..j (meaningful where i < j; 0 elsewhere and on nodes that
+        cannot compute). Each pass also takes the fixed :attr:`overhead` o_n:
+        ``forward = alpha_f * b + o_n`` (:func:`pipesl.cost.plan_steps`)."""
+        upper = np.triu(np.ones((len(self.work), len(self.work)), dtype=bool), 1)
+        out = []
+        for prefix in (self.fwd_work, self.bwd_work):
+            diff = np.where(upper, prefix[None, :] - prefix[:, None], 0.0)
+            out.append(diff[None, :, :] * self.inv_flops[:, None, None])
+        return out[0], out[1]
+
+    @cached_property
+    def transfer_alpha(self) -> np.ndarray:
+        """(E, L+1): seconds per sample of one transfer x (one way) on link e of layer l's
+        output, ``8 out_bytes_l / bandwidth_e``; x = alpha b + latency_e
+        (:func:`pipesl.cost.transfer_time`)."""
+        return 8.0 * self.out_bytes[None, :] / self.bandwidth[:, None]
+
+    def transfer_times(self, b: float) -> np.ndarray:
+        """(E, L+1): one-way transfer x of b samples of layer l's output on link e."""
+        return self.transfer_alpha * b + self.latency[:, None]
+
+    def hop_loads(self, b: float) -> np.ndarray:
+        """(E, L+1): what one hop of layer l's output puts on link e's busiest resource at b:
+        2x on a half-duplex link, x on each direction of a full-duplex one."""
+        return 2.0 * self.load_share[:, None] * self.transfer_times(b)
+
+    def pooled_pass_times(self, b: float, after: int, nodes: np.ndarray | list[int]
+                          ) -> tuple[float, float]:
+        """Forward and backward time of layers after+1..L on ``nodes`` pooled into one: their
+        FLOP/s added up, their least overhead. However those layers are split over those
+        nodes, some stage takes at least this long in each direction."""
+        speed = float(self.flops[nodes].sum())
+        over = float(self.overhead[nodes].min())
+        L = self.num_layers
+        return (b * (self.fwd_work[L] - self.fwd_work[after]) / speed + over,
+                b * (self.bwd_work[L] - self.bwd_work[after]) / speed + over)
+
+    @cached_property
+    def span_state(self) -> np.ndarray:
+        """(L+1, L+1): model state bytes of layers i+1..j, ``state_factor * sum(param_bytes)``
+        (meaningful where i < j)."""
+        return self.state_factor * (self.params[None, :] - self.params[:, None])
+
+    @cached_property
+    def span_acts(self) -> np.ndarray:
+        """(L+1, L+1): activation bytes per sample of layers i+1..j (kept W b times)."""
+        return self.acts[None, :] - self.acts[:, None]
 
     @property
     def num_layers(self) -> int:

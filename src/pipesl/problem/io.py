@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from pipesl.exceptions import InfeasibleError, ProblemError
+from pipesl.exceptions import ProblemError
 from pipesl.problem.graphml import read_graphml, write_graphml
 from pipesl.problem.parse import (
     Fields,
@@ -541,8 +541,6 @@ def load_problem(path: str | Path) -> Problem:
     ------
     ProblemError
         The file is missing or malformed; the message names the field and the rule.
-    InfeasibleError
-        The source reaches no other compute node and the model does not fit on it.
     """
     p = Path(path)
     if not _exists(p):
@@ -552,8 +550,6 @@ def load_problem(path: str | Path) -> Problem:
     doc = load_document(p, "a mapping with keys network, model, training (name, description)")
     try:
         return problem_from_dict(doc, base=p.parent, name=p.stem)
-    except InfeasibleError as exc:
-        raise InfeasibleError(f"{p}: {exc}") from None
     except ProblemError as exc:
         if not str(exc).startswith(str(p)):
             raise ProblemError(f"{p}: {exc.field}" if exc.field else str(p), exc.rule,

@@ -1,15 +1,16 @@
 """Cross-field checks of a whole problem: ids that must exist, reachability, a model that fits.
 
 Field-level checks (types, signs, units) happen while parsing, in :mod:`pipesl.problem.parse`.
+Validation needs no cost model: whether the model fits in memory (a cost rule) is checked by
+the planners and the command line (:func:`pipesl.cost.fits.check_source_alone`).
 """
 
 from __future__ import annotations
 
 import networkx as nx
 
-from pipesl.exceptions import InfeasibleError, ProblemError
+from pipesl.exceptions import ProblemError
 from pipesl.problem.types import Problem
-from pipesl.units import format_quantity
 
 __all__ = ["unreachable_servers", "validate_problem"]
 
@@ -38,8 +39,6 @@ def validate_problem(problem: Problem) -> Problem:
     ProblemError
         A training field names an unknown node, the source cannot compute, the label node is
         unreachable, or the micro-batch size is out of range.
-    InfeasibleError
-        The source reaches no other compute node and the whole model does not fit on it.
     """
     if problem.training.sources:
         return _validate_owners(problem)
@@ -84,8 +83,6 @@ def _validate_owners(problem: Problem) -> Problem:
             if name is None:
                 raise
             raise ProblemError(f"training.sources[{i}].{name}", exc.rule, exc.value) from None
-        except InfeasibleError as exc:
-            raise InfeasibleError(f"training.sources[{i}]: {exc}") from None
     return problem
 
 
@@ -110,23 +107,4 @@ def _validate_single(problem: Problem) -> Problem:
             raise ProblemError("training.labels_at", f"is not reachable from the source "
                                f"{tr.source!r}; the last layer's output cannot get there",
                                tr.labels_at)
-    others = [n for n in net.compute_nodes if n.id != tr.source and n.id in reachable]
-    if not others:
-        _check_fits_alone(problem)
     return problem
-
-
-def _check_fits_alone(problem: Problem) -> None:
-    """With no other reachable compute node, the source must hold the whole model."""
-    # Local import: cost stands to the right of problem in the architecture.
-    from pipesl.cost import min_stage_memory
-
-    src = problem.network.node(problem.training.source)
-    need = min_stage_memory(problem, 1, problem.model.num_layers, stages_after=0)
-    if need > src.memory:
-        raise InfeasibleError(
-            f"memory: the source {src.id!r} reaches no other compute node and the whole model "
-            f"needs {format_quantity(need, 'bytes', 4)} at the smallest micro-batch size "
-            f"({problem.training.micro_batch_size or 1}), but it has "
-            f"{format_quantity(src.memory, 'bytes', 4)} (short by "
-            f"{format_quantity(need - src.memory, 'bytes', 4)})")

@@ -247,15 +247,15 @@ def build_topology(problem: Problem, plan: Plan,
         for p, (u, v) in enumerate(pairwise(routes[r])):
             st = steps[i]
             assert st.stage is None and st.name.startswith(f"{u}>{v} "), (st.name, u, v)
-            hops[r].append(Hop(r, p, u, v, i, st.forward, st.backward, st.forward_resource,
-                               st.backward_resource))
+            hops[r].append(Hop(r, p, u, v, i, st.forward, st.backward,
+                               st.forward_resource.name, st.backward_resource.name))
             i += 1
 
     for k, s in enumerate(plan.stages):
         st = steps[i]
         assert st.stage == k, (st.name, k)
         stages.append(StageRole(k, s.node, s.first_layer, s.last_layer, i, st.forward,
-                                st.backward, st.forward_resource))
+                                st.backward, st.forward_resource.name))
         i += 1
         if k < len(plan.routes):
             add_hops(k)

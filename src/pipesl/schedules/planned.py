@@ -83,5 +83,5 @@ def makespan_lower_bound(problem: Problem, plan: Plan,
     table = plan_table(problem, plan, schedule)
     steps, last = plan_bound_steps(problem, plan)
     m = cost.num_micro_batches(problem.training.batch_size, plan.micro_batch_size)
-    return pipeline_bound(steps, m, peak_in_flight(table), chain_lengths(table.orders),
-                          flushes(table.orders), last)
+    return pipeline_bound(steps, plan.micro_batch_size, m, peak_in_flight(table),
+                          chain_lengths(table.orders), flushes(table.orders), last)

@@ -12,11 +12,12 @@ several data owners: :mod:`~pipesl.sim.shared` (pipelines sharing resources) <-
 No torch, no matplotlib.
 """
 
+from pipesl.cost.steps import plan_steps
 from pipesl.sim.engine import EventQueue, FifoServer, MergedServer, OrderedServer
 from pipesl.sim.owners import OwnerRow, OwnersNodeMemory, OwnersSimResult, simulate_owners
 from pipesl.sim.pipeline import Step, run_pipeline
 from pipesl.sim.shared import OwnerPipeline, run_pipelines
-from pipesl.sim.simulate import LastMicroBatch, NodeMemory, SimResult, plan_steps, simulate
+from pipesl.sim.simulate import LastMicroBatch, NodeMemory, SimResult, simulate
 from pipesl.sim.trace import TaskRecord, Trace
 
 __all__ = [

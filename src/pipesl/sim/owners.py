@@ -25,7 +25,7 @@ from pipesl.plan import OwnersPlan, plan_label
 from pipesl.problem.types import Problem
 from pipesl.schedules import Action, PipelineSchedule, makespan_lower_bound, plan_table
 from pipesl.sim.shared import OwnerPipeline, run_pipelines
-from pipesl.sim.simulate import LastMicroBatch, plan_steps
+from pipesl.sim.simulate import LastMicroBatch
 from pipesl.sim.trace import Trace
 
 __all__ = ["OwnerRow", "OwnersNodeMemory", "OwnersSimResult", "simulate_owners"]
@@ -221,7 +221,7 @@ def simulate_owners(problem: Problem, plan: OwnersPlan,
         last = b if last_micro_batch == "full" else batch - (m_total - 1) * b
         sizes = tuple([b] * (m_total - 1) + [last])
         table = plan_table(sub, p, schedule)
-        pipelines.append(OwnerPipeline(plan_steps(sub, p), table, sizes, labels[o]))
+        pipelines.append(OwnerPipeline(cost.plan_steps(sub, p), table, sizes, labels[o]))
         own_bounds.append(makespan_lower_bound(sub, p, table))
     alone = [run_pipelines([pl]) for pl in pipelines]
     if problem.training.owners_mode == "sequential":

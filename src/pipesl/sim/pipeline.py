@@ -1,9 +1,10 @@
 """The pipeline on the event engine: steps, tasks and their dependencies (SPEC section 5).
 
-A pipeline is a sequence of :class:`Step` objects in pipeline order — compute stages and link
-hops. Micro-batch m's forward visits the steps in order (store-and-forward: a hop starts
-once the previous step has finished with the whole micro-batch), its backward visits them in
-reverse, starting once the last step's forward of m has finished (the loss takes no time).
+A pipeline is a sequence of :class:`~pipesl.cost.PipelineStep` objects (``Step`` here) in
+pipeline order — compute stages and link hops, each pass on a typed resource. Micro-batch
+m's forward visits the steps in order (store-and-forward: a hop starts once the previous
+step has finished with the whole micro-batch), its backward visits them in reverse, starting
+once the last step's forward of m has finished (the loss takes no time).
 
 Each task (a step's forward or backward of one micro-batch) occupies one resource for its
 whole duration. A compute resource serves its stage's tasks in the order of the
@@ -18,11 +19,10 @@ hot loop touches only lists and ints.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from pipesl.cost import Affine
+from pipesl.cost import PipelineStep, Resource
 from pipesl.exceptions import PlanError
 from pipesl.schedules import ScheduleTable
 from pipesl.sim.engine import EventQueue, FifoServer, OrderedServer
@@ -31,22 +31,8 @@ from pipesl.sim.trace import Trace
 __all__ = ["Step", "run_pipeline"]
 
 
-@dataclass(frozen=True)
-class Step:
-    """One position of the pipeline, with the time and resource of each of its passes."""
-
-    name: str
-    """People-readable (``dev0[1-4]``, ``dev0>r1 (L4)``)."""
-    forward: Affine
-    """Forward pass time as a function of the micro-batch size."""
-    backward: Affine
-    """Backward pass time as a function of the micro-batch size."""
-    forward_resource: str
-    """Resource occupied by the forward pass."""
-    backward_resource: str
-    """Resource occupied by the backward pass."""
-    stage: int | None = None
-    """0-based compute stage index (its schedule order); None for a link hop (FIFO)."""
+Step = PipelineStep
+"""The simulator's name for :class:`pipesl.cost.PipelineStep` (the one step type)."""
 
 
 def _check(steps: Sequence[Step], table: ScheduleTable, sizes: Sequence[int]) -> None:
@@ -59,7 +45,7 @@ def _check(steps: Sequence[Step], table: ScheduleTable, sizes: Sequence[int]) ->
     if stages != list(range(table.num_stages)):
         raise PlanError(f"pipeline: compute stages {stages} do not match the schedule's "
                         f"{table.num_stages} stages 0..{table.num_stages - 1} in order")
-    users: dict[str, set[int]] = {}
+    users: dict[Resource, set[int]] = {}
     for p, s in enumerate(steps):
         for r in (s.forward_resource, s.backward_resource):
             users.setdefault(r, set()).add(p)
@@ -69,7 +55,7 @@ def _check(steps: Sequence[Step], table: ScheduleTable, sizes: Sequence[int]) ->
         if s.forward_resource != s.backward_resource:
             raise PlanError(f"pipeline: compute step {s.name!r} uses two resources")
         if len(users[s.forward_resource]) > 1:
-            raise PlanError(f"pipeline: resource {s.forward_resource!r} of compute step "
+            raise PlanError(f"pipeline: resource {s.forward_resource.name!r} of compute step "
                             f"{s.name!r} is used by other steps too; a node runs one stage")
 
 
@@ -79,8 +65,9 @@ def run_pipeline(steps: Sequence[Step], table: ScheduleTable, micro_batch_sizes:
 
     Parameters
     ----------
-    steps : sequence of Step
-        The pipeline in order; the compute steps carry stages 0..K-1 in order.
+    steps : sequence of PipelineStep
+        The pipeline in order; the compute steps carry stages 0..K-1 in order. The trace
+        names each resource by its :attr:`~pipesl.cost.Resource.name`.
     table : ScheduleTable
         Each compute stage's action order (K stages, M micro-batches), already validated.
     micro_batch_sizes : sequence of int
@@ -108,7 +95,7 @@ def run_pipeline(steps: Sequence[Step], table: ScheduleTable, micro_batch_sizes:
     if forward_only:
         table = table.forward_only()
 
-    names: dict[str, int] = {}
+    names: dict[Resource, int] = {}
     for s in steps:
         for r in (s.forward_resource, s.backward_resource):
             names.setdefault(r, len(names))
@@ -145,7 +132,8 @@ def run_pipeline(steps: Sequence[Step], table: ScheduleTable, micro_batch_sizes:
     done = _event_loop(m_total, slot_server, successor, durations, start)
     expected = num_steps * m_total * (1 if forward_only else 2)
     assert done == expected, f"simulation stopped after {done} of {expected} tasks"
-    return _trace(steps, tuple(names), slot_resource, m_total, durations, start, forward_only)
+    return _trace(steps, tuple(r.name for r in names), slot_resource, m_total, durations,
+                  start, forward_only)
 
 
 def _event_loop(m_total: int, slot_server: Sequence[FifoServer | OrderedServer],

@@ -20,11 +20,12 @@ With one pipeline every rule reduces to :func:`run_pipeline`'s and the trace is 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from pipesl.cost import Resource
 from pipesl.schedules import ScheduleTable
 from pipesl.sim.engine import EventQueue, FifoServer, MergedServer
 from pipesl.sim.pipeline import Step, _check
@@ -45,12 +46,6 @@ class OwnerPipeline:
     """The size of each of the table's M micro-batches."""
     label: str = ""
     """The owner's name (for the trace)."""
-
-
-def _name(resource: Hashable) -> str:
-    """A resource's display name (the steps carry names or typed resources)."""
-    name = getattr(resource, "name", resource)
-    return name if isinstance(name, str) else str(name)
 
 
 def run_pipelines(pipelines: Sequence[OwnerPipeline]) -> Trace:
@@ -77,7 +72,7 @@ def run_pipelines(pipelines: Sequence[OwnerPipeline]) -> Trace:
     for pl in pipelines:
         _check(pl.steps, pl.table, pl.micro_batch_sizes)
     num_owners = len(pipelines)
-    names: dict[Hashable, int] = {}
+    names: dict[Resource, int] = {}
     for pl in pipelines:
         for s in pl.steps:
             for r in (s.forward_resource, s.backward_resource):
@@ -91,7 +86,7 @@ def run_pipelines(pipelines: Sequence[OwnerPipeline]) -> Trace:
         step_base.append(steps_total)
         total += 2 * len(pl.steps) * pl.table.num_micro_batches
         steps_total += len(pl.steps)
-    queues: dict[Hashable, tuple[list[list[int]], list[list[bool]]]] = {}
+    queues: dict[Resource, tuple[list[list[int]], list[list[bool]]]] = {}
     for o, pl in enumerate(pipelines):
         m_total = pl.table.num_micro_batches
         for p, s in enumerate(pl.steps):
@@ -186,7 +181,7 @@ def run_pipelines(pipelines: Sequence[OwnerPipeline]) -> Trace:
     t1 = t0 + np.asarray(durations, dtype=float)
     rank = np.lexsort((task_resource, t1, t0))
     labels = tuple(pl.label for pl in pipelines) if num_owners > 1 else ()
-    return Trace(resources=tuple(_name(r) for r in names),
+    return Trace(resources=tuple(r.name for r in names),
                  steps=tuple(s.name for pl in pipelines for s in pl.steps),
                  step_stages=tuple(s.stage for pl in pipelines for s in pl.steps),
                  resource=task_resource[rank],

@@ -1,6 +1,6 @@
 """Simulate one training iteration of a plan: :func:`simulate` -> :class:`SimResult`.
 
-Task durations come from :func:`pipesl.cost.stage_phases` (the one cost model); the schedule
+Task durations come from :func:`pipesl.cost.plan_steps` (the one cost model); the schedule
 from :mod:`pipesl.schedules`; the mechanics from :mod:`pipesl.sim.pipeline`. The analytic T of
 SPEC section 3 is reported beside the simulated makespan.
 """
@@ -17,13 +17,13 @@ from pipesl.exceptions import PlanError, ProblemError
 from pipesl.plan import OwnersPlan, Plan
 from pipesl.problem.types import Problem
 from pipesl.schedules import SCHEDULES, PipelineSchedule, ScheduleTable, plan_table
-from pipesl.sim.pipeline import Step, run_pipeline
+from pipesl.sim.pipeline import run_pipeline
 from pipesl.sim.trace import Trace
 
 if TYPE_CHECKING:
     from pipesl.sim.owners import OwnersSimResult
 
-__all__ = ["LastMicroBatch", "NodeMemory", "SimResult", "plan_steps", "simulate"]
+__all__ = ["LastMicroBatch", "NodeMemory", "SimResult", "simulate"]
 
 LastMicroBatch = Literal["full", "remainder"]
 
@@ -115,15 +115,6 @@ class SimResult:
                        for n, m in self.memory.items()},
             "num_tasks": len(self.trace),
         }
-
-
-def plan_steps(problem: Problem, plan: Plan) -> tuple[Step, ...]:
-    """The plan's pipeline steps with per-pass times and resources from :mod:`pipesl.cost`."""
-    stages = cost.plan_stages(problem, plan)
-    phases = cost.stage_phases(problem, plan)
-    return tuple(Step(st.name, ph.forward, ph.backward, ph.forward_resource,
-                      ph.backward_resource, st.stage_index if st.kind == "compute" else None)
-                 for st, ph in zip(stages, phases, strict=True))
 
 
 def _memory(problem: Problem, plan: Plan, trace: Trace, sizes: list[int],
@@ -227,7 +218,7 @@ def simulate(problem: Problem, plan: Plan | OwnersPlan,
     sizes = [b] * (m_total - 1) + [last]
     schedule = problem.training.schedule if schedule is None else schedule
     table = plan_table(problem, plan, schedule)
-    trace = run_pipeline(plan_steps(problem, plan), table, sizes, forward_only)
+    trace = run_pipeline(cost.plan_steps(problem, plan), table, sizes, forward_only)
 
     makespan = trace.makespan_s
     busy = trace.busy_s()

@@ -28,6 +28,7 @@ import time
 from dataclasses import replace
 from typing import Any, cast
 
+from pipesl.cost.fits import check_source_alone
 from pipesl.exceptions import ProblemError
 from pipesl.problem.types import Problem
 from pipesl.solvers import (
@@ -148,6 +149,7 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
     if objective not in OBJECTIVES:
         raise ProblemError("objective", f"must be one of {', '.join(OBJECTIVES)}", objective)
     started = time.perf_counter()
+    check_source_alone(problem)  # the memory rule validation leaves to the cost model
     if objective == "makespan" and method in ("exact", "bruteforce", "makespan"):
         fn = solve_bruteforce_makespan if method == "bruteforce" else SOLVERS["makespan"][0]
         result = fn(problem, **options)

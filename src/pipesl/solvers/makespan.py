@@ -40,13 +40,8 @@ import numpy as np
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
-from pipesl.cost.bounds import (
-    BoundStep,
-    Suffix,
-    gpipe_closed_form,
-    pipeline_bound,
-    plan_bound_steps,
-)
+from pipesl.cost.bounds import Suffix, gpipe_closed_form, pipeline_bound, plan_bound_steps
+from pipesl.cost.steps import PipelineStep
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
@@ -88,10 +83,14 @@ class _State:
     """K for schedules whose windows depend on it (1F1B), else 0 (free)."""
     node: int
     layer: int
-    steps: tuple[BoundStep, ...]
+    steps: tuple[PipelineStep, ...]
     stages: tuple[Stage, ...]
     routes: tuple[tuple[str, ...], ...]
     used: frozenset[int]
+    fwd: tuple[float, ...]
+    """The steps' forward times at b (what the bounds read; kept beside the steps)."""
+    bwd: tuple[float, ...]
+    """Their backward times at b."""
     target: int = -1
     index: int = 0
     label: bool = False
@@ -105,6 +104,7 @@ class _Search:
         self.schedule = problem.training.schedule
         self.deadline = deadline
         self.sizes = sizes
+        self.tables = cost.CostTables.from_problem(problem)
         self.per_b: dict[int, PassTables] = {}
         """Built when the search first reaches b (its root's cheap bound is below U)."""
         self.best: tuple[float, Plan] | None = None
@@ -143,7 +143,8 @@ class _Search:
     def bound(self, state: _State, suffix: Suffix, to_last: int | None = None) -> float:
         pb = self.per_b[state.b]
         w, ch, flush = self.windows(pb, state.stages, state.k_total)
-        return pipeline_bound(state.steps, pb.m, w, ch, flush, to_last, suffix)
+        return pipeline_bound(state.steps, pb.b, pb.m, w, ch, flush, to_last, suffix,
+                              (state.fwd, state.bwd))
 
     def push(self, value: float, state: _State) -> None:
         value = max(value, self.floor)
@@ -156,9 +157,10 @@ class _Search:
         """A lower bound on ``plan``'s makespan valid for every table of the schedule:
         windows M, chains 1, the flush for GPipe (:func:`pipesl.cost.bounds.pipeline_bound`)."""
         steps, last = plan_bound_steps(self.problem, plan)
-        n = max((s.stage for s in steps), default=0) + 1
-        m = num_micro_batches(self.problem.training.batch_size, plan.micro_batch_size)
-        return pipeline_bound(steps, m, [float(m)] * n, [1] * n, self.schedule == "gpipe",
+        n = max((s.stage for s in steps if s.stage is not None), default=0) + 1
+        b = plan.micro_batch_size
+        m = num_micro_batches(self.problem.training.batch_size, b)
+        return pipeline_bound(steps, b, m, [float(m)] * n, [1] * n, self.schedule == "gpipe",
                               last)
 
     def by_bound(self, plans: Iterable[Plan]) -> list[Plan]:
@@ -193,11 +195,10 @@ class _Search:
         ``S + (M - 1) beta`` (bound 5 of :mod:`pipesl.cost.bounds`: the flush makes every
         step's ``sum t + (M - 1) t_p`` a bound, and the cheap beta bounds one step's time) —
         so that b's tables are built only when the search reaches it."""
-        from pipesl.cost import CostTables
         from pipesl.cost.analytic_bounds import AnalyticBounds
 
         problem = self.problem
-        cheap = AnalyticBounds(problem, CostTables.from_problem(problem))
+        cheap = AnalyticBounds(problem, self.tables)
         flush_chain = self.schedule == "gpipe" and problem.training.labels_at is None
         for b in self.sizes:
             m = num_micro_batches(problem.training.batch_size, b)
@@ -205,20 +206,22 @@ class _Search:
             if flush_chain:  # GPipe without labels: S + (M - 1) t_p for every step p
                 value = max(value, cheap.sum_lb(b) + (m - 1) * cheap.beta_lb(b))
             if np.isfinite(value):
-                self.push(value, _State(3, b, 0, -1, 0, (), (), (), frozenset()))
+                self.push(value, _State(3, b, 0, -1, 0, (), (), (), frozenset(), (), ()))
 
     def start(self, b: int) -> None:
         """b's tables, and its first stages (for 1F1B, one search per number of stages K)."""
-        pb = self.per_b[b] = PassTables(self.problem, b)
+        pb = self.per_b[b] = PassTables(self.problem, b, self.tables)
         L = pb.L
         ks = range(1, min(L, len(pb.compute)) + 1) if self.schedule == "1f1b" else [0]
         for k_total in ks:
-            self.place(pb, k_total, (), (), (), frozenset(), pb.src, 0)
+            self.place(pb, k_total, _State(2, b, k_total, pb.src, 0, (), (), (), frozenset(),
+                                           (), ()))
 
-    def place(self, pb: PassTables, k_total: int, steps: tuple[BoundStep, ...],
-              stages: tuple[Stage, ...], routes: tuple[tuple[str, ...], ...],
-              used: frozenset[int], node: int, layer: int) -> None:
-        """Children of 'node computes next after ``layer``': one per last layer."""
+    def place(self, pb: PassTables, k_total: int, parent: _State) -> None:
+        """Children of 'node computes next after ``layer``' (``parent``, arrived at node
+        ``parent.node`` after layer ``parent.layer``): one per last layer."""
+        steps, stages, routes = parent.steps, parent.stages, parent.routes
+        used, node, layer = parent.used, parent.node, parent.layer
         k = len(stages)
         L = pb.L
         ok = pb.fits(node, layer, k, k_total)
@@ -232,14 +235,12 @@ class _Search:
                 if k < k_total - 1 and (j == L or L - j < k_total - 1 - k):
                     continue
             st = Stage(nid, layer + 1, j)
-            step = BoundStep(float(pb.f[node, layer, j]), float(pb.g[node, layer, j]),
-                             cost.resource_name("node", nid), cost.resource_name("node", nid),
-                             k, True)
-            state = _State(0, pb.b, k_total, node, j, (*steps, step), (*stages, st), routes,
-                           used | {node})
             if j == L and pb.label is None:
-                self.offer(Plan(state.stages, routes, pb.b, None))
+                self.offer(Plan((*stages, st), routes, pb.b, None))
                 continue
+            step, f, g = pb.compute_step(node, layer, j, k)
+            state = _State(0, pb.b, k_total, node, j, (*steps, step), (*stages, st), routes,
+                           used | {node}, (*parent.fwd, f), (*parent.bwd, g))
             self.push(self.bound(state, pb.suffix_placed(j, node, state.used)), state)
 
     def expand(self, state: _State) -> None:
@@ -269,18 +270,18 @@ class _Search:
                 return
             self.counters["routes"] += 1
             self.push_route(replace(state, index=state.index + 1, exact=False), route)
-            hops = tuple(pb.hop_steps(route, state.layer, len(state.stages) - 1))
             if state.label:
                 plan = Plan(state.stages, state.routes, pb.b, route)
                 self.offer(plan)
                 return
+            hops, fs, gs = pb.hop_steps(route, state.layer)
             arrived = replace(state, kind=2, node=state.target, steps=state.steps + hops,
-                              routes=(*state.routes, route), target=-1, index=0)
+                              routes=(*state.routes, route), target=-1, index=0,
+                              fwd=state.fwd + fs, bwd=state.bwd + gs)
             self.push(self.bound(arrived, pb.suffix_arrived(state.layer, state.target,
                                                             arrived.used)), arrived)
             return
-        self.place(pb, state.k_total, state.steps, state.stages, state.routes, state.used,
-                   state.node, state.layer)
+        self.place(pb, state.k_total, state)
 
     def push_route(self, state: _State, known: tuple[str, ...] | None = None) -> None:
         """Push the generator of routes number ``index`` and later. Its bound uses the time of

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -16,7 +17,8 @@ from scipy.sparse.csgraph import dijkstra
 
 from pipesl import cost
 from pipesl.cost import num_micro_batches
-from pipesl.cost.bounds import BoundStep, Suffix
+from pipesl.cost.bounds import Suffix
+from pipesl.cost.steps import PipelineStep
 from pipesl.problem.types import Problem
 
 __all__ = ["PassTables"]
@@ -25,46 +27,45 @@ __all__ = ["PassTables"]
 class PassTables:
     """Everything the search needs at one micro-batch size: pass times, memory, relaxed DP."""
 
-    def __init__(self, problem: Problem, b: int):
-        net, model, tr = problem.network, problem.model, problem.training
+    def __init__(self, problem: Problem, b: int, tables: cost.CostTables | None = None):
+        """Read at b from ``tables`` (the problem's :class:`~pipesl.cost.CostTables`, built
+        when not given): every time and byte figure is the cost model's."""
+        net, tr = problem.network, problem.training
+        t = cost.CostTables.from_problem(problem) if tables is None else tables
+        self.tables = t
         self.problem = problem
         self.b = b
         self.m = num_micro_batches(tr.batch_size, b)
-        L = model.num_layers
+        L = t.num_layers
         self.L = L
         ids = [n.id for n in net.nodes]
         self.ids = ids
         self.index = net.node_index
         self.src = net.node_index[tr.source]
         self.label = None if tr.labels_at is None else net.node_index[tr.labels_at]
-        fw = np.concatenate(([0.0], np.cumsum([x.fwd_flops for x in model.layers])))
-        bw = np.concatenate(([0.0], np.cumsum([x.bwd_flops for x in model.layers])))
-        self.params = np.concatenate(([0.0], np.cumsum([x.param_bytes for x in model.layers])))
-        self.acts = np.concatenate(([0.0], np.cumsum([x.act_bytes for x in model.layers])))
-        self.compute = [i for i, n in enumerate(net.nodes) if n.can_compute]
-        n_nodes = len(ids)
-        inv = np.array([1.0 / n.flops if n.can_compute else 0.0 for n in net.nodes])
-        over = np.array([n.overhead for n in net.nodes])
-        self.memory = np.array([n.memory for n in net.nodes])
-        # f[c, i, j]: forward of layers i+1..j on c (i < j), inf elsewhere
-        diff_f = fw[None, :] - fw[:, None]
-        diff_b = bw[None, :] - bw[:, None]
-        upper = np.triu(np.ones((L + 1, L + 1), dtype=bool), 1)
-        self.f = np.full((n_nodes, L + 1, L + 1), np.inf)
-        self.g = np.full((n_nodes, L + 1, L + 1), np.inf)
-        for c in self.compute:
-            self.f[c][upper] = (b * diff_f * inv[c] + over[c])[upper]
-            self.g[c][upper] = (b * diff_b * inv[c] + over[c])[upper]
-        self.fw, self.bw = fw, bw
-        self.flops = np.array([n.flops for n in net.nodes])
-        self.overhead = over
-        self.state = tr.state_factor * (self.params[None, :] - self.params[:, None])
-        self.act = self.acts[None, :] - self.acts[:, None]
-        self.schedule = tr.schedule
-        self.batch = tr.batch_size
-        # hop x per link and layer
+        self.compute = [int(i) for i in np.flatnonzero(t.can_compute)]
+        self.memory = t.memory
+        # f[c, i, j]: forward of layers i+1..j on c (i < j), inf elsewhere; fa, ga: their
+        # seconds per sample (f = fa * b + overhead, as cost.Affine reads it)
+        self.fa, self.ga = t.pass_alpha
+        over = t.overhead[:, None, None]
+        valid = np.triu(np.ones((L + 1, L + 1), dtype=bool), 1)[None] \
+            & t.can_compute[:, None, None]
+        self.f = np.where(valid, self.fa * b + over, np.inf)
+        self.g = np.where(valid, self.ga * b + over, np.inf)
+        self.resources = [cost.Resource("node", i) for i in ids]
+        self._resources: dict[cost.Resource, cost.Resource] = {}
+        self._compute_steps: dict[tuple[int, int, int, int],
+                                  tuple[PipelineStep, float, float]] = {}
+        self._hop_steps: dict[tuple[tuple[str, ...], int], tuple[
+            tuple[PipelineStep, ...], tuple[float, ...], tuple[float, ...]]] = {}
+        self.overhead = t.overhead
+        self.state = t.span_state
+        self.act = t.span_acts
         self.links = net.links
-        self.out_bytes = [model.input_bytes] + [x.out_bytes for x in model.layers]
+        self.out_bytes = t.out_bytes
+        self.x = t.transfer_times(b)
+        """(E, L+1): one-way transfer time of layer l's output on link e at b."""
         self.graph = net.graph
         self.shortest = tr.routing == "shortest"
         self._paths: dict[tuple[int, int, float], tuple[list[tuple[str, ...]],
@@ -73,12 +74,9 @@ class PassTables:
 
     # ---------------------------------------------------------------- memory
     def window(self, stage: int, k_total: int) -> float:
-        """Samples of activations a stage must hold to be placed (SPEC memory rule)."""
-        if self.schedule == "gpipe":
-            return float(self.batch)
-        if self.schedule == "1f1b" and k_total:
-            return float(min(self.m, k_total - stage) * self.b)
-        return float(self.b)
+        """Samples of activations a stage must hold to be placed (SPEC memory rule; with K
+        free, k_total = 0, the least any stage holds: the last one's)."""
+        return float(self.tables.window(self.b, k_total - stage if k_total else 1))
 
     def fits(self, c: int, i: int, stage: int, k_total: int) -> np.ndarray:
         """Over j = 0..L: True where c can hold layers i+1..j as stage ``stage``."""
@@ -88,14 +86,9 @@ class PassTables:
         return ok
 
     # ---------------------------------------------------------------- hops
-    def x(self, link_index: int, layer: int) -> float:
-        e = self.links[link_index]
-        return 8.0 * self.b * self.out_bytes[layer] / e.bandwidth + e.latency
-
     def hop_weight(self, layer: int) -> dict[tuple[str, str], float]:
-        a = self.out_bytes[layer]
-        return {(e.source, e.target): 8.0 * self.b * a / e.bandwidth + e.latency
-                for e in self.links}
+        x = self.x[:, layer]
+        return {(e.source, e.target): float(x[i]) for i, e in enumerate(self.links)}
 
     def path(self, u: int, v: int, layer: int, i: int) -> tuple[str, ...] | None:
         """The i-th route from u to v for layer ``layer``'s output, by increasing time."""
@@ -131,20 +124,45 @@ class PassTables:
                 paths.append(tuple(nxt))
         return paths[i] if i < len(paths) else None
 
-    def hop_steps(self, route: tuple[str, ...], layer: int, stage: int) -> list[BoundStep]:
-        out = []
-        net = self.problem.network
-        for u, v in itertools.pairwise(route):
-            link = net.link_between(u, v)
-            assert link is not None
-            x = cost.transfer_time(link, self.out_bytes[layer])(self.b)
-            if link.duplex == "full":
-                fr = cost.resource_name("link", u, v, True)
-                br = cost.resource_name("link", v, u, True)
-            else:
-                fr = br = cost.resource_name("link", link.source, link.target)
-            out.append(BoundStep(x, x, fr, br, stage, False))
-        return out
+    def compute_step(self, c: int, i: int, j: int, stage: int
+                     ) -> tuple[PipelineStep, float, float]:
+        """The step of node c running layers i+1..j as compute stage ``stage``, and its
+        forward and backward times at b (cached: the search meets it from many prefixes)."""
+        key = (c, i, j, stage)
+        got = self._compute_steps.get(key)
+        if got is None:
+            over = float(self.overhead[c])
+            step = cost.compute_step(self.ids[c], i + 1, j,
+                                     cost.Affine(float(self.fa[c, i, j]), over),
+                                     cost.Affine(float(self.ga[c, i, j]), over), stage,
+                                     self.resources[c])
+            got = self._compute_steps[key] = (step, step.forward(self.b),
+                                              step.backward(self.b))
+        return got
+
+    def hop_steps(self, route: tuple[str, ...], layer: int) -> tuple[
+            tuple[PipelineStep, ...], tuple[float, ...], tuple[float, ...]]:
+        """The hop steps of ``route`` carrying layer ``layer``'s output, and their forward
+        and backward times at b (cached per route)."""
+        key = (route, layer)
+        got = self._hop_steps.get(key)
+        if got is None:
+            net = self.problem.network
+            steps = []
+            for u, v in itertools.pairwise(route):
+                link = net.link_between(u, v)
+                assert link is not None
+                step = cost.hop_step(link, u, v, layer, float(self.out_bytes[layer]))
+                # one Resource object per resource: dictionary lookups in the bounds then
+                # meet the same object (identity) instead of comparing fields
+                fr = self._resources.setdefault(step.forward_resource, step.forward_resource)
+                br = self._resources.setdefault(step.backward_resource,
+                                                step.backward_resource)
+                steps.append(replace(step, forward_resource=fr, backward_resource=br))
+            got = self._hop_steps[key] = (tuple(steps),
+                                          tuple(s.forward(self.b) for s in steps),
+                                          tuple(s.backward(self.b) for s in steps))
+        return got
 
     def route_time(self, route: tuple[str, ...], layer: int) -> float:
         net = self.problem.network
@@ -152,7 +170,7 @@ class PassTables:
         for u, v in itertools.pairwise(route):
             link = net.link_between(u, v)
             assert link is not None
-            total += cost.transfer_time(link, self.out_bytes[layer])(self.b)
+            total += cost.transfer_time(link, float(self.out_bytes[layer]))(self.b)
         return total
 
     # ---------------------------------------------------------------- relaxation
@@ -171,16 +189,13 @@ class PassTables:
         g = np.where(fit_any, self.g, np.inf)
         # one-way route distances per layer
         dist = np.full((L + 1, n_nodes, n_nodes), np.inf)
-        u = np.array([self.index[e.source] for e in self.links], dtype=np.int64)
-        v = np.array([self.index[e.target] for e in self.links], dtype=np.int64)
-        inv_bw = np.array([8.0 / e.bandwidth for e in self.links])
-        lat = np.array([e.latency for e in self.links])
+        u, v = self.tables.link_u, self.tables.link_v
         done: dict[float, np.ndarray] = {}
         for j in range(L + 1):
             a = float(self.out_bytes[j])
             if a not in done:
                 if len(u):
-                    w = self.b * a * inv_bw + lat
+                    w = self.x[:, j]
                     mat = csr_matrix((np.concatenate((w, w)), (np.concatenate((u, v)),
                                                                np.concatenate((v, u)))),
                                      shape=(n_nodes, n_nodes))
@@ -193,11 +208,9 @@ class PassTables:
         self.dist = dist
         # incident[j, n]: least load one hop leaving n with layer j's output puts on a resource
         incident = np.full((L + 1, n_nodes), np.inf)
-        out_b = np.asarray(self.out_bytes, dtype=float)
-        for e in self.links:
-            share = 1.0 if e.duplex == "full" else 2.0
-            load = share * (8.0 * self.b * out_b / e.bandwidth + e.latency)
-            for end in (self.index[e.source], self.index[e.target]):
+        loads = self.tables.hop_loads(self.b)
+        for e, load in enumerate(loads):
+            for end in (u[e], v[e]):
                 incident[:, end] = np.minimum(incident[:, end], load)
         self.incident = np.where(np.isfinite(incident), incident, 0.0)
         cidx = np.array(self.compute, dtype=np.int64)  # the DP runs over compute nodes
@@ -272,10 +285,7 @@ class PassTables:
             g = max(g, float(r["mG"][kind][j, node]))
         free = [c for c in self.compute if c not in used and c != self.src]
         if free:
-            speed = float(sum(self.flops[c] for c in free))
-            over = float(min(self.overhead[c] for c in free))
-            fw = self.b * (self.fw[self.L] - self.fw[j]) / speed + over
-            bw = self.b * (self.bw[self.L] - self.bw[j]) / speed + over
+            fw, bw = self.tables.pooled_pass_times(self.b, j, free)
             t, f, g = max(t, fw + bw), max(f, fw), max(g, bw)
         for n in hop_from:
             t = max(t, float(self.incident[j, n]))

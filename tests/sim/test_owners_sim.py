@@ -162,6 +162,10 @@ def test_memory_counts_the_shared_server_state_once() -> None:
     separate = simulate_owners(problem_from_dict(per_owner), PLAN)
     assert separate.memory["s"].used_bytes == pytest.approx(2 * 3000 + 2 * 20)
     assert [st[:2] for st in separate.memory["s"].stages] == [(0, 1), (1, 1)]
+    # Taking turns, one owner's activations are in flight at a time.
+    turns = dict(TWO, training={**TWO["training"], "owners": "sequential"})  # type: ignore[dict-item]
+    assert simulate_owners(problem_from_dict(turns), PLAN).memory["s"].used_bytes == \
+        pytest.approx(3000 + 20)
 
 
 def test_owners_on_disjoint_resources_do_not_slow_each_other() -> None:

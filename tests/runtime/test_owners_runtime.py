@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from owners_cases import owner_plan, owners_plan, owners_problem
 
+from owners_cases import owner_plan, owners_plan, owners_problem
 from pipesl.plan import OwnersPlan
 from pipesl.runtime import RunConfig, train
 from pipesl.runtime.owners import train_owners, train_owners_reference

@@ -24,22 +24,19 @@ __all__ = ["owners_plan", "owners_summary", "owners_tables", "train_owners_comma
 
 
 def owners_plan(problem: Problem, path: Path | None) -> Any:
-    """The ``--plan`` file (an owners plan document), else the planner's plan."""
+    """The ``--plan`` file (an owners plan document), else the heuristic joint planner's
+    (:func:`pipesl.solvers.owners.solve_owners`, a fraction of a second)."""
     from pipesl.plan import OwnersPlan, load_plan
 
     if path is not None:
         plan = load_plan(path, problem)
-    else:
-        from pipesl.solvers import solve
+    else:  # the fast planner: train starts at once (pipesl plan --out for the joint search)
+        from pipesl.solvers.owners import solve_owners
 
-        plan = solve(problem).plan
-        if not isinstance(plan, OwnersPlan) and problem.training.replicas == "per-owner":
-            # a planner without the joint search: each owner's own plan (the independent
-            # baseline), validated together below
-            err_console.print("note: planned each owner alone (the joint planner is not "
-                              "available); give --plan for a joint plan")
-            plan = OwnersPlan(tuple(solve(problem.owner_problem(o)).plan
-                                    for o in range(problem.num_owners)))
+        plan = solve_owners(problem, "heuristic").plan
+        err_console.print("planned every owner with the heuristic joint planner (pipesl plan "
+                          "PROBLEM --out plan.json, then --plan, for the certified joint "
+                          "search)")
     if not isinstance(plan, OwnersPlan):
         raise ProblemError("--plan", f"must be a plan for the problem's {problem.num_owners} "
                            "data owners (pipesl plan PROBLEM --out plan.json)")

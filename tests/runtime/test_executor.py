@@ -19,7 +19,7 @@ import torch
 from tests.runtime.runtime_cases import line_problem, three_stage_plan, ushaped_plan
 
 from pipesl.plan import Plan, Stage
-from pipesl.runtime import RunConfig, make_job, train_reference
+from pipesl.runtime import RunConfig, build_config, make_job, train_reference
 from pipesl.runtime.emulator import Emulator
 from pipesl.runtime.executor import Executor
 from pipesl.runtime.program import Compute, Recv, Relay, Send, Transfer, lower
@@ -68,13 +68,13 @@ class FakeLinks:
         return tensor, 0.0
 
 
-CONFIG = RunConfig(steps=2, dtype="float64", data="digits", lr=0.1, momentum=0.5,
+CONFIG = build_config(steps=2, dtype="float64", data="digits", lr=0.1, momentum=0.5,
                    emulate=False)
 
 
 def run_in_process(problem: Any, plan: Plan, config: RunConfig, schedule: str
                    ) -> tuple[FakeNetwork, dict[str, torch.Tensor], dict[str, Recorder], Any]:
-    """Every node's executor on a thread of this process, ``config.steps`` iterations."""
+    """Every node's executor on a thread of this process, ``config.training.steps`` iterations."""
     job = make_job(problem, plan, config.with_options(schedule=schedule))
     topo, cfg = job.topology, job.config
     programs = lower(topo)
@@ -93,11 +93,12 @@ def run_in_process(problem: Any, plan: Plan, config: RunConfig, schedule: str
         role = topo.stage_of(node)
         stage = None
         if role is not None:
-            chain = build_chain(job.model.ref, cfg.seed, torch.float64,
+            chain = build_chain(job.model.ref, cfg.job.seed, torch.float64,
                                 problem.model.num_layers)
             last = role.index == topo.num_stages - 1 and not topo.has_label_route
             stage = stages[node] = StageRunner(
-                stage_module(chain, role.first_layer, role.last_layer), cfg.lr, cfg.momentum,
+                stage_module(chain, role.first_layer, role.last_layer), cfg.training.lr,
+                cfg.training.momentum,
                 loss if last else None, input_grad=role.index > 0)
         recorders[node] = Recorder()
         executors[node] = Executor(
@@ -105,7 +106,7 @@ def run_in_process(problem: Any, plan: Plan, config: RunConfig, schedule: str
             loss=loss if topo.has_label_route and node == topo.loss_node else None,
             links=net.node(node), emulator=Emulator(topo, node, frozenset(), 1.0),
             recorder=recorders[node], offsets=tuple(offsets), loss_stage=topo.num_stages)
-    for it in range(cfg.steps):
+    for it in range(cfg.training.steps):
         x, y = batches.batch(it)
         errors: list[BaseException] = []
 

@@ -40,7 +40,7 @@ def test_bad_options_name_the_option(option: str, value: object) -> None:
 
 
 def test_config_normalises_the_schedule_name() -> None:
-    assert build_config(schedule="1F1B").schedule == "1f1b"
+    assert build_config(schedule="1F1B").training.schedule == "1f1b"
 
 
 def _spec(kind: str = "synthetic", **kw: object) -> DataSpec:
@@ -122,18 +122,18 @@ def test_micro_batch_losses_sum_to_the_batch_mean_and_its_gradient() -> None:
 
 def test_make_job_checks_before_any_process_starts() -> None:
     problem = line_problem("cnn-digits", 10)
-    job = make_job(problem, three_stage_plan(4), RunConfig(time_scale=2.0, data="digits"))
-    assert job.config.model == "cnn-digits" and job.config.schedule == "gpipe"
+    job = make_job(problem, three_stage_plan(4), build_config(time_scale=2.0, data="digits"))
+    assert job.config.job.model == "cnn-digits" and job.config.training.schedule == "gpipe"
     assert job.simulated_s > 0 and job.analytic_s > 0
-    unscaled = make_job(problem, three_stage_plan(4), RunConfig(data="digits"))
+    unscaled = make_job(problem, three_stage_plan(4), build_config(data="digits"))
     assert job.simulated_s == pytest.approx(2.0 * unscaled.simulated_s)
     with pytest.raises(ProblemError, match="zoo"):
-        make_job(problem, three_stage_plan(4), RunConfig(model="resnet9000"))
+        make_job(problem, three_stage_plan(4), build_config(model="resnet9000"))
 
 
 def test_reference_training_learns_digits() -> None:
     _, losses = train_reference(load_problem("iot-digits"),
-                                RunConfig(steps=20, data="digits", lr=0.1, momentum=0.9))
+                                build_config(steps=20, data="digits", lr=0.1, momentum=0.9))
     assert losses[-1] < 0.8 * losses[0]
 
 

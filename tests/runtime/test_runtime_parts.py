@@ -156,3 +156,16 @@ def test_assemble_iteration_builds_a_trace_on_the_simulators_rows() -> None:
     assert len(report.trace) == 2
     assert report.transfers[0].lag_s == pytest.approx(0.001)
     assert report.to_dict()["measured_s"] == pytest.approx(0.1)
+
+
+def test_config_sections_and_flat_options_agree() -> None:
+    from pipesl.runtime.config import EmulationConfig
+
+    flat = build_config(steps=5, time_scale=2.0, checkpoint_every=3, post_ahead=False)
+    nested = build_config(training={"steps": 5}, emulation=EmulationConfig(time_scale=2.0),
+                          checkpoint={"every": 3}, transport={"post_ahead": False})
+    assert flat == nested
+    assert (flat.training.steps, flat.emulation.time_scale, flat.scale) == (5, 2.0, 2.0)
+    assert flat.with_options(emulate=False).scale == 1.0
+    assert flat.to_dict()["checkpoint"] == {"folder": None, "every": 3, "resume": False}
+    assert flat.with_options(steps=6).training.steps == 6 and flat.training.steps == 5

@@ -168,3 +168,26 @@ def test_gantt_numbers_every_micro_batch_at_m_32() -> None:
     assert result.num_micro_batches == 32
     labels = {t.get_text() for t in gantt_chart(result).axes[0].texts}
     assert {str(m) for m in range(32)} <= labels
+
+
+def test_gantt_colours_each_owner() -> None:
+    from pipesl.plan import load_plan
+    from pipesl.sim import simulate_owners
+
+    problem = load_problem("campus-owners")
+    plan = load_plan(Path(__file__).parents[2] / "examples" / "campus-owners.plan.json", problem)
+    result = simulate_owners(problem, plan)  # type: ignore[arg-type]
+    fig = gantt_chart(result.trace, title="owners")
+    bars = [p for p in fig.axes[0].patches
+            if isinstance(p, Rectangle) and abs(p.get_height() - 0.72) < 1e-9]
+    assert len(bars) == len(result.trace)
+    colour_of: dict[tuple[int, int], set[tuple[float, ...]]] = {}
+    for bar, owner, kind in zip(bars, result.trace.owners().tolist(),
+                                result.trace.kind.tolist(), strict=True):
+        colour_of.setdefault((owner, kind), set()).add(
+            tuple(round(c, 3) for c in bar.get_facecolor()))
+    # One colour per owner and pass, six different colours for three owners.
+    assert all(len(c) == 1 for c in colour_of.values())
+    assert len({next(iter(c)) for c in colour_of.values()}) == 6
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:3] == ["cam0", "cam1", "cam2"]

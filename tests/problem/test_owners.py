@@ -169,3 +169,16 @@ def test_one_owner_sources_problem_equals_the_source_form(schedule: str) -> None
     plan = solve(plain).plan
     assert evaluate(plain, plan) == evaluate(listed, plan)
     assert simulate(plain, plan).makespan_s == simulate(listed, plan).makespan_s
+
+
+def test_unreachable_servers_counts_what_no_owner_reaches() -> None:
+    from pipesl.problem.validate import unreachable_servers
+
+    doc = copy.deepcopy(DOC)
+    doc["network"]["nodes"] += [{"id": "c", "flops": 1e11}, {"id": "far", "flops": 1e12},
+                                {"id": "lone", "flops": 1e12}]
+    doc["network"]["links"].append({"source": "c", "target": "far", "bandwidth": 1e8})
+    one = problem_from_dict({**doc, "training": {"source": "a", "batch_size": 4}})
+    assert unreachable_servers(one) == ["c", "far", "lone"]
+    doc["training"] = {"sources": [{"node": "a"}, {"node": "c"}], "batch_size": 4}
+    assert unreachable_servers(problem_from_dict(doc)) == ["lone"]

@@ -162,6 +162,10 @@ def test_memory_counts_the_shared_server_state_once() -> None:
     separate = simulate_owners(problem_from_dict(per_owner), PLAN)
     assert separate.memory["s"].used_bytes == pytest.approx(2 * 3000 + 2 * 20)
     assert [st[:2] for st in separate.memory["s"].stages] == [(0, 1), (1, 1)]
+    # Taking turns, one owner's activations are in flight at a time.
+    turns = dict(TWO, training={**TWO["training"], "owners": "sequential"})  # type: ignore[dict-item]
+    assert simulate_owners(problem_from_dict(turns), PLAN).memory["s"].used_bytes == \
+        pytest.approx(3000 + 20)
 
 
 def test_owners_on_disjoint_resources_do_not_slow_each_other() -> None:
@@ -187,3 +191,23 @@ def test_to_dict_is_json_and_simulate_dispatches() -> None:
         simulate(problem, PLAN.plans[0])
     chrome = result.trace.to_chrome()
     assert any(e.get("args", {}).get("owner") == "b" for e in chrome["traceEvents"])
+
+
+def test_merged_server_serves_the_head_ready_longest() -> None:
+    from pipesl.sim import MergedServer
+
+    # Queue 0: F (task 0), then B (task 1); queue 1: F (task 10).
+    server = MergedServer([[0, 1], [10]], [[False, True], [False]])
+    server.arrive(1, 1.0)  # B's input is there early, but it waits for task 0 to finish
+    server.arrive(0, 0.0)
+    assert server.take() == 0
+    server.arrive(10, 2.0)
+    server.release(3.0)  # task 0 ends at 3: queue 0's head is ready since 3, queue 1's since 2
+    assert server.take() == 10
+    server.release(4.0)
+    assert server.take() == 1 and server.take() == -1 and server.pending() == 0
+    # A tie in ready time goes to the backward pass, then to the lower queue.
+    tie = MergedServer([[0], [10], [20]], [[False], [True], [False]])
+    for task in (0, 10, 20):
+        tie.arrive(task, 5.0)
+    assert [tie.take() for _ in range(3)] == [10, 0, 20]

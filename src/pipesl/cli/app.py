@@ -142,10 +142,17 @@ def load_checked(argument: str) -> Problem:
     if cut:
         shown = ", ".join(cut[:8]) + (f" and {len(cut) - 8} more" if len(cut) > 8 else "")
         err_console.print(
-            f"[yellow]warning:[/] {len(cut)} compute node(s) have no path from the source "
-            f"{escape(problem.training.source)} and cannot take a stage: {escape(shown)} "
+            f"[yellow]warning:[/] {len(cut)} compute node(s) have no path from the "
+            f"{_sources_text(problem)} and cannot take a stage: {escape(shown)} "
             "(is a link missing?)")
     return problem
+
+
+def _sources_text(problem: Problem) -> str:
+    """``source dev0``, or ``data owners cam0, cam1`` with several."""
+    if problem.is_multi_owner:
+        return "data owners " + escape(", ".join(o.node for o in problem.owners))
+    return f"source {escape(problem.training.source)}"
 
 
 def require_single_owner(problem: Problem, command: str) -> Problem:

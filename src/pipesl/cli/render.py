@@ -69,11 +69,19 @@ def problem_tables(problem: Problem) -> list[Table]:
     training = Table(title="Training", title_justify="left", show_header=False)
     training.add_column("field")
     training.add_column("value")
-    for key in ("source", "batch_size", "micro_batch_size", "schedule", "state_factor",
-                "routing", "labels_at"):
+    keys: tuple[str, ...] = ("source", "batch_size", "micro_batch_size", "schedule",
+                             "state_factor", "routing", "labels_at")
+    if problem.is_multi_owner:  # the per-owner fields are in the owners table
+        keys = ("schedule", "state_factor", "routing", "owners_mode", "replicas")
+    for key in keys:
         value = getattr(tr, key)
-        training.add_row(key, "optimise" if value is None and key == "micro_batch_size"
+        training.add_row("owners" if key == "owners_mode" else key,
+                         "optimise" if value is None and key == "micro_batch_size"
                          else escape(str(value)))
+    if problem.is_multi_owner:
+        from pipesl.cli.owners import owners_problem_table
+
+        return [nodes, links, layers, training, owners_problem_table(problem)]
     return [nodes, links, layers, training]
 
 

@@ -22,31 +22,34 @@ from pipesl.cli.app import (
     write_file,
 )
 from pipesl.cli.render import escape
-from pipesl.exceptions import ProblemError
+from pipesl.exceptions import PlanError, ProblemError
 from pipesl.problem.scenarios import DEFAULT_SCENARIO
 from pipesl.schedules import get_schedule, schedule_names
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from pipesl.plan import Plan
+    from pipesl.plan import OwnersPlan, Plan
     from pipesl.problem import Problem
-    from pipesl.sim import SimResult
+    from pipesl.sim import LastMicroBatch, SimResult
 
 
-def _plan(problem: Problem, path: Path | None, method: str = "exact") -> Plan:
+def _plan(problem: Problem, path: Path | None, method: str = "exact") -> Plan | OwnersPlan:
     if path is not None:
-        from pipesl.plan import load_single_plan
+        from pipesl.plan import load_plan
 
-        return load_single_plan(path, problem)
+        return load_plan(path, problem)
+    from pipesl.plan import OwnersPlan
     from pipesl.solvers import solve
 
     # As `pipesl plan` plans by default: the schedule's makespan.
     with err_console.status(f"planning with {method}...", spinner="dots"):
         result = solve(problem, method, objective="makespan")
-    return result.plan
-
-
+    plan: Plan | OwnersPlan = result.plan
+    if problem.is_multi_owner and not isinstance(plan, OwnersPlan):
+        raise PlanError(f"plan: the planner returned one owner's plan for a problem with "
+                        f"{problem.num_owners} data owners; give --plan with an owners plan")
+    return plan
 
 
 def _tables(result: SimResult) -> list[Table]:
@@ -123,11 +126,16 @@ def simulate(
     if plan is not None and method != "exact":
         raise ProblemError("--method", "plans only without --plan (the plan file is "
                            "simulated as it is)", method)
+    from pipesl.plan import OwnersPlan
+
     chosen = _plan(prob, plan, method)
+    last: LastMicroBatch = "remainder" if last_micro_batch == "remainder" else "full"
+    if isinstance(chosen, OwnersPlan):
+        _simulate_owners(prob, chosen, schedule, last, json_out, gantt, map_path, trace,
+                         problem)
+        return
     warn_memory(prob, chosen)
-    result = simulate_plan(prob, chosen, schedule,
-                           last_micro_batch="remainder" if last_micro_batch == "remainder"
-                           else "full")
+    result = simulate_plan(prob, chosen, schedule, last_micro_batch=last)
     out = err_console if json_out else console
     if json_out:  # the report first: it is out even if a write fails
         print_json(result.to_dict())
@@ -150,5 +158,43 @@ def simulate(
             drawing = placement_map(prob, chosen)
             write_file(lambda: save_figure(drawing, map_path), map_path, "--map")
             written.append(f"placement map {map_path}")
+    for line in written:
+        out.print(f"wrote {escape(line)}")
+
+
+def _simulate_owners(prob: Problem, chosen: OwnersPlan, schedule: str | None,
+                     last: LastMicroBatch, json_out: bool, gantt: Path | None,
+                     map_path: Path | None, trace: Path | None, name: str) -> None:
+    """``pipesl simulate`` on a problem with several data owners."""
+    from pipesl.cli.owners import owners_sim_tables
+    from pipesl.sim import simulate_owners
+
+    if map_path is not None:
+        raise ProblemError("--map", "draws one owner's plan; with several data owners use "
+                           "`pipesl plan --map`")
+    result = simulate_owners(prob, chosen, schedule, last_micro_batch=last)
+    for violation in result.violations:
+        err_console.print(f"[yellow]warning:[/] the plan does not fit in memory: "
+                          f"{escape(violation)}")
+    out = err_console if json_out else console
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        for table in owners_sim_tables(result):
+            console.print(table)
+    written: list[str] = []
+    if trace is not None:
+        write_file(lambda: result.trace.dump_chrome(trace, name=f"pipesl {prob.name or name}"),
+                   trace, "--trace")
+        written.append(f"trace {trace}")
+    if gantt is not None:
+        from pipesl.plotting import gantt_chart, save_figure
+
+        title = (f"{result.num_owners} data owners ({result.mode}, {result.schedule}) · "
+                 f"makespan {seconds_text(result.makespan_s)} · bound "
+                 f"{seconds_text(result.lower_bound_s)}")
+        chart = gantt_chart(result.trace, title=title)
+        write_file(lambda: save_figure(chart, gantt), gantt, "--gantt")
+        written.append(f"Gantt chart {gantt}")
     for line in written:
         out.print(f"wrote {escape(line)}")

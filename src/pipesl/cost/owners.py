@@ -26,7 +26,8 @@ Every figure here is built from the single-owner model of :mod:`pipesl.cost.mode
 * **Memory** on a node: the model state of every stage it runs (``per-owner``: one copy per
   owner; ``shared``: a server stage's state once, since every owner runs the same layers there)
   plus each owner's peak activations in flight (its SPEC window, as alone: an owner's
-  in-flight count on a stage depends only on that stage's action order, which sharing keeps).
+  in-flight count on a stage depends only on that stage's action order, which sharing keeps),
+  summed over owners (``parallel``) or the largest owner's (``sequential``: turns).
 """
 
 from __future__ import annotations
@@ -173,12 +174,16 @@ def owners_memory(problem: Problem, plan: OwnersPlan) -> dict[str, float]:
     """Bytes used on each compute node over all owners (first-use order).
 
     Per owner, :func:`~pipesl.cost.memory_use` of its plan splits into model state
-    (``state_factor * param_bytes`` of its stage) and activations; a node adds every owner's
-    activations and, with ``training.replicas: shared``, the state of a server stage
-    (stage index >= 1, the same layers for every owner) once.
+    (``state_factor * param_bytes`` of its stage) and activations. A node holds the state of
+    every owner's stage on it (with ``training.replicas: shared``, a server stage's state --
+    stage index >= 1, the same layers for every owner -- once) plus activations: every
+    owner's (``parallel``: all owners are in flight at once) or the largest owner's
+    (``sequential``: an owner's turn ends with its activations freed).
     """
     shared = problem.training.replicas == "shared"
-    used: dict[str, float] = {}
+    sequential = problem.training.owners_mode == "sequential"
+    state_of: dict[str, float] = {}
+    acts_of: dict[str, float] = {}
     counted: set[str] = set()
     for o, p in enumerate(plan.plans):
         sub = problem.owner_problem(o)
@@ -191,8 +196,10 @@ def owners_memory(problem: Problem, plan: OwnersPlan) -> dict[str, float]:
                 if s.node in counted:
                     state = 0.0
                 counted.add(s.node)
-            used[s.node] = used.get(s.node, 0.0) + state + acts
-    return used
+            state_of[s.node] = state_of.get(s.node, 0.0) + state
+            held = acts_of.get(s.node, 0.0)
+            acts_of[s.node] = max(held, acts) if sequential else held + acts
+    return {n: state_of[n] + acts_of[n] for n in state_of}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ it can hold it: across the bar, or up it when the bar is narrow (M = 32 and more
 little smaller when the numbers have two digits or more; the figure widens with M. Rows
 follow the pipeline (the order in which the first micro-batch uses the resources); link rows
 sit on a grey band. A dashed line marks the
-analytic T when the input is a :class:`~pipesl.sim.SimResult`.
+analytic T when the input is a :class:`~pipesl.sim.SimResult`. A trace of several data owners
+(``trace.owner_labels``) colours each owner's bars in its own colour, backward passes lighter.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import re
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from pipesl.plotting.style import BACKWARD, FORWARD, new_figure, time_scale
+from pipesl.plotting.style import BACKWARD, FORWARD, STAGE_COLORS, new_figure, time_scale
 from pipesl.sim import SimResult, Trace
 
 __all__ = ["MAX_RECTANGLES", "gantt_chart", "resource_label"]
@@ -58,6 +60,24 @@ def _row_labels(trace: Trace) -> list[str]:
             stage_of[r] = trace.step_stages[s]
     return [resource_label(name, steps_of[i], stage_of[i])
             for i, name in enumerate(trace.resources)]
+
+
+def _owner_color(owner: int) -> tuple[float, float, float, float]:
+    return to_rgba(STAGE_COLORS[owner % len(STAGE_COLORS)])
+
+
+def _lighter(rgba: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    r, g, b, a = rgba
+    return (r + (1 - r) * 0.5, g + (1 - g) * 0.5, b + (1 - b) * 0.5, a)
+
+
+def _owner_colors(trace: Trace) -> np.ndarray | None:
+    """RGBA per task in its owner's colour (backward lighter); None for one owner."""
+    if not trace.owner_labels:
+        return None
+    table = np.asarray([[_owner_color(o), _lighter(_owner_color(o))]
+                        for o in range(len(trace.owner_labels))])
+    return table[trace.owners(), trace.kind.astype(np.int64)]
 
 
 def gantt_chart(result: SimResult | Trace, *, title: str | None = None,
@@ -100,15 +120,24 @@ def gantt_chart(result: SimResult | Trace, *, title: str | None = None,
     left = trace.start * scale
     width = (trace.end - trace.start) * scale
     y = trace.resource
-    colors = np.where(trace.kind == 0, FORWARD, BACKWARD)
+    owner_colors = _owner_colors(trace)
+    colors: np.ndarray = np.where(trace.kind == 0, FORWARD, BACKWARD) if owner_colors is None \
+        else owner_colors
     # Pixels per time unit, to separate wide bars with a white edge but keep narrow ones
     # visible (a white edge would swallow a bar thinner than itself) and to place labels.
     fig_width_px = fig.get_figwidth() * fig.dpi * 0.82
     px_per_unit = fig_width_px / max(makespan * scale * 1.02, 1e-300)
     if len(trace) <= MAX_RECTANGLES:
-        edges = np.where(width * px_per_unit >= 4.0, "white", colors)
+        wide = width * px_per_unit >= 4.0
+        edges = np.where(wide, "white", colors) if owner_colors is None else \
+            np.where(wide[:, None], np.asarray(to_rgba("white")), colors)
         ax.barh(y, width, left=left, height=0.72, color=colors, edgecolor=edges,
                 linewidth=0.6, zorder=2)
+    elif owner_colors is not None:
+        for r in range(rows):
+            mask = y == r
+            ax.broken_barh(list(zip(left[mask], width[mask], strict=True)),
+                           (r - 0.36, 0.72), facecolors=colors[mask], zorder=2)
     else:
         for code, color in ((0, FORWARD), (1, BACKWARD)):
             sel = trace.kind == code
@@ -135,6 +164,10 @@ def gantt_chart(result: SimResult | Trace, *, title: str | None = None,
 
     handles: list[Artist] = [Patch(color=FORWARD, label="forward (activation)"),
                Patch(color=BACKWARD, label="backward (gradient)")]
+    if owner_colors is not None:
+        handles = [Patch(color=_owner_color(o), label=label)
+                   for o, label in enumerate(trace.owner_labels)]
+        handles.append(Patch(color=_lighter(_owner_color(0)), label="(lighter: backward)"))
     if isinstance(result, SimResult):
         ax.axvline(result.analytic_s * scale, color="#333333", linestyle="--", linewidth=1.2,
                    zorder=4)

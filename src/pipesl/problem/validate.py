@@ -20,9 +20,13 @@ def unreachable_servers(problem: Problem) -> list[str]:
 
     Not an error (the source may hold the whole model, and a network file may describe more
     than one site), but worth saying: a plan then keeps everything on what the source reaches.
+    With several data owners: compute nodes no owner reaches.
     """
     net = problem.network
-    reachable = nx.node_connected_component(net.graph, problem.training.source)
+    reachable: set[str] = set()
+    for owner in problem.owners:
+        if owner.node not in reachable:
+            reachable |= nx.node_connected_component(net.graph, owner.node)
     return [n.id for n in net.compute_nodes if n.id not in reachable]
 
 

@@ -10,8 +10,9 @@ at a time and never preempt it:
   each only once it has arrived (its input is there);
 * :class:`MergedServer` — a compute node serving stages of several pipelines (data owners):
   one fixed order per pipeline; when free it starts, among the heads of those orders that
-  have arrived, the one that arrived first (ties: backward before forward, then the lower
-  pipeline index). With one pipeline it is an :class:`OrderedServer`.
+  are ready (arrived, and the order's previous task finished), the one ready longest (ties:
+  backward before forward, then the lower pipeline index). With one pipeline it is an
+  :class:`OrderedServer`.
 
 Tasks are plain integers; what they mean is the caller's business (see
 :mod:`pipesl.sim.pipeline`).
@@ -140,11 +141,14 @@ class MergedServer:
     backward : sequence of sequence of bool
         Per queue and position, whether the task is a backward pass.
 
-    When asked for a task it looks at each queue's next task; of those that have arrived it
-    returns the one that arrived earliest, ties broken backward first, then the lower queue.
+    A queue's next task is *ready* once it has arrived and the queue's previous task has
+    finished (:meth:`release`); ready since the later of the two. When asked for a task the
+    server returns the head that has been ready longest, ties broken backward first, then the
+    lower queue. So an owner whose task just ended does not keep the node while another
+    owner's ready work waits.
     """
 
-    __slots__ = ("arrived", "backward", "busy", "heads", "orders")
+    __slots__ = ("arrived", "backward", "busy", "current", "heads", "orders", "since")
 
     def __init__(self, orders: Sequence[Sequence[int]],
                  backward: Sequence[Sequence[bool]]) -> None:
@@ -152,11 +156,19 @@ class MergedServer:
         self.orders = [list(o) for o in orders]
         self.backward = [list(b) for b in backward]
         self.heads = [0] * len(self.orders)
+        self.since = [0.0] * len(self.orders)
+        self.current = -1
         self.arrived: dict[int, float] = {}
 
     def arrive(self, task: int, time: float = 0.0) -> None:
         """``task``'s input is here since ``time``."""
         self.arrived[task] = time
+
+    def release(self, time: float) -> None:
+        """The task in service ended at ``time``: its queue's next task may start from then."""
+        if self.current >= 0:
+            self.since[self.current] = time
+            self.current = -1
 
     def take(self) -> int:
         """The chosen ready head (removed from its queue), or -1 when no head has arrived."""
@@ -170,13 +182,14 @@ class MergedServer:
             t = arrived.get(order[i])
             if t is None:
                 continue
-            key = (t, 0 if self.backward[q][i] else 1, q)
+            key = (max(t, self.since[q]), 0 if self.backward[q][i] else 1, q)
             if best_key is None or key < best_key:
                 best, best_key = q, key
         if best < 0:
             return -1
         task = self.orders[best][self.heads[best]]
         self.heads[best] += 1
+        self.current = best
         return task
 
     def pending(self) -> int:

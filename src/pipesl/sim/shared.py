@@ -6,9 +6,9 @@ schedule table and micro-batch sizes, exactly as one pipeline alone
 service order (docs/owners.md):
 
 * a compute node keeps, per owner's stage on it, that owner's schedule order; when free it
-  starts, among the heads of those orders whose input has arrived, the one that arrived first
-  (ties: backward before forward, then the lower owner index) — a
-  :class:`~pipesl.sim.engine.MergedServer`;
+  starts, among the heads of those orders that are *ready* — input arrived and the owner's
+  previous action there finished — the one ready longest (ties: backward before forward,
+  then the lower owner index) — a :class:`~pipesl.sim.engine.MergedServer`;
 * a link serves its tasks in arrival order (FIFO);
 * completion events at the same instant are handled backward passes first, then by owner
   index, then in the order they were scheduled — so simultaneous arrivals at a link are queued
@@ -159,6 +159,8 @@ def run_pipelines(pipelines: Sequence[OwnerPipeline]) -> Trace:
         done += 1
         server = task_server[task]
         server.busy = False
+        if isinstance(server, MergedServer):
+            server.release(t)
         nxt = task_next[task]
         if nxt >= 0:
             target = task_server[nxt]

@@ -111,7 +111,7 @@ def test_a_faded_bottleneck_is_measured_and_the_job_moves_to_the_new_optimum(
     # median beats the static plan on the faded network. How close measured comes to the plan
     # on an idle machine is a figure for benchmarks/runtime.py, not a test tolerance.
     after = [it for it in faded.iterations if it.iteration >= 5]
-    scale = CONFIG.time_scale
+    scale = CONFIG.emulation.time_scale
     for it in after:
         assert it.measured_s >= 0.97 * it.simulated_s
     faded_static = evaluate(truth, first).objective_s

@@ -157,16 +157,16 @@ def test_three_stages_with_a_relay_run_in_program_order_and_match_the_reference(
     # Order of actions: each stage lane sent and received exactly in its program's order
     # (node a also relays the labels, on a lane of its own and transfers of their own).
     for node in ("src", "a", "b"):
-        expected = _expected_log(programs, node, CONFIG.steps)
+        expected = _expected_log(programs, node, CONFIG.training.steps)
         mine = {t for _, t, _ in expected}
         assert [e for e in net.log[node] if e[1] in mine] == expected
     assert [(op, t.kind) for op, t, _ in net.log["a"] if t.kind == "labels"] == [
-        ("recv", "labels"), ("send", "labels")] * CONFIG.steps
+        ("recv", "labels"), ("send", "labels")] * CONFIG.training.steps
     # The relay h forwarded every activation and gradient of route 1, in the producer's order.
     relayed = [(op, t.kind, m) for op, t, m in net.log["h"]]
     f_order = [a.micro_batch for a in topo.table.orders[1] if a.kind == "F"]
     assert [(k, m) for op, k, m in relayed if op == "send" and k == "F"] == [
-        ("F", m) for m in f_order] * CONFIG.steps
+        ("F", m) for m in f_order] * CONFIG.training.steps
     # The compute order of every stage is its table order.
     for st in topo.stages:
         passes = [(r.kind, r.micro_batch) for r in recorders[st.node].take(0)
@@ -182,7 +182,7 @@ def test_three_stages_with_a_relay_run_in_program_order_and_match_the_reference(
     assert {net.sent[k].shape[0] for k in route0} == {4, 2}
     # The labels went along the label path once per iteration (src -> a -> h -> b).
     labels = sorted((k[0].position, k[1]) for k in net.sent if k[0].kind == "labels")
-    assert labels == [(q, it) for q in range(3) for it in range(CONFIG.steps)]
+    assert labels == [(q, it) for q in range(3) for it in range(CONFIG.training.steps)]
 
     ref, _ = train_reference(problem, CONFIG)
     assert state.keys() == ref.keys()

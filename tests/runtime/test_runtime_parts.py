@@ -167,5 +167,6 @@ def test_config_sections_and_flat_options_agree() -> None:
     assert flat == nested
     assert (flat.training.steps, flat.emulation.time_scale, flat.scale) == (5, 2.0, 2.0)
     assert flat.with_options(emulate=False).scale == 1.0
-    assert flat.to_dict()["checkpoint"] == {"folder": None, "every": 3, "resume": False}
+    assert flat.sections()["checkpoint"] == {"folder": None, "every": 3, "resume": False}
+    assert flat.to_dict()["checkpoint_every"] == 3 and flat.to_dict()["emulate"] is True
     assert flat.with_options(steps=6).training.steps == 6 and flat.training.steps == 5

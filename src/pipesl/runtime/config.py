@@ -248,6 +248,14 @@ class RunConfig:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The options by their flat names (:data:`FLAT_OPTIONS`, plus ``emulation``: the
+        emulated parts), JSON-ready: what ``pipesl train --adapt --json`` prints."""
+        out = {name: getattr(getattr(self, section), key)
+               for name, (section, key) in FLAT_OPTIONS.items()}
+        out["emulation"] = self.emulation.parts
+        return out
+
+    def sections(self) -> dict[str, dict[str, Any]]:
         """The options as a JSON-ready mapping, one object per section."""
         return {f.name: asdict(getattr(self, f.name)) for f in fields(self)}
 

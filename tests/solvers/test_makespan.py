@@ -259,3 +259,70 @@ def test_gpipe_split_floor_with_a_cap_and_any_order_is_below_every_makespan(seed
             assert 0 < floor <= brute.objective_s * (1 + 1e-9), (first, upper)
             for plan in plans:
                 assert plan_makespan(problem, plan) >= brute.objective_s * (1 - 1e-9)
+
+
+def _anomaly_instance():
+    """A 1F1B-net problem (3 nodes, 3 layers, labels at a relay, B = 12) on which b = 7
+    simulates faster than b = 6 although both give M = 2: the warm-up depths follow the
+    pass times, so the schedule table itself changes with b."""
+    r = random.Random(2)
+    return random_problem(r, n_nodes=r.randint(3, 8), topology=None, schedule="1f1b-net",
+                          batch_size=r.choice([12, 20]), memory="unbounded",
+                          full_duplex_prob=0.2, labels=r.choice(["any", "none", "source"]))
+
+
+def test_a_larger_b_of_the_same_m_can_be_faster_and_the_search_finds_it() -> None:
+    problem = _anomaly_instance()
+    brute = solve(problem, "bruteforce", objective="makespan")
+    b = brute.micro_batch_size
+    smallest = -(-problem.training.batch_size // brute.num_micro_batches)
+    # the premise: the optimum's b is not the smallest of its M, and that b runs slower
+    assert b > smallest, (b, smallest)
+    assert plan_makespan(problem, brute.plan.with_micro_batch_size(smallest)) > \
+        brute.objective_s * (1 + 1e-6)
+    result = solve(problem, objective="makespan")
+    check_makespan_result(problem, result)
+    assert result.optimal
+    assert result.objective_s == pytest.approx(brute.objective_s, rel=1e-9)
+    assert result.counters.get("siblings", 0) > 0
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_fixed_order_plans_are_non_decreasing_in_b_for_each_m(seed: int) -> None:
+    """The case docs/planner.md proves: when every resource serves its tasks in an order
+    the durations cannot change (``fixed_order``), a larger b of the same M never
+    simulates faster, so the search need not try it."""
+    from pipesl.solvers.makespan import fixed_order
+
+    r = random.Random(5000 + seed)
+    problem = random_problem(r, n_nodes=r.randint(2, 7), schedule=("gpipe", "1f1b")[seed % 2],
+                             batch_size=r.choice([12, 20, 32]), memory="unbounded",
+                             full_duplex_prob=r.choice([0.5, 1.0]),
+                             labels=r.choice(["any", "none", "source"]))
+    plan = random_plan(r, problem)
+    if not fixed_order(problem, plan):
+        return
+    batch = problem.training.batch_size
+    by_m: dict[int, float] = {}
+    for b in range(1, batch + 1):
+        m = -(-batch // b)
+        t = simulate(problem, plan.with_micro_batch_size(b)).makespan_s
+        by_m.setdefault(m, t)
+        assert t >= by_m[m] * (1 - 1e-9), (seed, b, m)
+
+
+def test_fixed_order_recognises_private_chains_and_refuses_shared_links() -> None:
+    from pipesl.solvers.makespan import fixed_order
+
+    seen = {True: 0, False: 0}
+    for seed in range(60):
+        r = random.Random(5000 + seed)
+        problem = random_problem(r, n_nodes=r.randint(2, 7),
+                                 schedule=("gpipe", "1f1b")[seed % 2],
+                                 batch_size=r.choice([12, 20, 32]), memory="unbounded",
+                                 full_duplex_prob=r.choice([0.5, 1.0]),
+                                 labels=r.choice(["any", "none", "source"]))
+        seen[fixed_order(problem, random_plan(r, problem))] += 1
+    assert seen[True] >= 10 and seen[False] >= 10, seen
+    assert not fixed_order(_anomaly_instance(), solve(_anomaly_instance(), "bruteforce",
+                                                      objective="makespan").plan)

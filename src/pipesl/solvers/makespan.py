@@ -23,8 +23,11 @@ beat it). :func:`solve_makespan` minimises the makespan itself:
    b can run faster (``optimal = True``, ``lower_bound_s = objective_s``). A time limit
    returns the incumbent with ``optimal = False`` and the smallest open bound.
 
-Only the smallest b of each M is searched: every pass time is non-decreasing in b, so every
-bound is, and the tests check on random instances that the makespan is too.
+The roots are the smallest b of each M. Every pass time is non-decreasing in b, so every
+bound is; the makespan is too when every resource serves its tasks in a fixed order
+(:func:`fixed_order`, proof in docs/planner.md), and otherwise a closed plan is also evaluated
+at the larger b of its M (:meth:`_Search.close`): under 1F1B-net and on shared FIFO links a
+larger b of the same M can run faster.
 """
 
 from __future__ import annotations
@@ -98,9 +101,40 @@ class _State:
     """Route generator: True when its bound used route ``index``'s own time."""
 
 
+def fixed_order(problem: Problem, plan: Plan) -> bool:
+    """True when the order in which every resource serves its tasks cannot depend on the
+    pass times, so that the simulated makespan is non-decreasing in b for a fixed M.
+
+    That holds (docs/planner.md, section 0) under ``gpipe`` and ``1f1b``, whose tables depend
+    on K and M only, when every link resource carries one stream of tasks — the forwards or
+    the backwards of one step — or, under GPipe, the forwards and then the backwards of one
+    step before the last compute stage (the flush puts every forward before any backward).
+    """
+    if problem.training.schedule not in ("gpipe", "1f1b"):
+        return False
+    steps, last = plan_bound_steps(problem, plan)
+    streams: dict[object, set[tuple[int, int]]] = {}
+    for p, s in enumerate(steps):
+        if s.stage is not None:
+            continue  # one stage per node, served in the table's order
+        streams.setdefault(s.forward_resource, set()).add((p, 0))
+        streams.setdefault(s.backward_resource, set()).add((p, 1))
+    for users in streams.values():
+        if len(users) == 1:
+            continue
+        ps = {p for p, _ in users}
+        if not (problem.training.schedule == "gpipe" and len(ps) == 1
+                and next(iter(ps)) < last):
+            return False
+    return True
+
+
 class _Search:
-    def __init__(self, problem: Problem, sizes: list[int], deadline: float | None):
+    def __init__(self, problem: Problem, sizes: list[int], deadline: float | None,
+                 siblings: bool = False):
         self.problem = problem
+        self.siblings = siblings
+        """Also evaluate a closed plan at the larger b of its M (see :meth:`close`)."""
         self.schedule = problem.training.schedule
         self.deadline = deadline
         self.sizes = sizes
@@ -188,6 +222,33 @@ class _Search:
         if self.best is None or t < self.best[0]:
             self.best = (t, plan)
 
+    def close(self, plan: Plan) -> None:
+        """A complete plan of the search at b = ceil(B / M): offered, and — unless its
+        resources serve their tasks in a fixed order (:func:`fixed_order`: then its makespan
+        is non-decreasing in b for this M) — offered at each larger b of the same M too,
+        in increasing b while its bound stays below the incumbent (the bound and the memory
+        need are non-decreasing in b, so the first b that fails ends the walk)."""
+        self.offer(plan)
+        if not self.siblings or fixed_order(self.problem, plan):
+            return
+        from pipesl.schedules import makespan_lower_bound
+
+        batch = self.problem.training.batch_size
+        m = num_micro_batches(batch, plan.micro_batch_size)
+        for b in range(plan.micro_batch_size + 1, batch + 1):
+            if num_micro_batches(batch, b) != m:
+                break
+            other = plan.with_micro_batch_size(b)
+            if not cost.feasible_micro_batch_sizes(self.problem, other)[b - 1]:
+                break
+            if self.best is not None:
+                if self.plan_bound(other) >= self.best[0]:
+                    break  # monotone in b: so are all larger b
+                if makespan_lower_bound(self.problem, other) >= self.best[0]:
+                    continue  # this b's own table (not monotone under 1F1B-net)
+            self.counters["siblings"] = self.counters.get("siblings", 0) + 1
+            self.offer(other)
+
     # ---------------------------------------------------------------- expansion
     def roots(self) -> None:
         """One root per b, bounded by ``max(S, M beta)`` from the exact solver's cheap bounds
@@ -236,7 +297,7 @@ class _Search:
                     continue
             st = Stage(nid, layer + 1, j)
             if j == L and pb.label is None:
-                self.offer(Plan((*stages, st), routes, pb.b, None))
+                self.close(Plan((*stages, st), routes, pb.b, None))
                 continue
             step, f, g = pb.compute_step(node, layer, j, k)
             state = _State(0, pb.b, k_total, node, j, (*steps, step), (*stages, st), routes,
@@ -272,7 +333,7 @@ class _Search:
             self.push_route(replace(state, index=state.index + 1, exact=False), route)
             if state.label:
                 plan = Plan(state.stages, state.routes, pb.b, route)
-                self.offer(plan)
+                self.close(plan)
                 return
             hops, fs, gs = pb.hop_steps(route, state.layer)
             arrived = replace(state, kind=2, node=state.target, steps=state.steps + hops,
@@ -353,15 +414,20 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
         sizes = [tr.micro_batch_size]
     else:
         sizes = candidate_micro_batch_sizes(tr.batch_size)
-    seed = solve_exact(problem, sizes, time_limit=time_limit)  # raises when infeasible
-    search = _Search(problem, sizes, deadline)
+    flush_chain = tr.schedule == "gpipe" and tr.labels_at is None
+    # The incumbent: the analytic optimum — for GPipe without labels the per-step optimum
+    # (below), whose plan is as good a start and whose bound is needed anyway. Either solve
+    # raises InfeasibleError when no plan fits.
+    seed = solve_exact(problem, sizes, time_limit=time_limit, per_step=flush_chain)
+    # every b of each M is covered: the smallest searched, the others walked from it (close)
+    search = _Search(problem, sizes, deadline, siblings=micro_batch_sizes is None
+                     and tr.micro_batch_size is None)
     for plan in search.by_bound(seed.plan.with_micro_batch_size(b) for b in sizes):
         search.offer(plan)
-    if tr.schedule == "gpipe" and tr.labels_at is None:
+    if flush_chain:
         # GPipe without a label route runs no faster than S + (M - 1) * (largest step load)
-        # (bound 5 of pipesl.cost.bounds): the exact solver minimises that over every plan
-        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-        step = solve_exact(problem, sizes, time_limit=left, per_step=True)
+        # (bound 5 of pipesl.cost.bounds): the exact solver minimised that over every plan
+        step = seed
         search.floor = step.lower_bound_s
         search.counters["floor_dp_passes"] = step.counters.get("dp_passes", 0)
         if search.best is not None and search.floor < search.best[0] * (1 - _REL_TOL):

@@ -44,9 +44,14 @@ the lower end of the gap being split), so each inner search stops as soon as it 
 (c) An evaluation whose relaxed plan reuses no node is exact for every smaller threshold pair
 that still admits that plan; such queries are answered from it. (d) All times are
 non-decreasing in b and no stage admitted at b is refused at a smaller b, so R(inf, inf),
-F_min and G_min of a smaller b bound those of a larger one: ``R + lam (F_min + G_min)``
-from the previous b settles a b at or above ``upper`` before any DP pass of its own (and
-with this b's own F_min and G_min, one min-max pass, before any relaxed DP pass).
+F_min and G_min of a smaller b bound those of a larger one, and S grows by at least
+``(b - b') A`` from b' to b, A the least seconds per sample of the whole model on one
+compute node (a plan's stages together run that work, each no faster than the fastest
+node): ``R + (b - b') A + lam (F_min + G_min)`` from the previous b settles a b at or
+above ``upper`` before any DP pass of its own (and with this b's own F_min and G_min, one
+min-max pass, before any relaxed DP pass). (e) When ``lo < crit < hi`` for a gap,
+``crit = (upper - s_hi) / lam``, values above crit cost at least upper: the gap is
+evaluated at crit rather than bisected.
 """
 
 from __future__ import annotations
@@ -127,6 +132,11 @@ def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, up
             continue
         walk = hi - lo <= _BISECT_MIN * hi
         tau = max(hi * (1 - _SLIVER), lo) if walk else (lo + hi) / 2
+        # values above crit cost at least s_hi + lam crit = the cap: evaluating at crit
+        # settles (crit, hi] at once and tightens the rest
+        crit = (min(best, upper) - s_hi) / lam if lam > 0 else math.inf
+        if lo < crit < hi and not walk:
+            tau = crit
         s, v, x = evaluate(tau, lo)
         evaluations += 1
         if math.isfinite(s):
@@ -172,22 +182,20 @@ class _SplitTables:
         n = routes.n
         x = routes.times / 2.0  # (E, L + 1): each way of a hop
         u, v = ctx.tables.link_u, ctx.tables.link_v
-        minimax: dict[bytes, np.ndarray] = {}
-        hop = np.empty((L + 1, len(comp), len(comp)))
-        for j in range(L + 1):
-            key = x[:, j].tobytes()
-            got = minimax.get(key)
-            if got is None:
-                d = np.full((n, n), np.inf)
-                np.fill_diagonal(d, 0.0)
-                np.minimum.at(d, (u, v), x[:, j])
-                np.minimum.at(d, (v, u), x[:, j])
-                for k in range(n):  # min-max Floyd-Warshall
-                    np.minimum(d, np.maximum(d[:, k:k + 1], d[k:k + 1, :]), out=d)
-                got = d[np.ix_(comp, comp)].copy()
-                np.fill_diagonal(got, np.inf)  # a route joins two different nodes
-                minimax[key] = got
-            hop[j] = got
+        # min-max route distances, one Floyd-Warshall over every distinct hop-time column
+        index: dict[bytes, int] = {}
+        which = [index.setdefault(x[:, j].tobytes(), len(index)) for j in range(L + 1)]
+        columns = x[:, [which.index(q) for q in range(len(index))]].T
+        d = np.full((len(columns), n, n), np.inf)
+        for q, col in enumerate(columns):
+            np.minimum.at(d[q], (u, v), col)
+            np.minimum.at(d[q], (v, u), col)
+        d[:, np.arange(n), np.arange(n)] = 0.0
+        for k in range(n):
+            np.minimum(d, np.maximum(d[:, :, k:k + 1], d[:, k:k + 1, :]), out=d)
+        between = d[:, comp][:, :, comp]
+        between[:, np.arange(len(comp)), np.arange(len(comp))] = np.inf  # two distinct nodes
+        hop = between[which]  # (L + 1, C, C)
         times = np.stack((self.forward, self.backward))  # (2, C, L, L + 1)
         arrived = np.full((2, L + 1, len(comp)), np.inf)
         placed = np.full((2, L + 1, len(comp)), np.inf)
@@ -287,10 +295,18 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
     # (R(inf, inf), F_min, G_min) of the b already bounded: (d) for the larger ones
     prior_of: dict[int, tuple[float, float, float]] = {}
     order = sorted(set(sizes))
+    # every plan's S has slope (seconds per sample) at least that of the whole model on the
+    # fastest compute node: its stages' slopes sum the same work at no higher speed
+    compute = np.flatnonzero(tables.can_compute)
+    slope = float(tables.stage_alpha(compute, 1, tables.num_layers).min()) if len(compute) \
+        else 0.0
     ahead = [b for b in dict.fromkeys(first) if b in order]
     for b in ahead + [b for b in order if b not in ahead]:
         below = [c for c in prior_of if c < b]
-        prior = prior_of[max(below)] if below else None
+        prior = None
+        if below:  # (d): S grows at least at the least slope of any plan
+            r_prev, f_prev, g_prev = prior_of[max(below)]
+            prior = (r_prev + (b - max(below)) * slope, f_prev, g_prev)
         if deadline is not None and time.perf_counter() > deadline:
             return 0.0, plans  # not every b bounded: nothing proven
         lam = float(num_micro_batches(B, b) - 1)

@@ -310,12 +310,12 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
         if deadline is not None and time.perf_counter() > deadline:
             return 0.0, plans  # not every b bounded: nothing proven
         lam = float(num_micro_batches(B, b) - 1)
-        ctx = Context(problem, tables, b, cache)
-        split = _SplitTables(problem, tables, ctx)
         cap = min(upper, floor, found)
         if prior is not None and prior[0] + lam * (prior[1] + prior[2]) >= cap:
             floor = min(floor, prior[0] + lam * (prior[1] + prior[2]))  # (d): no DP at all
             continue
+        ctx = Context(problem, tables, b, cache)
+        split = _SplitTables(problem, tables, ctx)
         f_min, g_min = split.least_maxima()
         if not math.isfinite(f_min + g_min):
             continue  # no plan at this b

@@ -48,10 +48,11 @@ F_min and G_min of a smaller b bound those of a larger one, and S grows by at le
 ``(b - b') A`` from b' to b, A the least seconds per sample of the whole model on one
 compute node (a plan's stages together run that work, each no faster than the fastest
 node): ``R + (b - b') A + lam (F_min + G_min)`` from the previous b settles a b at or
-above ``upper`` before any DP pass of its own (and with this b's own F_min and G_min, one
-min-max pass, before any relaxed DP pass). (e) When ``lo < crit < hi`` for a gap,
-``crit = (upper - s_hi) / lam``, values above crit cost at least upper: the gap is
-evaluated at crit rather than bisected.
+above ``upper`` before any DP pass of its own; then with the source cut's cheap bounds on
+this b's maxima (the source runs 1..j and one of its links carries layer j's output); then
+with this b's own F_min and G_min (one min-max pass), before any relaxed DP pass.
+(e) When ``lo < crit < hi`` for a gap, ``crit = (upper - s_hi) / lam``, values above crit
+cost at least upper: the gap is evaluated at crit rather than bisected.
 """
 
 from __future__ import annotations
@@ -171,6 +172,21 @@ class _SplitTables:
         value is then R'(phi, gamma) and the plan's maxima are (f_max, g_max), so every
         query (phi2, gamma2) with f_max <= phi2 <= phi and g_max <= gamma2 <= gamma has the
         same R' (R' is non-increasing in both thresholds and that plan is admissible)."""
+
+    def source_cut(self) -> tuple[float, float]:
+        """Cheap lower bounds on F_min and G_min: the source runs layers 1..j, and unless j = L
+        one of its own links carries layer j's output (that hop's x both ways)."""
+        ctx = self.ctx
+        src = ctx.compute_pos[ctx.source]
+        f = self.forward[src, 0, 1:]  # j = 1..L
+        g = self.backward[src, 0, 1:]
+        node = ctx.source
+        tables = ctx.tables
+        incident = (tables.link_u == node) | (tables.link_v == node)
+        x = ctx.routes.times[incident, 1:] / 2.0  # layer j's output, each way
+        hop = x.min(axis=0) if x.size else np.full(len(f), np.inf)
+        hop[-1] = 0.0  # j = L: nothing leaves the source (no label route here)
+        return float(np.maximum(f, hop).min()), float(np.maximum(g, hop).min())
 
     def least_maxima(self) -> tuple[float, float]:
         """(F_min, G_min): lower bounds on every valid plan's largest forward and largest
@@ -316,6 +332,13 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
             continue
         ctx = Context(problem, tables, b, cache)
         split = _SplitTables(problem, tables, ctx)
+        if prior is not None:  # (d) with the source's own cut, before the min-max DP
+            f_cut, g_cut = split.source_cut()
+            value = prior[0] + lam * (max(prior[1], f_cut) + max(prior[2], g_cut))
+            if value >= cap:
+                floor = min(floor, value)
+                prior_of[b] = (prior[0], max(prior[1], f_cut), max(prior[2], g_cut))
+                continue
         f_min, g_min = split.least_maxima()
         if not math.isfinite(f_min + g_min):
             continue  # no plan at this b

@@ -98,8 +98,8 @@ the plan found (any v in [lo, tau] is valid: it only guides the search); extra d
 
 
 def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, upper: float,
-                  max_evaluations: int, deadline: float | None, floor: float = 0.0
-                  ) -> tuple[float, float]:
+                  max_evaluations: int, deadline: float | None, floor: float = 0.0,
+                  probe: bool = False) -> tuple[float, float]:
     """A lower bound on ``min over plans of S + lam * value`` (see the module docstring).
 
     ``evaluate(tau, lo)`` evaluates at tau; lo is the lower end of the gap being split
@@ -108,7 +108,9 @@ def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, up
     bound on every plan's value (no threshold below it is evaluated).
 
     Returns the bound (a bound at or above ``upper`` only says "no better than upper") and the
-    ``extra`` of the evaluated point with the least cost (nan when none).
+    ``extra`` of the evaluated point with the least cost (nan when none). ``probe``: also
+    evaluate at ``floor`` right away (worth it while ``upper`` is loose: a plan found there
+    is often the best, and its cost tightens every later cut).
     """
     s0, v0, x0 = evaluate(math.inf, floor)
     if not math.isfinite(s0):
@@ -117,9 +119,16 @@ def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, up
     final = math.inf  # bounds of gaps too narrow to refine
     heap: list[tuple[float, int, float, float, float]] = []  # (bound, seq, lo, hi, s_hi)
     seq = itertools.count()
-    if v0 > floor:
-        heapq.heappush(heap, (s0 + lam * floor, next(seq), floor, v0, s0))
     evaluations = 1
+    if v0 > floor:
+        if probe and floor > 0 and s0 + lam * floor < min(best, upper) * (1 - _PRUNE):
+            # probe the bottom first: a plan at the least possible value, when there is one,
+            # is often the best, and its cost then prunes the gap above by its crit
+            s1, _, x1 = evaluate(floor, floor)
+            evaluations += 1
+            if math.isfinite(s1) and s1 + lam * floor < best:
+                best, best_x = s1 + lam * floor, x1
+        heapq.heappush(heap, (s0 + lam * floor, next(seq), floor, v0, s0))
     while heap:
         lb, _, lo, hi, s_hi = heap[0]
         if lb >= min(best, upper) * (1 - _PRUNE):
@@ -349,8 +358,8 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
         r_inf: list[float] = []
 
         def outer(phi: float, lo: float, split: _SplitTables = split, lam: float = lam,
-                  cap: float = cap, r_inf: list[float] = r_inf, g_min: float = g_min
-                  ) -> Evaluation:
+                  cap: float = cap, r_inf: list[float] = r_inf, g_min: float = g_min,
+                  probe: bool = not math.isfinite(found)) -> Evaluation:
             def inner(gamma: float, _lo: float) -> Evaluation:
                 s, f_max, g_max = split.evaluate(phi, gamma, budget)
                 if not r_inf:
@@ -359,12 +368,13 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
 
             # V(phi) >= cap - lam lo settles the outer gap: the inner search stops there
             value, f_best = _min_plus_max(inner, lam, cap - lam * lo, max_evaluations,
-                                          deadline, g_min)
+                                          deadline, g_min, probe)
             # split at the forward maximum of the best plan found (a heuristic: any split holds)
             v = f_best if math.isfinite(f_best) else phi
             return value, v, math.nan
 
-        bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline, f_min)
+        bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline, f_min,
+                                 not math.isfinite(found))
         floor = min(floor, bound)
         if r_inf and math.isfinite(r_inf[0]):
             prior_of[b] = (r_inf[0], f_min, g_min)

@@ -48,30 +48,13 @@ from pipesl.cost.steps import PipelineStep
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
+from pipesl.solvers.makespan_eval import plan_makespan
 from pipesl.solvers.makespan_tables import PassTables
 from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["plan_makespan", "solve_makespan"]
 
 _REL_TOL = 1e-9
-
-
-def plan_makespan(problem: Problem, plan: Plan) -> float:
-    """The simulated makespan of ``plan`` under ``training.schedule`` (what ``simulate`` says).
-
-    GPipe's closed form where it is exact (:func:`pipesl.cost.bounds.gpipe_closed_form`),
-    otherwise one run of the discrete-event simulator on the schedule's table.
-    """
-    if problem.training.schedule == "gpipe":
-        closed = gpipe_closed_form(problem, plan)
-        if closed is not None:
-            return closed
-    from pipesl.schedules import plan_table
-    from pipesl.sim import plan_steps, run_pipeline
-
-    table = plan_table(problem, plan)
-    sizes = [plan.micro_batch_size] * table.num_micro_batches
-    return run_pipeline(plan_steps(problem, plan), table, sizes).makespan_s
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ from pipesl.solvers.layered import (
     relaxed_plan,
     reused_node,
 )
+from pipesl.solvers.makespan_eval import plan_makespan
 from pipesl.solvers.routes import RouteCache
 
 __all__ = ["gpipe_split_floor"]
@@ -175,7 +176,10 @@ class _SplitTables:
         # a hop's load on its link is share * 2x: x <= h  <=>  load <= 2 share h
         self.hop_factor = float(2.0 * tables.load_share.max()) if len(tables.load_share) else 1.0
         self.best: tuple[float, Plan] | None = None
-        """The valid plan of least GPipe closed form met among the relaxed plans."""
+        """The valid plan of least GPipe makespan met among the relaxed plans."""
+        self.cap = math.inf
+        """Plans that cannot run faster than this are not simulated (:meth:`keep`)."""
+        self.simulated = 0
         self.exact: list[tuple[float, float, float, float, float]] = []
         """Evaluations (phi, gamma, value, f_max, g_max) whose relaxed plan reuses no node:
         value is then R'(phi, gamma) and the plan's maxima are (f_max, g_max), so every
@@ -233,16 +237,24 @@ class _SplitTables:
         src = ctx.compute_pos[ctx.source]
         return float(arrived[0, 0, src]), float(arrived[1, 0, src])
 
-    def keep(self, plan: Plan) -> None:
-        """Remember ``plan`` when it is valid, private (closed form applies) and the best."""
+    def keep(self, plan: Plan, lower: float) -> None:
+        """Remember ``plan`` when it is valid and the fastest met: its makespan is the closed
+        form when that applies, else simulated — only when ``lower`` (its own split bound
+        ``S + (M - 1)(max f + max g)``) is below :attr:`cap` and the best so far."""
+        problem = self.ctx.problem
         try:
-            validate_plan(self.ctx.problem, plan)
+            validate_plan(problem, plan)
         except PipeslError:
             return
-        if not feasible_micro_batch_sizes(self.ctx.problem, plan)[plan.micro_batch_size - 1]:
+        if not feasible_micro_batch_sizes(problem, plan)[plan.micro_batch_size - 1]:
             return
-        t = gpipe_closed_form(self.ctx.problem, plan)
-        if t is not None and (self.best is None or t < self.best[0]):
+        t = gpipe_closed_form(problem, plan)
+        if t is None:
+            if lower >= min(self.cap, self.best[0] if self.best is not None else math.inf):
+                return
+            t = plan_makespan(problem, plan)
+            self.simulated += 1
+        if self.best is None or t < self.best[0]:
             self.best = (t, plan)
 
     def evaluate(self, phi: float, gamma: float, budget: int = 1
@@ -277,8 +289,6 @@ class _SplitTables:
             reuse = None if plan is None else reused_node(ctx, plan)
             if reuse is None or passes >= budget:
                 f_max, g_max = phi, gamma
-                if plan is not None and reuse is None:
-                    self.keep(plan)
                 if plan is not None:
                     try:
                         phases = stage_phases(ctx.problem, plan)
@@ -289,6 +299,7 @@ class _SplitTables:
                         g_max = max(p.backward(ctx.b) for p in phases)
                         if reuse is None:
                             self.exact.append((phi, gamma, value, f_max, g_max))
+                            self.keep(plan, value + ctx.bottleneck_weight * (f_max + g_max))
                 return value, f_max, g_max
             heapq.heappop(heap)
             for child in branch(windows, reuse[0], reuse[1], ctx.num_layers):
@@ -341,6 +352,7 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
             continue
         ctx = Context(problem, tables, b, cache)
         split = _SplitTables(problem, tables, ctx)
+        split.cap = cap
         if prior is not None:  # (d) with the source's own cut, before the min-max DP
             f_cut, g_cut = split.source_cut()
             value = prior[0] + lam * (max(prior[1], f_cut) + max(prior[2], g_cut))

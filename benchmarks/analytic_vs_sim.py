@@ -119,15 +119,14 @@ def scenario_study() -> None:
     from pipesl.solvers import solve
 
     schedules = ("gpipe", "1f1b", "1f1b-net")
-    # one data owner: the scenarios with several (docs/owners.md) have their own benchmark
-    names = [n for n in builtin_names("scenario") if load_problem(n).num_owners == 1]
     print()
     print("Built-in scenarios, the analytic optimum's plan (pipesl plan --objective analytic):")
     print()
     print("| scenario | K | b | M | analytic T | GPipe sim | gap | 1F1B sim | gap "
           "| 1F1B-net sim | gap |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in names:
+    single = [n for n in builtin_names("scenario") if not load_problem(n).is_multi_owner]
+    for name in single:  # several data owners have no analytic T (docs/owners.md)
         problem = load_problem(name)
         plan = solve(problem, objective="analytic").plan
         sims = [simulate(problem.with_training(schedule=x), plan) for x in schedules]
@@ -142,7 +141,7 @@ def scenario_study() -> None:
     print("| scenario | schedule | K | b | makespan | its T | makespan / T | analytic plan's "
           "makespan | saved | certified | lower bound | gap | seconds |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-    for name in names:
+    for name in single:
         base = load_problem(name)
         for x in schedules:
             problem = base.with_training(schedule=x)

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from pipesl.experiments.runner import ExperimentResult
 
 EXPERIMENT_NAMES = ("scenarios", "servers", "bandwidth", "compute", "memory", "batch",
-                    "topology", "models", "microbatch", "robustness", "timing", "adaptation")
+                    "topology", "models", "microbatch", "robustness", "timing", "owners",
+                    "adaptation")
 """``pipesl.experiments.suite.EXPERIMENTS`` by name, for the help text without importing the
 suite (a test keeps the two equal)."""
 NAMES_HELP = ", ".join(EXPERIMENT_NAMES)

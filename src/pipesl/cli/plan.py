@@ -52,7 +52,17 @@ the solver registry, ``pipesl.solvers.solver_names()``)."""
 MAKESPAN_TIME_LIMIT = 60.0
 """Seconds ``pipesl plan`` gives the certified makespan search unless told otherwise."""
 
-METHOD_HELP = "Planner: " + "; ".join(f"[bold]{k}[/] {v}" for k, v in METHODS.items()) + "."
+OWNER_METHODS_HELP: dict[str, str] = {
+    "joint": "several data owners: the certified joint optimum (what exact means there)",
+    "heuristic": "several data owners: greedy + best response (many owners)",
+    "independent": "several data owners, baseline: each owner planned alone",
+    "sequential": "several data owners, baseline: round-robin sequential SL",
+}
+"""The many-owner planners for ``--method`` help (a test keeps this equal to
+``pipesl.solvers.owners.OWNER_METHODS``)."""
+
+METHOD_HELP = ("Planner: " + "; ".join(f"[bold]{k}[/] {v}" for k, v in
+                                       (METHODS | OWNER_METHODS_HELP).items()) + ".")
 
 
 def plan_table(problem: Problem, result: SolveResult) -> Table:
@@ -136,6 +146,9 @@ def plan(
         "makespan", "--objective",
         help="What to minimise: [bold]makespan[/] the simulated iteration time of "
              "training.schedule (default); [bold]analytic[/] the paper's T (SPEC section 3)."),
+    map_path: Path | None = typer.Option(
+        None, "--map", help="Also draw the placement map (PNG/SVG/PDF); with several data "
+        "owners every owner's route in its own colour."),
 ) -> None:
     """Plan a problem: where to cut the model, where each stage runs, the routes and b."""
     from pipesl.plan import dump_plan
@@ -143,11 +156,33 @@ def plan(
 
     check_writable(out, "--out", JSON)
     check_writable(sweep_plot, "--sweep-plot", FIGURE)
+    check_writable(map_path, "--map", FIGURE)
     if (sweep_b or sweep_plot is not None) and (micro_batch_size is not None
                                                  or out is not None):
         raise ProblemError("--sweep-b", "sweeps b itself: give neither --micro-batch-size nor "
                            "--out with it")
     prob = load_checked(problem)
+    if prob.is_multi_owner:
+        from pipesl.cli.plan_owners import plan_owners
+
+        if micro_batch_size is not None or sweep_b or sweep_plot is not None:
+            raise ProblemError("--micro-batch-size" if micro_batch_size is not None
+                               else "--sweep-b", "applies to a single data owner; with "
+                               "several set training.sources[i].micro_batch_size")
+        if objective != "makespan":
+            raise ProblemError("--objective", "must be makespan for several data owners",
+                               objective)
+        plan_owners(prob, prob.name or problem, method,
+                    MAKESPAN_TIME_LIMIT if time_limit is None else time_limit, json_out, out,
+                    compare, map_path)
+        return
+    if method not in METHODS:
+        from pipesl.solvers.owners import OWNER_METHODS
+
+        if method in OWNER_METHODS:
+            raise ProblemError("--method", f"{method!r} plans several data owners; this "
+                               "problem has one (training.source): choose one of "
+                               f"{', '.join(METHODS)}")
     if micro_batch_size is not None and micro_batch_size > prob.training.batch_size:
         raise ProblemError("--micro-batch-size", f"must be <= batch_size "
                            f"({prob.training.batch_size})", micro_batch_size)
@@ -171,6 +206,11 @@ def plan(
     document = result.document()
     if out is not None:
         write_file(lambda: dump_plan(document, out), out, "--out")
+    if map_path is not None:
+        from pipesl.plotting import placement_map, save_figure
+
+        drawing = placement_map(prob, result.plan)
+        write_file(lambda: save_figure(drawing, map_path), map_path, "--map")
     if json_out:
         print_json(document)
         return
@@ -205,5 +245,7 @@ def plan(
                 f"{what} {format_quantity(flat.objective_s, 'seconds')} on "
                 f"{stages} stage{'' if stages == 1 else 's'}; pipelining is {speedup} on the "
                 "same objective")
+    if map_path is not None:
+        console.print(f"placement map written to {escape(str(map_path))}")
     if out is not None:
         console.print(f"plan written to {escape(str(out))}")

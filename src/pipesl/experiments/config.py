@@ -32,6 +32,7 @@ __all__ = [
     "ExperimentConfig",
     "InstanceConfig",
     "MicroBatchConfig",
+    "OwnersConfig",
     "RobustnessConfig",
     "SweepConfig",
     "TimingConfig",
@@ -192,8 +193,30 @@ class AdaptationConfig:
     """... within this many iterations of the event."""
 
 
+@dataclass(frozen=True)
+class OwnersConfig:
+    """Iteration time against the number of data owners: joint planning vs each owner planned
+    alone vs round-robin sequential split learning (issue 18)."""
+
+    name: str = "owners"
+    owners: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    """Numbers of data owners of the generated campus family (each point: the first n)."""
+    scenario: str | None = "campus-owners"
+    """A built-in multi-owner scenario also swept over its first 1..all owners (None: none)."""
+    seeds: int = 2
+    """Generated campus networks per number of owners."""
+    batch_size: int = 16
+    """B of every owner in the generated family."""
+    layers: int = 6
+    """Layers of the generated family's CNN."""
+    methods: tuple[str, ...] = ("joint", "independent", "sequential")
+    """Planners compared (``joint`` first: ratios are taken against it)."""
+    time_limit: float = 30.0
+    """Seconds per solve (the joint search reports its gap when it stops)."""
+
+
 ExperimentConfig = (SweepConfig | MicroBatchConfig | RobustnessConfig | TimingConfig
-                    | AdaptationConfig)
+                    | AdaptationConfig | OwnersConfig)
 C = TypeVar("C")
 
 

@@ -21,11 +21,13 @@ from pipesl.experiments.config import (
     ExperimentConfig,
     InstanceConfig,
     MicroBatchConfig,
+    OwnersConfig,
     RobustnessConfig,
     SweepConfig,
     TimingConfig,
 )
 from pipesl.experiments.microbatch import microbatch_markdown, run_microbatch
+from pipesl.experiments.owners import owners_markdown, owners_units, run_owners
 from pipesl.experiments.robustness import robustness_markdown, run_robustness
 from pipesl.experiments.runner import ExperimentResult, Progress, markdown_table, write_csv
 from pipesl.experiments.sweeps import run_sweep, sweep_markdown
@@ -128,6 +130,12 @@ EXPERIMENTS: dict[str, _Spec] = {
                              milp_max_nodes=48),
         lambda: TimingConfig(seeds=1, nodes=(8, 12), layers=(8, 16), layers_nodes=8,
                              basp_max_nodes=12, time_limit=10.0)),
+    "owners": _Spec(
+        "iteration time vs number of data owners: joint planning vs each owner planned alone "
+        "vs round-robin sequential SL (generated campus family and campus-owners)",
+        lambda: OwnersConfig(),
+        lambda: OwnersConfig(owners=(1, 2, 3), seeds=1, layers=4, batch_size=8,
+                             scenario=None, time_limit=10.0)),
     "adaptation": _Spec(
         "training in emulation through a bandwidth drop and a node departure: static plan vs "
         "adapted vs the new optimum from the start (needs torch)",
@@ -170,6 +178,8 @@ def units_of_work(config: ExperimentConfig) -> int:
         return config.seeds * len(config.fluctuations) * config.rounds
     if isinstance(config, AdaptationConfig):
         return adaptation_units(config)
+    if isinstance(config, OwnersConfig):
+        return owners_units(config)
     steps = 0
     points = ([(n, _model_layers(config.instance.model)) for n in config.nodes]
               + [(config.layers_nodes, n) for n in config.layers])
@@ -197,6 +207,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None
         return run_robustness(config, progress)
     if isinstance(config, AdaptationConfig):
         return run_adaptation(config, progress)
+    if isinstance(config, OwnersConfig):
+        return run_owners(config, progress)
     return run_timing(config, progress)
 
 
@@ -204,7 +216,7 @@ def experiment_markdown(result: ExperimentResult) -> str:
     """The markdown tables of a result, its checks and notes."""
     body = {"sweep": sweep_markdown, "microbatch": microbatch_markdown,
             "robustness": robustness_markdown, "timing": timing_markdown,
-            "adaptation": adaptation_markdown}[result.kind](result)
+            "adaptation": adaptation_markdown, "owners": owners_markdown}[result.kind](result)
     checks = ", ".join(f"{k} = {v}" for k, v in result.checks.items())
     notes = "".join(f"- {n}\n" for n in result.notes)
     return (body + f"\nChecks: {checks}. Wall time {result.seconds:.1f} s.\n"

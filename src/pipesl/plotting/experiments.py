@@ -306,5 +306,9 @@ def experiment_figure(result: ExperimentResult) -> Figure:
         from pipesl.plotting.adaptation import adaptation_figure
 
         return adaptation_figure(result)
+    if result.kind == "owners":
+        from pipesl.plotting.owners import owners_figure
+
+        return owners_figure(result)
     return {"sweep": sweep_figure, "microbatch": microbatch_figure,
             "robustness": robustness_figure, "timing": timing_figure}[result.kind](result)

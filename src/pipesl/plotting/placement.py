@@ -11,6 +11,14 @@ the problem is used when every node has one, else a Kamada-Kawai layout.
 
 Each node's marker and each hop's arrow carries a ``gid`` (``node:<id>:<role>``,
 ``hop:<u>><v>:<duplex>``) so that tests and tools can find them.
+
+With several data owners (an :class:`~pipesl.plan.OwnersPlan`) every owner has its own colour:
+its node is a disc of that colour with a black ring, its routes (and label route) are arrows
+of that colour (hops used by several owners bend apart), and a node computing stages of
+several owners is split into a pie of their colours and labelled with every owner's layers;
+the legend names each owner, its node and its stages. Arrows carry
+``hop:<u>><v>:<duplex>:owner<o>``, owner discs ``node:<id>:owner<o>``, server discs
+``node:<id>:stage``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
-from pipesl.plan import Plan
+from pipesl.plan import OwnersPlan, Plan, Stage
 from pipesl.plotting.style import STAGE_COLORS, new_figure
 from pipesl.problem.types import Problem
 
@@ -45,29 +53,8 @@ def node_positions(problem: Problem) -> dict[str, tuple[float, float]]:
     return {n: (float(x), float(y)) for n, (x, y) in layout.items()}
 
 
-def _layers(first: int, last: int) -> str:
-    return f"L{first}" if first == last else f"L{first}–{last}"
-
-
-def placement_map(problem: Problem, plan: Plan, *, title: str | None = None,
-                  ax: Axes | None = None) -> Figure:
-    """Draw ``plan`` on ``problem``'s network.
-
-    Parameters
-    ----------
-    problem : Problem
-    plan : Plan
-        Assumed valid (see :func:`pipesl.plan.validate_plan`).
-    title : str, optional
-        Default: the problem's name, K and b.
-    ax : matplotlib Axes, optional
-        Draw into it instead of a new figure.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    pos = node_positions(problem)
+def _canvas(pos: dict[str, tuple[float, float]], ax: Axes | None) -> tuple[
+        Figure, Axes, tuple[list[float], list[float], float, float]]:
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     span_x = max(max(xs) - min(xs), 1e-9)
@@ -79,6 +66,38 @@ def placement_map(problem: Problem, plan: Plan, *, title: str | None = None,
         ax = fig.subplots()
     else:
         fig = ax.figure  # type: ignore[assignment]
+    return fig, ax, (xs, ys, span_x, span_y)
+
+
+def _layers(first: int, last: int) -> str:
+    return f"L{first}" if first == last else f"L{first}–{last}"
+
+
+def placement_map(problem: Problem, plan: Plan | OwnersPlan, *, title: str | None = None,
+                  ax: Axes | None = None) -> Figure:
+    """Draw ``plan`` on ``problem``'s network.
+
+    Parameters
+    ----------
+    problem : Problem
+    plan : Plan or OwnersPlan
+        Assumed valid (see :func:`pipesl.plan.validate_plan`); an OwnersPlan of several
+        owners draws every owner's route in its own colour.
+    title : str, optional
+        Default: the problem's name, K and b.
+    ax : matplotlib Axes, optional
+        Draw into it instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if isinstance(plan, OwnersPlan):
+        if len(plan.plans) > 1:
+            return _owners_map(problem, plan, title, ax)
+        plan = plan.plans[0]
+    pos = node_positions(problem)
+    fig, ax, (xs, ys, span_x, span_y) = _canvas(pos, ax)
     net, tr = problem.network, problem.training
     stage_of = {s.node: k for k, s in enumerate(plan.stages)}
     on_route = {n for r in plan.all_routes() for n in r[1:-1]}
@@ -182,5 +201,105 @@ def placement_map(problem: Problem, plan: Plan, *, title: str | None = None,
         name = problem.name or "plan"
         title = (f"{name}: {plan.num_stages} stage{'s' if plan.num_stages > 1 else ''}, "
                  f"b = {plan.micro_batch_size} of B = {tr.batch_size}")
+    ax.set_title(title, fontsize=11, loc="left")
+    return fig
+
+
+def _owners_map(problem: Problem, plan: OwnersPlan, title: str | None,
+                ax: Axes | None) -> Figure:
+    """:func:`placement_map` for several data owners (module docstring)."""
+    pos = node_positions(problem)
+    fig, ax, (xs, ys, span_x, span_y) = _canvas(pos, ax)
+    net = problem.network
+    owners = problem.owners
+    color = [STAGE_COLORS[o % len(STAGE_COLORS)] for o in range(len(owners))]
+    owner_at = {o.node: i for i, o in enumerate(owners)}
+    hosted: dict[str, list[tuple[int, int, Stage]]] = {}
+    for o, p in enumerate(plan.plans):
+        for k, s in enumerate(p.stages):
+            hosted.setdefault(s.node, []).append((o, k, s))
+    on_route = {n for p in plan.plans for r in p.all_routes() for n in r[1:-1]}
+
+    for link in net.links:
+        (x0, y0), (x1, y1) = pos[link.source], pos[link.target]
+        ax.plot([x0, x1], [y0, y1], color="#b8b8b8", linewidth=1.3, zorder=1,
+                linestyle=(0, (4, 3)) if link.duplex == "half" else "-")
+    used: dict[frozenset[str], int] = {}
+    for o, p in enumerate(plan.plans):
+        for route in p.all_routes():
+            for u, v in pairwise(route):
+                seen = used.get(frozenset((u, v)), 0)
+                used[frozenset((u, v))] = seen + 1
+                rad = 0.0 if seen == 0 else 0.16 * (1 if seen % 2 else -1) * ((seen + 1) // 2)
+                hop = net.link_between(u, v)
+                duplex = hop.duplex if hop is not None else "half"
+                ax.add_patch(FancyArrowPatch(
+                    pos[u], pos[v], arrowstyle="-|>", mutation_scale=15, color=color[o],
+                    linewidth=2.4, zorder=2, linestyle="--" if duplex == "half" else "-",
+                    connectionstyle=f"arc3,rad={rad}", shrinkA=13, shrinkB=13,
+                    gid=f"hop:{u}>{v}:{duplex}:owner{o}"))
+    for n in net.nodes:
+        x, y = pos[n.id]
+        stages = hosted.get(n.id, [])
+        if n.id in owner_at:
+            o = owner_at[n.id]
+            ax.scatter([x], [y], s=520, color=color[o], edgecolors="black", linewidths=3.0,
+                       zorder=4, gid=f"node:{n.id}:owner{o}")
+            first = plan.plans[o].stages[0]
+            ax.text(x, y, f"O{o + 1}", ha="center", va="center", color="white", fontsize=9,
+                    fontweight="bold", zorder=5)
+            label = f"{n.id}\n{owners[o].label}: {_layers(first.first_layer, first.last_layer)}"
+        elif stages:
+            share = [1.0] * len(stages)
+            ax.pie(share, colors=[color[o] for o, _, _ in stages], center=(x, y),
+                   radius=0.035 * max(span_x, span_y), frame=True,
+                   wedgeprops={"linewidth": 1.2, "edgecolor": "white", "zorder": 4})
+            ax.scatter([x], [y], s=520, color="none", edgecolors="white", zorder=4,
+                       gid=f"node:{n.id}:stage")
+            label = n.id + "".join(f"\nO{o + 1}: {_layers(s.first_layer, s.last_layer)}"
+                                   for o, _, s in stages)
+        elif n.can_compute:
+            ax.scatter([x], [y], s=260, color=RELAY_ON_ROUTE if n.id in on_route else "white",
+                       edgecolors="#888888", linewidths=1.4, zorder=4,
+                       gid=f"node:{n.id}:{'relay' if n.id in on_route else 'idle'}")
+            label = n.id
+        else:
+            ax.scatter([x], [y], s=150, marker="s", zorder=4,
+                       color=RELAY_ON_ROUTE if n.id in on_route else "#d0d0d0",
+                       edgecolors="#333333" if n.id in on_route else "#999999",
+                       gid=f"node:{n.id}:{'relay' if n.id in on_route else 'unused'}")
+            label = n.id
+        ax.annotate(label, (x, y), xytext=(0, -17), textcoords="offset points", ha="center",
+                    va="top", fontsize=8, zorder=6,
+                    bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 0.6},
+                    fontweight="bold" if stages else "normal",
+                    color="#222222" if stages or n.id in on_route else "#777777")
+    handles = []
+    for o, (owner, p) in enumerate(zip(owners, plan.plans, strict=True)):
+        where = ", ".join(f"{s.node} {_layers(s.first_layer, s.last_layer)}" for s in p.stages)
+        handles.append(Line2D([], [], color=color[o], linewidth=2.6, marker="o",
+                              markersize=8, label=f"O{o + 1} {owner.label}: {where}, "
+                              f"b = {p.micro_batch_size}"))
+    handles += [
+        Line2D([], [], marker="s", linestyle="", markersize=8, color=RELAY_ON_ROUTE,
+               label="relay on a route"),
+        Line2D([], [], marker="s", linestyle="", markersize=8, color="#d0d0d0",
+               markeredgecolor="#999999", label="other relay"),
+        Line2D([], [], color="#b8b8b8", linestyle=(0, (4, 3)),
+               label="half-duplex link (route: dashed arrow)"),
+        Line2D([], [], color="#b8b8b8", label="full-duplex link (route: solid arrow)"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              fontsize=8, title="data owners: stages and routes", title_fontsize=9,
+              alignment="left")
+    pad_x, pad_y = 0.08 * span_x, 0.12 * span_y
+    ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
+    ax.set_ylim(min(ys) - pad_y - 0.1 * span_y, max(ys) + pad_y)
+    ax.set_aspect("auto")
+    ax.set_axis_off()
+    if title is None:
+        tr = problem.training
+        title = (f"{problem.name or 'plan'}: {len(owners)} data owners ({tr.owners_mode}, "
+                 f"replicas {tr.replicas})")
     ax.set_title(title, fontsize=11, loc="left")
     return fig

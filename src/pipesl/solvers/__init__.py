@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from pipesl.cost.fits import check_source_alone
 from pipesl.exceptions import ProblemError
@@ -127,6 +127,12 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
     Returns
     -------
     SolveResult
+        For a problem with several data owners (``problem.is_multi_owner``) an
+        :class:`~pipesl.solvers.owners.OwnersSolveResult` of
+        :func:`~pipesl.solvers.owners.solve_owners` instead (``exact`` and ``makespan`` mean
+        its ``joint``; ``heuristic``, ``independent`` and ``sequential`` are accepted too).
+        Callers that may meet such problems check ``is_multi_owner`` or call
+        ``solve_owners`` directly; with one owner nothing changes.
 
     Raises
     ------
@@ -135,6 +141,8 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
     InfeasibleError
         No valid plan exists; the message names the binding constraint.
     """
+    if problem.is_multi_owner:
+        return cast(SolveResult, _solve_many(problem, method, objective, options))
     if method not in SOLVERS:
         raise ProblemError("method", f"is not a solver; choose one of "
                            f"{', '.join(sorted(SOLVERS))}", method)
@@ -154,3 +162,18 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
                              message=(f"{method} minimises the analytic T; objective_s is "
                                       "its plan's simulated makespan"))
     return replace(result, seconds=time.perf_counter() - started)
+
+
+def _solve_many(problem: Problem, method: str, objective: str,
+                options: dict[str, Any]) -> Any:
+    from pipesl.solvers.owners import OWNER_METHODS, solve_owners
+
+    name = "joint" if method in ("exact", "makespan") else method
+    if name not in OWNER_METHODS:
+        raise ProblemError("method", f"plans a single data owner; the problem has "
+                           f"{problem.num_owners} (training.sources): choose one of "
+                           f"{', '.join(OWNER_METHODS)}", method)
+    if "micro_batch_size" in options:
+        raise ProblemError("micro_batch_size", "with several data owners set "
+                           "training.sources[i].micro_batch_size instead")
+    return solve_owners(problem, name, objective, **options)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import pickle
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import pytest
 
 from pipesl.cost import (
     Affine,
+    Resource,
     compute_time,
     evaluate,
     feasible_micro_batch_sizes,
@@ -472,8 +474,8 @@ def test_affine_form_of_stage_times() -> None:
     # Loads are stored affine too: evaluating them at b gives the evaluation's loads.
     loads = resource_loads(problem, LINE_PLAN)
     assert all(isinstance(a, Affine) for a in loads.values())
-    assert {r: a(8) for r, a in loads.items()} == approx(evaluate(problem, LINE_PLAN)
-                                                          .resource_loads)
+    assert {r.name: a(8) for r, a in loads.items()} == approx(evaluate(problem, LINE_PLAN)
+                                                               .resource_loads)
     with pytest.raises(KeyError):
         hop_time(problem, "dev0", "es2", 1)
 
@@ -485,9 +487,17 @@ def test_resource_names() -> None:
     x = Affine(1.0, 0.5)
     half = Link("b", "a", 1e8, duplex="half")
     # A half-duplex link keeps its input orientation whatever the hop's direction.
-    assert link_resources(half, "a", "b", x) == (("link:b-a", Affine(2.0, 1.0)),)
+    assert link_resources(half, "a", "b", x) == ((Resource("link", "b", "a"), Affine(2.0, 1.0)),)
+    assert link_resources(half, "a", "b", x)[0][0].name == "link:b-a"
     full = Link("b", "a", 1e8, duplex="full")
-    assert link_resources(full, "a", "b", x) == (("link:a>b", x), ("link:b>a", x))
+    assert link_resources(full, "a", "b", x) == ((Resource("link", "a", "b", True), x),
+                                                 (Resource("link", "b", "a", True), x))
+    assert [r.name for r, _ in link_resources(full, "a", "b", x)] == ["link:a>b", "link:b>a"]
+    # typed values compare by their fields, not by identity, and pickle across processes
+    assert Resource("node", "a") == Resource("node", "a") != Resource("node", "b")
+    assert hash(Resource("link", "u", "v")) == hash(Resource("link", "u", "v"))
+    assert pickle.loads(pickle.dumps(Resource("link", "u", "v", True))) == Resource(
+        "link", "u", "v", True)
 
 
 def test_plan_document_is_the_spec_object() -> None:

@@ -92,7 +92,7 @@ def test_bounds_and_trace(seed: int, schedule: str) -> None:
     problem, plan = instance(seed, batch_size=random.Random(seed).choice([4, 16, 37]))
     result = simulate(problem, plan, schedule)
     b, m_total = plan.micro_batch_size, result.num_micro_batches
-    loads = {r: a(b) for r, a in cost.resource_loads(problem, plan).items()}
+    loads = {r.name: a(b) for r, a in cost.resource_loads(problem, plan).items()}
     trip = result.first_micro_batch_s
     tol = 1e-9 * result.makespan_s
     # With every micro-batch full size, each resource has M loads of work to do ...
@@ -174,7 +174,7 @@ def test_stage_phases_add_up_to_the_cost_model(seed: int) -> None:
         assert ph.forward(b) + ph.backward(b) == pytest.approx(st.time(b), rel=1e-12)
         per_resource[ph.forward_resource.name] += ph.forward(b)
         per_resource[ph.backward_resource.name] += ph.backward(b)
-    loads = {r: a(b) for r, a in cost.resource_loads(problem, plan).items()}
+    loads = {r.name: a(b) for r, a in cost.resource_loads(problem, plan).items()}
     assert per_resource.keys() == loads.keys()
     for r, load in loads.items():
         assert per_resource[r] == pytest.approx(load, rel=1e-12)

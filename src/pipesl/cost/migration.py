@@ -16,7 +16,7 @@ from itertools import pairwise
 
 import networkx as nx
 
-from pipesl.cost.model import resource_name
+from pipesl.cost.model import Resource
 from pipesl.problem.types import Problem
 
 __all__ = ["BulkTransfer", "bulk_route", "bulk_transfer_seconds", "concurrent_transfer_seconds",
@@ -79,14 +79,14 @@ def concurrent_transfer_seconds(problem: Problem, transfers: Iterable[BulkTransf
     bound on any schedule of the transfers, reached when one transfer or one resource
     dominates.
     """
-    busy: dict[str, float] = {}
+    busy: dict[Resource, float] = {}
     alone = 0.0
     for tr in transfers:
         alone = max(alone, bulk_transfer_seconds(problem, tr.route, tr.nbytes))
         for u, v in pairwise(tr.route):
             link = problem.network.link_between(u, v)
             assert link is not None
-            name = (resource_name("link", u, v, True) if link.duplex == "full"
-                    else resource_name("link", link.source, link.target))
-            busy[name] = busy.get(name, 0.0) + _hop_seconds(problem, u, v, tr.nbytes)
+            r = (Resource("link", u, v, True) if link.duplex == "full"
+                 else Resource("link", link.source, link.target))
+            busy[r] = busy.get(r, 0.0) + _hop_seconds(problem, u, v, tr.nbytes)
     return max([alone, *busy.values()])

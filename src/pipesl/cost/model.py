@@ -76,6 +76,7 @@ __all__ = [
     "stage_memory",
     "training_flops",
     "transfer_bits",
+    "transfer_seconds_per_sample",
     "transfer_time",
     "transfer_weight",
 ]
@@ -168,11 +169,12 @@ def resource_name(kind: Literal["node", "link"], u: str, v: str | None = None,
     return f"link:{u}>{v}" if full_duplex else f"link:{u}-{v}"
 
 
-def link_resources(link: Link, u: str, v: str, x: Affine) -> tuple[tuple[str, Affine], ...]:
+def link_resources(link: Link, u: str, v: str, x: Affine
+                   ) -> tuple[tuple[Resource, Affine], ...]:
     """Loads put on ``link``'s resources by one hop u -> v whose one-way transfer takes ``x``."""
     if link.duplex == "full":
-        return ((resource_name("link", u, v, True), x), (resource_name("link", v, u, True), x))
-    return ((resource_name("link", link.source, link.target), x.scaled(2.0)),)
+        return ((Resource("link", u, v, True), x), (Resource("link", v, u, True), x))
+    return ((Resource("link", link.source, link.target), x.scaled(2.0)),)
 
 
 def seconds_per_bit(u: str, v: str, data: Mapping[str, Any]) -> float:
@@ -205,15 +207,25 @@ def training_flops(layers: Iterable[Layer]) -> float:
 
 
 def compute_time(problem: Problem, node: str, first: int, last: int) -> Affine:
-    """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based)."""
-    n = problem.network.node(node)
-    work = training_flops(problem.model.layers[first - 1:last])
-    return Affine(work / n.flops, 2.0 * n.overhead)
+    """Affine time of a compute stage: node ``node`` runs layers ``first..last`` (1-based).
+
+    Read from the problem's :class:`~pipesl.cost.CostTables` (per-sample ``stage_alpha``,
+    fixed ``compute_beta``): the one formula the solvers' arrays use too.
+    """
+    from pipesl.cost.tables import tables_for
+
+    return tables_for(problem).compute_affine(problem.network.node_index[node], first, last)
+
+
+def transfer_seconds_per_sample(out_bytes: Any, bandwidth: Any) -> Any:
+    """alpha of a one-way transfer x = alpha b + latency: ``8 out_bytes / bandwidth``, on
+    numbers or arrays (:func:`transfer_time` and ``CostTables.transfer_alpha`` both use it)."""
+    return 8.0 * out_bytes / bandwidth
 
 
 def transfer_time(link: Link, out_bytes: float) -> Affine:
     """One-way transfer x of a micro-batch's activation of ``out_bytes`` per sample."""
-    return Affine(8.0 * out_bytes / link.bandwidth, link.latency)
+    return Affine(transfer_seconds_per_sample(out_bytes, link.bandwidth), link.latency)
 
 
 def hop_time(problem: Problem, u: str, v: str, layer: int) -> Affine:
@@ -267,7 +279,7 @@ class PlanStage:
     """People-readable: ``dev0[1-4]`` or ``dev0>r1 (L4)``."""
     time: Affine
     """t_s(b): forward plus backward time of one micro-batch."""
-    loads: tuple[tuple[str, Affine], ...]
+    loads: tuple[tuple[Resource, Affine], ...]
     """The resources it occupies and its load on each, per micro-batch."""
     node: str | None = None
     """Compute stage: its node."""
@@ -299,7 +311,7 @@ def plan_stages(problem: Problem, plan: Plan) -> tuple[PlanStage, ...]:
     for k, s in enumerate(plan.stages):
         t = compute_time(problem, s.node, s.first_layer, s.last_layer)
         out.append(PlanStage("compute", f"{s.node}[{s.first_layer}-{s.last_layer}]", t,
-                             ((resource_name("node", s.node), t),), node=s.node,
+                             ((Resource("node", s.node), t),), node=s.node,
                              layer=s.last_layer, stage_index=k))
         if k < len(plan.routes):
             hops(plan.routes[k], s.last_layer, k)
@@ -308,9 +320,10 @@ def plan_stages(problem: Problem, plan: Plan) -> tuple[PlanStage, ...]:
     return tuple(out)
 
 
-def resource_loads(problem: Problem, plan: Plan) -> dict[str, Affine]:
-    """Load (per micro-batch, affine in b) of every resource the plan uses, in first-use order."""
-    loads: dict[str, Affine] = {}
+def resource_loads(problem: Problem, plan: Plan) -> dict[Resource, Affine]:
+    """Load (per micro-batch, affine in b) of every resource the plan uses, in first-use order
+    (:attr:`Resource.name` gives the SPEC name the plan document and reports use)."""
+    loads: dict[Resource, Affine] = {}
     for st in plan_stages(problem, plan):
         for r, a in st.loads:
             loads[r] = loads.get(r, ZERO) + a
@@ -336,13 +349,9 @@ def _window(problem: Problem, b: int, stage_index: int, num_stages: int) -> floa
     ``1f1b-net`` adapts its windows to memory (:func:`net_warmups`), so what a stage must hold
     to be placed at all is one micro-batch (W = 1).
     """
-    tr = problem.training
-    if tr.schedule == "gpipe":
-        return float(tr.batch_size)
-    if tr.schedule == "1f1b-net":
-        return float(b)
-    m = num_micro_batches(tr.batch_size, b)
-    return float(min(m, num_stages - stage_index) * b)
+    from pipesl.cost.tables import tables_for
+
+    return float(tables_for(problem).window(b, num_stages - stage_index))
 
 
 def net_warmups(problem: Problem, plan: Plan, micro_batch_size: int | None = None
@@ -398,12 +407,13 @@ def activation_window(problem: Problem, micro_batch_size: int, stage_index: int,
 
 def stage_memory(problem: Problem, first: int, last: int, b: int, stage_index: int,
                  num_stages: int) -> float:
-    """Bytes a node needs to run layers first..last as stage ``stage_index`` (0-based) of K."""
-    layers = problem.model.layers[first - 1:last]
-    params = sum(x.param_bytes for x in layers)
-    acts = sum(x.act_bytes for x in layers)
-    return (problem.training.state_factor * params
-            + _window(problem, b, stage_index, num_stages) * acts)
+    """Bytes a node needs to run layers first..last as stage ``stage_index`` (0-based) of K
+    (read from the problem's :class:`~pipesl.cost.CostTables`)."""
+    from pipesl.cost.tables import tables_for
+
+    t = tables_for(problem)
+    return float(t.span_state[first - 1, last]
+                 + float(t.window(b, num_stages - stage_index)) * t.span_acts[first - 1, last])
 
 
 def min_stage_memory(problem: Problem, first: int, last: int, stages_after: int) -> float:
@@ -434,22 +444,16 @@ def memory_use(problem: Problem, plan: Plan, micro_batch_size: int | None = None
 
 def feasible_micro_batch_sizes(problem: Problem, plan: Plan) -> np.ndarray:
     """Boolean mask over b = 1..B (index b - 1): True where every stage fits in memory."""
+    from pipesl.cost.tables import tables_for
+
+    t = tables_for(problem)
     tr = problem.training
     b = np.arange(1, tr.batch_size + 1)
-    m = num_micro_batches(tr.batch_size, b)
     ok = np.ones(tr.batch_size, dtype=bool)
     k_total = plan.num_stages
     for k, s in enumerate(plan.stages):
-        layers = problem.model.layers[s.layer_slice]
-        params = sum(x.param_bytes for x in layers)
-        acts = sum(x.act_bytes for x in layers)
-        if tr.schedule == "gpipe":
-            window = np.full(b.shape, float(tr.batch_size))
-        elif tr.schedule == "1f1b-net":  # its windows shrink to fit; one micro-batch must
-            window = b.astype(float)
-        else:
-            window = np.minimum(m, k_total - k) * b
-        need = tr.state_factor * params + window * acts
+        i, j = s.first_layer - 1, s.last_layer
+        need = t.span_state[i, j] + t.window(b, k_total - k) * t.span_acts[i, j]
         ok &= need <= problem.network.node(s.node).memory
     return ok
 
@@ -493,7 +497,7 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
     validate_plan(problem, plan)
     b = plan.micro_batch_size
     stages = plan_stages(problem, plan)
-    loads = {r: a(b) for r, a in resource_loads(problem, plan).items()}
+    loads = {r.name: a(b) for r, a in resource_loads(problem, plan).items()}  # the edge: names
     bottleneck = max(loads, key=lambda r: loads[r])
     m = num_micro_batches(problem.training.batch_size, b)
     first = sum(st.time(b) for st in stages)

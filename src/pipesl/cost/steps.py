@@ -87,19 +87,19 @@ def plan_steps(problem: Problem, plan: Plan) -> tuple[PipelineStep, ...]:
         One per element of ``plan_stages(problem, plan)``, in pipeline order; compute steps
         carry their stage index, hops None.
     """
+    from pipesl.cost.tables import tables_for
+
     net, model = problem.network, problem.model
+    tables = tables_for(problem)
     out: list[PipelineStep] = []
     for st in plan_stages(problem, plan):
         if st.kind == "compute":
             assert st.node is not None
-            n = net.node(st.node)
             s = plan.stages[st.stage_index]
-            layers = model.layers[s.layer_slice]
-            out.append(compute_step(
-                st.node, s.first_layer, s.last_layer,
-                Affine(sum(x.fwd_flops for x in layers) / n.flops, n.overhead),
-                Affine(sum(x.bwd_flops for x in layers) / n.flops, n.overhead),
-                st.stage_index))
+            fwd, bwd = tables.pass_affines(net.node_index[st.node], s.first_layer,
+                                           s.last_layer)
+            out.append(compute_step(st.node, s.first_layer, s.last_layer, fwd, bwd,
+                                    st.stage_index))
         else:
             assert st.hop is not None
             u, v = st.hop

@@ -6,15 +6,36 @@ FLOPs, parameters and activations are differences of two array entries.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from pipesl.cost.model import Affine, num_micro_batches
+from pipesl.cost.model import Affine, num_micro_batches, transfer_seconds_per_sample
 from pipesl.problem.types import Problem
 
-__all__ = ["CostTables"]
+__all__ = ["CostTables", "tables_for"]
+
+_TABLES: dict[int, tuple[weakref.ref[Problem], CostTables]] = {}
+
+
+def tables_for(problem: Problem) -> CostTables:
+    """The :class:`CostTables` of ``problem``, built once per problem object (problems are
+    immutable) and dropped with it; the scalar cost API (:func:`pipesl.cost.compute_time`,
+    :func:`pipesl.cost.plan_steps`) reads its stage times from them."""
+    key = id(problem)
+    hit = _TABLES.get(key)
+    if hit is not None and hit[0]() is problem:
+        return hit[1]
+    tables = CostTables.from_problem(problem)
+
+    def drop(ref: weakref.ref[Problem], key: int = key) -> None:
+        if _TABLES.get(key, (None,))[0] is ref:
+            del _TABLES[key]
+
+    _TABLES[key] = (weakref.ref(problem, drop), tables)
+    return tables
 
 @dataclass(frozen=True, eq=False)
 class CostTables:
@@ -119,7 +140,7 @@ class CostTables:
     @cached_property
     def hop_alpha(self) -> np.ndarray:
         """(E, L+1): seconds per sample of a hop (t = 2x) on link e carrying layer l's output."""
-        return 16.0 * np.outer(self.inv_bandwidth, self.out_bytes)
+        return 2.0 * self.transfer_alpha
 
     @cached_property
     def hop_beta(self) -> np.ndarray:
@@ -144,7 +165,7 @@ class CostTables:
         """(E, L+1): seconds per sample of one transfer x (one way) on link e of layer l's
         output, ``8 out_bytes_l / bandwidth_e``; x = alpha b + latency_e
         (:func:`pipesl.cost.transfer_time`)."""
-        return 8.0 * self.out_bytes[None, :] / self.bandwidth[:, None]
+        return transfer_seconds_per_sample(self.out_bytes[None, :], self.bandwidth[:, None])
 
     def transfer_times(self, b: float) -> np.ndarray:
         """(E, L+1): one-way transfer x of b samples of layer l's output on link e."""
@@ -226,8 +247,21 @@ class CostTables:
                 * (self.acts[None, :] - self.acts[starts][:, None]))
 
     def compute_affine(self, node: int, first: int, last: int) -> Affine:
-        """Affine time of node ``node`` (index) running layers first..last (1-based)."""
-        return Affine(float(self.stage_alpha(node, first, last)), float(self.compute_beta[node]))
+        """Affine time of node ``node`` (index) running layers first..last (1-based): the
+        numbers of :meth:`stage_alpha` and :attr:`compute_beta`, read without array calls
+        (the scalar API's hot path)."""
+        work = self.work
+        return Affine(float((work[last] - work[first - 1]) * self.inv_flops[node]),
+                      float(self.compute_beta[node]))
+
+    def pass_affines(self, node: int, first: int, last: int) -> tuple[Affine, Affine]:
+        """Forward and backward pass of node ``node`` (index) running layers first..last
+        (1-based): per sample ``sum(fwd_flops) / flops`` (``sum(bwd_flops) / flops``), fixed
+        the overhead; the same numbers as :attr:`pass_alpha`."""
+        inv = self.inv_flops[node]
+        over = float(self.overhead[node])
+        return (Affine(float((self.fwd_work[last] - self.fwd_work[first - 1]) * inv), over),
+                Affine(float((self.bwd_work[last] - self.bwd_work[first - 1]) * inv), over))
 
     def hop_times(self, b: float, layers: np.ndarray | None = None) -> np.ndarray:
         """t = 2x of one hop on every link carrying layer l's output: array (E, layers)."""
@@ -238,7 +272,8 @@ class CostTables:
         """Affine t = 2x of a hop on link ``link`` (index) carrying layer ``layer``'s output."""
         return Affine(float(self.hop_alpha[link, layer]), float(self.hop_beta[link]))
 
-    def window(self, b: int, stages_from_end: int | np.ndarray) -> np.ndarray | float:
+    def window(self, b: int | np.ndarray, stages_from_end: int | np.ndarray
+               ) -> np.ndarray | float:
         """W * b of SPEC section 3 for a stage with ``stages_from_end`` = K - k + 1."""
         if self.schedule == "gpipe":
             return float(self.batch_size)

@@ -40,7 +40,6 @@ with its own pool.
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import logging
 import math
 import statistics
@@ -49,7 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipesl.cost import evaluate, resource_name
+from pipesl.cost import Resource, evaluate, resource_loads
 from pipesl.exceptions import PipeslError, ProblemError, RuntimeSetupError
 from pipesl.experiments.config import ADAPTATION_CASES, AdaptationConfig
 from pipesl.experiments.runner import ExperimentResult, Progress, markdown_table
@@ -95,21 +94,6 @@ class _Arm:
     seconds: float = 0.0
 
 
-def _link_names(problem: Problem, route: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Resource name -> link ends, for every hop of ``route``."""
-    out: dict[str, tuple[str, str]] = {}
-    for u, v in itertools.pairwise(route):
-        link = problem.network.link_between(u, v)
-        assert link is not None  # the plan was validated
-        ends = (link.source, link.target)
-        if link.duplex == "full":
-            out[resource_name("link", u, v, True)] = ends
-            out[resource_name("link", v, u, True)] = ends
-        else:
-            out[resource_name("link", *ends)] = ends
-    return out
-
-
 def bottleneck_link(problem: Problem, plan: Plan) -> tuple[str, str]:
     """The most loaded link of ``plan`` (its bottleneck resource when that is a link).
 
@@ -118,14 +102,16 @@ def bottleneck_link(problem: Problem, plan: Plan) -> tuple[str, str]:
     ProblemError
         When the plan uses no link (everything runs on the source).
     """
-    names: dict[str, tuple[str, str]] = {}
-    for route in plan.all_routes():
-        names.update(_link_names(problem, route))
-    if not names:
+    b = plan.micro_batch_size
+    links = {r: a(b) for r, a in resource_loads(problem, plan).items() if r.kind == "link"}
+    if not links:
         raise ProblemError("cases", "bandwidth-drop needs a plan that uses a link; the optimal "
                            "plan runs on the source alone", "bandwidth-drop")
-    loads = evaluate(problem, plan).resource_loads
-    return names[max(names, key=lambda r: loads.get(r, 0.0))]
+    busiest = max(links, key=links.__getitem__)
+    assert busiest.v is not None
+    link = problem.network.link_between(busiest.u, busiest.v)
+    assert link is not None  # the plan was validated
+    return link.source, link.target
 
 
 def departing_node(problem: Problem, plan: Plan) -> str:
@@ -141,8 +127,9 @@ def departing_node(problem: Problem, plan: Plan) -> str:
     if not nodes:
         raise ProblemError("cases", "node-departure needs a plan with a compute node besides "
                            f"the source {source}", "node-departure")
-    loads = evaluate(problem, plan).resource_loads
-    return max(nodes, key=lambda n: loads.get(resource_name("node", n), 0.0))
+    b = plan.micro_batch_size
+    loads = {r: a(b) for r, a in resource_loads(problem, plan).items()}
+    return max(nodes, key=lambda n: loads.get(Resource("node", n), 0.0))
 
 
 def iterations_to_target(throughputs: Sequence[tuple[int, float]], event: int,

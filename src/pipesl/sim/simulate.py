@@ -124,7 +124,7 @@ def _memory(problem: Problem, plan: Plan, trace: Trace, sizes: list[int],
     k_total = plan.num_stages
     size = np.asarray(sizes, dtype=np.int64)
     for k, s in enumerate(plan.stages):
-        r = trace.resources.index(cost.resource_name("node", s.node))
+        r = trace.resources.index(cost.Resource("node", s.node).name)
         mask = trace.resource == r
         # Trace order is by start time; a node runs one task at a time, so this is its order.
         sign = np.where(trace.kind[mask] == 0, 1, -1)
@@ -222,7 +222,7 @@ def simulate(problem: Problem, plan: Plan | OwnersPlan,
 
     makespan = trace.makespan_s
     busy = trace.busy_s()
-    compute = [cost.resource_name("node", s.node) for s in plan.stages]
+    compute = [cost.Resource("node", s.node).name for s in plan.stages]
     bubble = 1.0 - sum(busy[r] for r in compute) / (len(compute) * makespan) if makespan else 0.0
     return SimResult(
         schedule=table.name,

@@ -247,8 +247,12 @@ class CostTables:
                 * (self.acts[None, :] - self.acts[starts][:, None]))
 
     def compute_affine(self, node: int, first: int, last: int) -> Affine:
-        """Affine time of node ``node`` (index) running layers first..last (1-based)."""
-        return Affine(float(self.stage_alpha(node, first, last)), float(self.compute_beta[node]))
+        """Affine time of node ``node`` (index) running layers first..last (1-based): the
+        numbers of :meth:`stage_alpha` and :attr:`compute_beta`, read without array calls
+        (the scalar API's hot path)."""
+        work = self.work
+        return Affine(float((work[last] - work[first - 1]) * self.inv_flops[node]),
+                      float(self.compute_beta[node]))
 
     def pass_affines(self, node: int, first: int, last: int) -> tuple[Affine, Affine]:
         """Forward and backward pass of node ``node`` (index) running layers first..last

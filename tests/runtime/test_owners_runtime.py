@@ -15,11 +15,11 @@ import torch
 
 from owners_cases import owner_plan, owners_plan, owners_problem
 from pipesl.plan import OwnersPlan
-from pipesl.runtime import RunConfig, train
+from pipesl.runtime import RunConfig, build_config, train
 from pipesl.runtime.owners import train_owners, train_owners_reference
 
-CONFIG = RunConfig(steps=3, dtype="float64", time_scale=0.1, lr=0.1, momentum=0.5,
-                   return_state=True, data="digits", timeout_s=60.0)
+CONFIG = build_config(steps=3, dtype="float64", time_scale=0.1, lr=0.1, momentum=0.5,
+                     return_state=True, data="digits", timeout_s=60.0)
 
 
 def _assert_same(state: dict[int, dict[str, torch.Tensor]] | None,

@@ -47,8 +47,8 @@ def owners_tables(result: OwnersTrainResult) -> list[Table]:
     """Per iteration the joint and per-owner times (measured vs simulated), then per owner
     the medians."""
     cfg = result.config
-    emu = (f"emulated, time scale {cfg.time_scale:g}, "
-           f"{'virtual' if cfg.virtual_clock else 'wall'} clock" if cfg.emulate
+    emu = (f"emulated, time scale {cfg.emulation.time_scale:g}, "
+           f"{'virtual' if cfg.emulation.virtual_clock else 'wall'} clock" if cfg.emulation.enabled
            else "real devices and network")
     its = Table(title=f"Iterations ({len(result.owners)} owners, {result.mode}, "
                 f"{result.replicas} replicas, {result.schedule}, {emu})",
@@ -120,7 +120,7 @@ def train_owners_command(runtime: Any, problem: Problem, plan_path: Path | None,
         console.print(owners_summary(result))
     note = err_console if json_out else console
     if result.audit is not None:
-        note.print(escape(f"{result.audit.summary()} (records in {cfg.audit})"))
+        note.print(escape(f"{result.audit.summary()} (records in {cfg.outputs.audit})"))
         for line in result.audit.relayed[:5]:
             note.print(escape(f"  relayed: {line}"))
     if out is not None:

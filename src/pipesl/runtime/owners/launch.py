@@ -65,32 +65,34 @@ def make_owners_job(problem: Problem, plan: Any, config: RunConfig | None = None
 
     cfg = build_config(config)
     validate_owners_plan(problem, plan)
-    if cfg.checkpoint_dir is not None or cfg.fault or cfg.resume:
+    if cfg.checkpoint.folder is not None or cfg.liveness.fault or cfg.checkpoint.resume:
         raise ProblemError("config", "checkpoints, resuming and fault injection are not "
                            "supported with several data owners yet")
-    schedule = cfg.schedule or problem.training.schedule
+    schedule = cfg.training.schedule or problem.training.schedule
     sim = _simulate(problem, plan, schedule)
     plans = tuple(plan.plans)
     order = trace_order(build_owners_topology(problem, plans, schedule).owners,
                         _compute_records(sim))
     otopo = build_owners_topology(problem, plans, schedule, order=order)
-    info = inspect_model(problem, cfg.model)
-    data = tuple(DataSpec(kind=cfg.data, batch_size=d.batch_size,
+    info = inspect_model(problem, cfg.job.model)
+    data = tuple(DataSpec(kind=cfg.job.data, batch_size=d.batch_size,
                           sample_shape=info.sample_shape, num_classes=info.num_classes,
                           tokens=info.loss == "lm", zoo_name=info.zoo_name,
-                          seed=owner_seed(cfg.seed, o), dtype=cfg.dtype)
+                          seed=owner_seed(cfg.job.seed, o), dtype=cfg.job.dtype)
                  for o, d in enumerate(problem.owners))
-    if cfg.data == "digits":
+    if cfg.job.data == "digits":
         make_batches(data[0])  # shape and class checks before spawning
-    scale = cfg.time_scale if cfg.emulate else 1.0
-    cfg = replace(cfg, model=info.ref, schedule=otopo.owners[0].table.name)
+    scale = cfg.scale
+    cfg = replace(cfg, job=replace(cfg.job, model=info.ref),
+                  training=replace(cfg.training, schedule=otopo.owners[0].table.name))
     label_shape = info.sample_shape if info.loss == "lm" else ()
     # parallel: when each owner's last backward ends; sequential: each owner's turn alone
     owner_s = (sim.owner_makespans_s if otopo.mode == "parallel"
                else tuple(row.alone_s for row in sim.owners))
     return OwnersJob(problem, plans, otopo, cfg, info, data, sim.makespan_s * scale,
                      tuple(s * scale for s in owner_s), label_shape=label_shape,
-                     audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts")
+                     audit_folder=(None if cfg.outputs.audit is None
+                                   else f"{cfg.outputs.audit}.parts"))
 
 
 def _compute_records(sim: Any) -> list[Any]:
@@ -163,11 +165,11 @@ def train_owners(problem: Problem, plan: Any = None, config: RunConfig | None = 
             spare.conn.send((job, Rendezvous(init, r, world, True), level))
         supervisor = Supervisor(processes, otopo.nodes,
                                 [", ".join(otopo.roles(n)) for n in otopo.nodes], board,
-                                channel, hang_timeout_s=cfg.hang_timeout_s,
-                                startup_timeout_s=2 * cfg.timeout_s + 30.0,
+                                channel, hang_timeout_s=cfg.liveness.hang_timeout_s,
+                                startup_timeout_s=2 * cfg.transport.timeout_s + 30.0,
                                 start_iteration=0, on_message=received)
         supervisor.run()
-        deadline = time.monotonic() + min(cfg.timeout_s, 30.0)
+        deadline = time.monotonic() + min(cfg.transport.timeout_s, 30.0)
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
         while parts:
@@ -189,12 +191,12 @@ def train_owners(problem: Problem, plan: Any = None, config: RunConfig | None = 
         start = min(p.start for p in got)
         first = start if first is None else min(first, start)
     audit = None
-    if job.audit_folder is not None and cfg.audit is not None:
+    if job.audit_folder is not None and cfg.outputs.audit is not None:
         from pipesl.runtime.audit import collect_audit
         from pipesl.runtime.owners.audit import check_owners_audit
 
-        records_, tensors = collect_audit(job.audit_folder, cfg.audit)
-        audit = check_owners_audit(records_, tensors, otopo, job.data, range(cfg.steps))
+        records_, tensors = collect_audit(job.audit_folder, cfg.outputs.audit)
+        audit = check_owners_audit(records_, tensors, otopo, job.data, range(cfg.training.steps))
     return OwnersTrainResult(
         problem=problem.name or problem.model.name, mode=otopo.mode,
         replicas=otopo.replicas, schedule=otopo.owners[0].table.name, config=cfg,

@@ -54,21 +54,24 @@ def train_owners_reference(problem: Problem, plan: Any, config: RunConfig | None
         Per iteration, each owner's mean loss.
     """
     cfg = build_config(config)
-    info = inspect_model(problem, cfg.model)
+    info = inspect_model(problem, cfg.job.model)
     owners = problem.owners
     tr = problem.training
     shared = getattr(tr, "replicas", "per-owner") == "shared"
     sequential = getattr(tr, "owners_mode", "parallel") == "sequential"
     data = [make_batches(DataSpec(
-        kind=cfg.data, batch_size=d.batch_size, sample_shape=info.sample_shape,
+        kind=cfg.job.data, batch_size=d.batch_size, sample_shape=info.sample_shape,
         num_classes=info.num_classes, tokens=info.loss == "lm", zoo_name=info.zoo_name,
-        seed=owner_seed(cfg.seed, o), dtype=cfg.dtype)) for o, d in enumerate(owners)]
-    chain = build_chain(info.ref, cfg.seed, getattr(torch, cfg.dtype), problem.model.num_layers)
+        seed=owner_seed(cfg.job.seed, o), dtype=cfg.job.dtype)) for o, d in enumerate(owners)]
+    chain = build_chain(info.ref, cfg.job.seed, getattr(torch, cfg.job.dtype),
+                        problem.model.num_layers)
     chain.train()
 
     def sgd(module: torch.nn.Module) -> torch.optim.Optimizer | None:
         params = [p for p in module.parameters() if p.requires_grad]
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum) if params else None
+        if not params:
+            return None
+        return torch.optim.SGD(params, lr=cfg.training.lr, momentum=cfg.training.momentum)
 
     if shared:
         c = plan.plans[0].stages[0].last_layer
@@ -84,7 +87,7 @@ def train_owners_reference(problem: Problem, plan: Any, config: RunConfig | None
     loss_of = [micro_batch_loss(info.loss, d.batch_size) for d in owners]
     turns = [[o] for o in range(len(owners))] if sequential else [list(range(len(owners)))]
     losses: list[tuple[float, ...]] = []
-    for it in range(cfg.steps):
+    for it in range(cfg.training.steps):
         row = [0.0] * len(owners)
         for turn in turns:
             opts = [private_opts[o] for o in turn] + [server_opt]

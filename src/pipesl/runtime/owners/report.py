@@ -139,8 +139,9 @@ class OwnersTrainResult:
                      "replicas": self.replicas},
             "nodes": [{"node": n, "rank": r, "roles": list(roles)}
                       for n, r, roles in self.nodes],
-            "emulate": cfg.emulate, "time_scale": cfg.time_scale,
-            "virtual_clock": cfg.virtual_clock, "steps": cfg.steps, "data": cfg.data,
+            "emulate": cfg.emulation.enabled, "time_scale": cfg.emulation.time_scale,
+            "virtual_clock": cfg.emulation.virtual_clock, "steps": cfg.training.steps,
+            "data": cfg.job.data,
             "simulated_s": self.simulated_s,
             "owner_simulated_s": list(self.owner_simulated_s),
             "median_measured_s": self.median_measured_s() if self.iterations else None,

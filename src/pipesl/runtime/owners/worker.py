@@ -38,7 +38,7 @@ import torch.distributed as dist
 from pipesl.problem.types import Problem
 from pipesl.runtime.config import RunConfig
 from pipesl.runtime.data import DataSpec, make_batches
-from pipesl.runtime.emulator import Links, parse_emulate
+from pipesl.runtime.emulator import Links
 from pipesl.runtime.liveness import Liveness
 from pipesl.runtime.owners.executor import OwnersAuditor, OwnersEmulator, OwnersExecutor
 from pipesl.runtime.owners.program import lower_owner, lower_owners
@@ -112,8 +112,8 @@ class _Node:
         for o, topo in enumerate(otopo.owners):
             if node == topo.source or (topo.labels_local and node == topo.loss_node):
                 self.batches[o] = make_batches(job.data[o])
-        dtype = getattr(torch, cfg.dtype)
-        self.device = _device(cfg.backend, rank)
+        dtype = getattr(torch, cfg.job.dtype)
+        self.device = _device(cfg.transport.backend, rank)
         here = otopo.stages_at(node)
         self.stages: dict[int, Stage] = {}
         self.stage_index: dict[int, int] = {}
@@ -121,7 +121,7 @@ class _Node:
         """Every distinct module on this node: the owners it serves and the stage that
         steps it."""
         if here:
-            chain = build_chain(job.model.ref, cfg.seed, dtype, job.problem.model.num_layers)
+            chain = build_chain(job.model.ref, cfg.job.seed, dtype, job.problem.model.num_layers)
             shared: dict[tuple[int, int, int], Any] = {}
             for o, role in here:
                 topo = otopo.owners[o]
@@ -135,8 +135,8 @@ class _Node:
                                                         role.last_layer)).to(self.device)
                     if otopo.is_shared(role.index):
                         shared[key] = module
-                stage = Stage(module, cfg.lr, cfg.momentum, loss if loss_here else None,
-                              input_grad=role.index > 0)
+                stage = Stage(module, cfg.training.lr, cfg.training.momentum,
+                              loss if loss_here else None, input_grad=role.index > 0)
                 self.stages[o], self.stage_index[o] = stage, role.index
                 for i, (served, s) in enumerate(self.modules):
                     if s.module is module:
@@ -162,22 +162,23 @@ class _Node:
         inbound: dict[Transfer, tuple[int, ...]] = {}
         for _, prog in self.turns:
             inbound.update(prog.inbound())
-        parts = parse_emulate(cfg.emulation) if cfg.emulate else frozenset()
-        virtual = "links" in parts and cfg.virtual_clock
+        parts = cfg.emulated
+        virtual = "links" in parts and cfg.emulation.virtual_clock
         self.recorder = Recorder()
-        self.emulator = OwnersEmulator(otopo, node, parts, cfg.time_scale,
+        self.emulator = OwnersEmulator(otopo, node, parts, cfg.emulation.time_scale,
                                        on_error=lambda message: fatal(f"failed: {message}",
                                                                       False))
         self.transport = Transport(
             node, {n: i for i, n in enumerate(otopo.nodes)}, group, inbound=inbound,
-            shape_of=wire_shapes(job), iterations=range(cfg.steps), stamped=virtual,
-            timeout_s=cfg.timeout_s, device=self.device, auditor=self.auditor)
+            shape_of=wire_shapes(job), iterations=range(cfg.training.steps), stamped=virtual,
+            timeout_s=cfg.transport.timeout_s, device=self.device, auditor=self.auditor,
+            ahead=cfg.transport.post_ahead)
 
         def lane_failed(exc: BaseException) -> None:
             fatal(_error_text(exc), not isinstance(exc, PeerFailure))
 
-        self.links = Links(self.transport, self.emulator, self.recorder, live, cfg.timeout_s,
-                           virtual, on_error=lane_failed)
+        self.links = Links(self.transport, self.emulator, self.recorder, live,
+                           cfg.transport.timeout_s, virtual, on_error=lane_failed)
         self.executor = OwnersExecutor(
             stages=self.stages, stage_index=self.stage_index, losses=losses, offsets=offsets,
             links=self.links, emulator=self.emulator, recorder=self.recorder,
@@ -279,21 +280,21 @@ def run_owners_worker(job: OwnersJob, rendezvous: Rendezvous, sink: Sink) -> Non
         logging.shutdown()
         os._exit(1)
 
-    timeout = timedelta(seconds=cfg.timeout_s)
+    timeout = timedelta(seconds=cfg.transport.timeout_s)
     try:
         dist.init_process_group("gloo", init_method=rendezvous.init_method, rank=rank,
                                 world_size=rendezvous.world_size, timeout=timeout)
         group = (dist.new_group(list(range(rendezvous.world_size)), timeout=timeout,
-                                backend=cfg.backend)
-                 if cfg.backend != "gloo" else dist.group.WORLD)
+                                backend=cfg.transport.backend)
+                 if cfg.transport.backend != "gloo" else dist.group.WORLD)
         proc = _Node(job, rank, group, fatal, live)
         proc.start()
         live.ready()
         logger.info("rank %d runs %s: %s", rank, node, ", ".join(otopo.roles(node)) or "idle")
-        for it in range(cfg.steps):
+        for it in range(cfg.training.steps):
             sink.records(proc.iteration(it))
         state: dict[int, dict[str, torch.Tensor]] | None = None
-        if cfg.return_state:
+        if cfg.outputs.return_state:
             mine = proc.state()
             parts: list[Any] | None = [None] * rendezvous.world_size if rank == 0 else None
             proc.collective("the trained parameters", dist.gather_object, mine, parts, 0)

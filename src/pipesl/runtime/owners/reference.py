@@ -35,7 +35,7 @@ __all__ = ["train_owners_reference"]
 
 def train_owners_reference(problem: Problem, plan: Any, config: RunConfig | None = None
                            ) -> tuple[dict[int, dict[str, torch.Tensor]], list[tuple[float, ...]]]:
-    """Train ``config.steps`` iterations (rounds) in this process.
+    """Train ``config.training.steps`` iterations (rounds) in this process.
 
     Parameters
     ----------

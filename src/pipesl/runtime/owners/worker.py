@@ -249,7 +249,7 @@ def _nonempty(lanes: tuple[Lane, ...]) -> list[Lane]:
 def wire_shapes(job: OwnersJob) -> Callable[[Transfer, int], tuple[tuple[int, ...],
                                                                     torch.dtype]]:
     """``shape_of(transfer, micro_batch)`` of every owner's streams."""
-    dtype = getattr(torch, job.config.dtype)
+    dtype = getattr(torch, job.config.job.dtype)
     label_dtype = getattr(torch, job.label_dtype)
     units = job.model.unit_shapes
     topos = job.topology.owners

@@ -201,9 +201,9 @@ def test_gpipe_split_floor_is_tight_on_most_small_instances() -> None:
 
 @pytest.mark.parametrize("seed", range(30))
 def test_split_floor_least_maxima_bound_every_plan(seed: int) -> None:
-    """F_min and G_min (the min-max DP that starts the split floor's searches) never exceed a
-    valid plan's largest forward and largest backward step, at every b, and are positive
-    where a plan exists (every step takes time)."""
+    """F_min and G_min (the min-max DP that starts the split floor's searches), and the
+    source cut's cheaper bounds, never exceed a valid plan's largest forward and largest
+    backward step, at every b; F_min and G_min are positive where a plan exists."""
     from pipesl.cost import CostTables, stage_phases
     from pipesl.solvers.layered import Context
     from pipesl.solvers.microbatch import candidate_micro_batch_sizes
@@ -219,6 +219,7 @@ def test_split_floor_least_maxima_bound_every_plan(seed: int) -> None:
     for b in candidate_micro_batch_sizes(problem.training.batch_size):
         split = _SplitTables(problem, tables, Context(problem, tables, b, RouteCache()))
         f_min, g_min = split.least_maxima()
+        f_cut, g_cut = split.source_cut()
         least_f = least_g = math.inf
         for plan in plans:
             plan = plan.with_micro_batch_size(b)
@@ -228,6 +229,7 @@ def test_split_floor_least_maxima_bound_every_plan(seed: int) -> None:
             f = max(p.forward(b) for p in phases)
             g = max(p.backward(b) for p in phases)
             assert f >= f_min * (1 - 1e-12) and g >= g_min * (1 - 1e-12), (b, plan)
+            assert f >= f_cut * (1 - 1e-12) and g >= g_cut * (1 - 1e-12), (b, plan)
             least_f, least_g = min(least_f, f), min(least_g, g)
         if math.isfinite(least_f):
             assert f_min > 0 and g_min > 0

@@ -181,9 +181,9 @@ class AdaptationConfig:
     bandwidth_factor: float = 0.2
     departure_iteration: int = 8
     time_scale: float = 1.0
-    """Multiplies every emulated duration (RunConfig.time_scale)."""
+    """Multiplies every emulated duration (RunConfig.emulation.time_scale)."""
     data: str = "digits"
-    """Training data: ``digits`` or ``synthetic`` (RunConfig.data)."""
+    """Training data: ``digits`` or ``synthetic`` (RunConfig.job.data)."""
     seed: int = 0
     """Seeds the model's initial weights and the data order (the same in every run)."""
     target: float = 0.9
@@ -200,15 +200,12 @@ class OwnersConfig:
 
     name: str = "owners"
     owners: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
-    """Numbers of data owners of the generated campus family (each point: the first n)."""
-    scenario: str | None = "campus-owners"
-    """A built-in multi-owner scenario also swept over its first 1..all owners (None: none)."""
+    """Numbers of data owners (each point: the scenario grown or cut to n owners)."""
+    scenario: str = "campus-owners"
+    """The built-in multi-owner scenario the instances grow from
+    (:func:`pipesl.experiments.owners.campus_owners`)."""
     seeds: int = 2
-    """Generated campus networks per number of owners."""
-    batch_size: int = 16
-    """B of every owner in the generated family."""
-    layers: int = 6
-    """Layers of the generated family's CNN."""
+    """Seed 0: the scenario as shipped; seed s > 0: bandwidths and FLOP/s perturbed +-20 %."""
     methods: tuple[str, ...] = ("joint", "independent", "sequential")
     """Planners compared (``joint`` first: ratios are taken against it)."""
     time_limit: float = 30.0

@@ -2,12 +2,12 @@
 
 Two families of instances, each swept over n = 1..N owners:
 
-* ``campus`` — generated campus networks (:func:`campus_owners`): n Jetson-class devices on
-  two Wi-Fi access points, a backhaul between them, three edge servers (one behind each AP,
-  one behind the first server), a small CNN, min-hop routing (``routing: shortest``);
-  ``seeds`` random draws per n (point n of draw s has the servers and the first n devices
-  of point n + 1);
-* the built-in scenario (``scenario``, by default ``campus-owners``): its first n owners.
+* the built-in multi-owner scenario (``scenario``, by default ``campus-owners``: camera
+  boards on two Wi-Fi access points, two edge servers), grown to n owners by
+  :func:`campus_owners` (owners beyond its three copy its cameras, each on the same access
+  point as the camera it copies); seed 0 is the scenario as shipped, other seeds perturb
+  every bandwidth and FLOP/s by up to +-20 %;
+* :func:`many_owners` — generated edge networks with many owners (the benchmark's).
 
 For every instance: ``joint`` (:func:`pipesl.solvers.owners.solve_owners`, certified when
 the search finishes within the time limit, else with its gap), ``independent`` (every owner's
@@ -29,47 +29,60 @@ from pipesl.exceptions import InfeasibleError
 from pipesl.experiments.config import OwnersConfig
 from pipesl.experiments.generators import synthetic_model
 from pipesl.experiments.runner import ExperimentResult, Progress, markdown_table
-from pipesl.problem.types import DataOwner, Link, Network, Node, Problem, TrainingSpec
+from pipesl.problem.types import DataOwner, Network, Problem, TrainingSpec
 from pipesl.problem.validate import validate_problem
 
-__all__ = ["campus_owners", "many_owners", "owners_markdown", "owners_units", "run_owners",
-           "take_owners"]
+__all__ = ["campus_owners", "many_owners", "owners_markdown", "owners_units", "run_owners"]
 
 GiB = 2.0**30
 
 
-def campus_owners(n_owners: int, *, seed: int = 0, layers: int = 6,
-                  batch_size: int = 16) -> Problem:
-    """A generated campus with ``n_owners`` data owners (module docstring).
+def campus_owners(n_owners: int, *, seed: int = 0, scenario: str = "campus-owners",
+                  perturb: float = 0.2) -> Problem:
+    """The built-in multi-owner scenario grown (or cut) to ``n_owners`` owners.
 
-    Devices ``d1..dn`` (0.3-0.5 TFLOP/s, 4 GiB) alternate between access points ``ap1`` and
-    ``ap2`` (Wi-Fi, 100-400 Mbit/s, half duplex, 2-4 ms); ``ap1-ap2`` is a 1 Gbit/s mesh link;
-    ``es1`` (wired to ap1), ``es2`` (wired to ap2) and ``es3`` (wired to es1) are edge
-    servers of 2-9 TFLOP/s.
+    Owners beyond the scenario's are new camera boards: owner i copies owner ``i mod k``'s
+    device (FLOP/s, memory, overhead), its access link (to the same access point) and its
+    batch (k = the scenario's owners); owners below keep the scenario's own. Seed 0 is the
+    scenario as shipped (points n <= k are exactly its first n owners); seed s > 0 multiplies
+    every bandwidth and every FLOP/s by an independent uniform [1 - x, 1 + x]
+    (:func:`~pipesl.experiments.instances.fluctuate`, x = ``perturb``), drawn once for the
+    largest network so that point n of seed s is point n + 1 without its last owner.
     """
-    rng = np.random.default_rng(seed)
-    servers = [Node(f"es{k}", flops=float(f * rng.uniform(0.8, 1.2)), memory=16 * GiB,
-                    overhead=1e-3, kind="server")
-               for k, f in ((1, 0.8e12), (2, 0.5e12), (3, 1.6e12))]
-    devices, links = [], []
-    for i in range(n_owners):  # device i draws from its own stream: point n extends n - 1
-        dev = np.random.default_rng([seed, i])
-        devices.append(Node(f"d{i + 1}", flops=float(dev.uniform(0.1e12, 0.2e12)),
-                            memory=4 * GiB, overhead=3e-3, kind="device"))
-        links.append(Link(f"d{i + 1}", "ap1" if i % 2 == 0 else "ap2",
-                          float(dev.uniform(2e8, 6e8)), float(dev.uniform(1e-3, 3e-3)), "half"))
-    nodes = [*devices, Node("ap1", compute=False, kind="relay"),
-             Node("ap2", compute=False, kind="relay"), *servers]
-    links += [Link("ap1", "ap2", 1e9, 1e-3, "half"),
-              Link("ap1", "es1", 0.94e9, 2e-4, "full"),
-              Link("ap2", "es2", 0.94e9, 2e-4, "full"),
-              Link("es1", "es3", 9.4e9, 5e-5, "full")]
-    owners = tuple(DataOwner(n.id, batch_size) for n in nodes[:n_owners])
-    training = TrainingSpec(source=owners[0].node, batch_size=batch_size, routing="shortest",
-                            sources=owners if n_owners > 1 else ())
-    return validate_problem(Problem(Network(tuple(nodes), tuple(links)),
-                                    synthetic_model(layers, "cnn", seed=seed), training,
-                                    name=f"campus-{n_owners}owners-s{seed}"))
+    from pipesl.experiments.instances import fluctuate
+    from pipesl.problem import load_problem
+
+    base = load_problem(scenario)
+    owners = list(base.owners)
+    k = len(owners)
+    net = base.network
+    nodes = list(net.nodes)
+    links = list(net.links)
+    for i in range(k, n_owners):
+        model = owners[i % k]
+        dev = net.node(model.node)
+        new = f"{model.node}-{i}"
+        x, y = dev.pos if dev.pos is not None else (0.0, 0.0)
+        nodes.insert(i, replace(dev, id=new, pos=(x - 0.6 * (i // k), y - 0.25 * (i // k))))
+        access = next(e for e in net.links if model.node in e.ends)
+        other = access.target if access.source == model.node else access.source
+        links.append(replace(access, source=new, target=other))
+        owners.append(replace(model, node=new, name=""))
+    network = Network(tuple(nodes), tuple(links))
+    if seed:
+        network = fluctuate(network, perturb, np.random.default_rng(seed))
+    keep = {o.node for o in owners[:n_owners]}
+    drop = {o.node for o in owners} - keep
+    network = Network(tuple(n for n in network.nodes if n.id not in drop),
+                      tuple(e for e in network.links if not (e.ends & drop)))
+    chosen = tuple(owners[:n_owners])
+    training = replace(base.training, sources=chosen if n_owners > 1 else ())
+    if n_owners == 1:
+        o = chosen[0]
+        training = replace(training, source=o.node, batch_size=o.batch_size,
+                           micro_batch_size=o.micro_batch_size, labels_at=o.labels_at)
+    return validate_problem(replace(base, network=network, training=training,
+                                    name=f"{scenario}-{n_owners}-s{seed}"))
 
 
 def many_owners(n_nodes: int, n_owners: int, *, seed: int = 0, layers: int = 12,
@@ -96,30 +109,9 @@ def many_owners(n_nodes: int, n_owners: int, *, seed: int = 0, layers: int = 12,
                                     name=f"edge-{n_nodes}n-{n_owners}owners-s{seed}"))
 
 
-def take_owners(problem: Problem, n: int) -> Problem:
-    """``problem`` with its first ``n`` owners only (one: the single-source form)."""
-    if n == problem.num_owners:
-        return problem
-    if n == 1:
-        return problem.owner_problem(0)
-    tr = problem.training
-    return validate_problem(replace(problem, training=replace(tr, sources=tr.sources[:n]),
-                                    name=f"{problem.name}-first{n}"))
-
-
 def _instances(config: OwnersConfig) -> list[tuple[str, int, int, Problem]]:
-    out = []
-    for n in config.owners:
-        for seed in range(config.seeds):
-            out.append(("campus", seed, n, campus_owners(n, seed=seed, layers=config.layers,
-                                                          batch_size=config.batch_size)))
-    if config.scenario:
-        from pipesl.problem import load_problem
-
-        full = load_problem(config.scenario)
-        for n in range(1, full.num_owners + 1):
-            out.append((config.scenario, 0, n, take_owners(full, n)))
-    return out
+    return [(config.scenario, seed, n, campus_owners(n, seed=seed, scenario=config.scenario))
+            for n in config.owners for seed in range(config.seeds)]
 
 
 def owners_units(config: OwnersConfig) -> int:

@@ -48,30 +48,13 @@ from pipesl.cost.steps import PipelineStep
 from pipesl.exceptions import InfeasibleError
 from pipesl.plan import Plan, Stage
 from pipesl.problem.types import Problem
+from pipesl.solvers.makespan_eval import plan_makespan
 from pipesl.solvers.makespan_tables import PassTables
 from pipesl.solvers.result import SolveResult, finish
 
 __all__ = ["plan_makespan", "solve_makespan"]
 
 _REL_TOL = 1e-9
-
-
-def plan_makespan(problem: Problem, plan: Plan) -> float:
-    """The simulated makespan of ``plan`` under ``training.schedule`` (what ``simulate`` says).
-
-    GPipe's closed form where it is exact (:func:`pipesl.cost.bounds.gpipe_closed_form`),
-    otherwise one run of the discrete-event simulator on the schedule's table.
-    """
-    if problem.training.schedule == "gpipe":
-        closed = gpipe_closed_form(problem, plan)
-        if closed is not None:
-            return closed
-    from pipesl.schedules import plan_table
-    from pipesl.sim import plan_steps, run_pipeline
-
-    table = plan_table(problem, plan)
-    sizes = [plan.micro_batch_size] * table.num_micro_batches
-    return run_pipeline(plan_steps(problem, plan), table, sizes).makespan_s
 
 
 @dataclass(frozen=True)
@@ -197,21 +180,27 @@ class _Search:
         return pipeline_bound(steps, b, m, [float(m)] * n, [1] * n, self.schedule == "gpipe",
                               last)
 
-    def by_bound(self, plans: Iterable[Plan]) -> list[Plan]:
-        """The feasible ``plans`` in order of increasing :meth:`plan_bound` (offered in that
-        order, the first ones set an incumbent whose time prunes the others' simulation)."""
+    def offer_all(self, plans: Iterable[Plan]) -> None:
+        """Offer the feasible ``plans`` in order of increasing :meth:`plan_bound`: the first
+        set an incumbent, and once a bound reaches it the rest cannot beat it."""
         fits = [p for p in plans
                 if cost.feasible_micro_batch_sizes(self.problem, p)[p.micro_batch_size - 1]]
-        return sorted(fits, key=self.plan_bound)
+        for bound, _, plan in sorted((self.plan_bound(p), i, p) for i, p in enumerate(fits)):
+            if self.best is not None and bound >= self.best[0]:
+                self.counters["offers_pruned"] = (self.counters.get("offers_pruned", 0)
+                                                  + 1)
+                continue
+            self.offer(plan, bound)
 
-    def offer(self, plan: Plan) -> None:
+    def offer(self, plan: Plan, bound: float | None = None) -> None:
         """Make ``plan`` the incumbent if it runs faster; a plan whose bound (windows M,
         chains 1, the flush for GPipe: valid for every table of the schedule) already
         reaches the incumbent is not simulated."""
         problem = self.problem
         if not cost.feasible_micro_batch_sizes(problem, plan)[plan.micro_batch_size - 1]:
             return
-        if self.best is not None and self.plan_bound(plan) >= self.best[0]:
+        if self.best is not None and (self.plan_bound(plan) if bound is None else bound) \
+                >= self.best[0]:
             self.counters["offers_pruned"] = self.counters.get("offers_pruned", 0) + 1
             return
         if self.schedule == "gpipe" and gpipe_closed_form(problem, plan) is not None:
@@ -422,8 +411,7 @@ def solve_makespan(problem: Problem, micro_batch_sizes: list[int] | None = None,
     # every b of each M is covered: the smallest searched, the others walked from it (close)
     search = _Search(problem, sizes, deadline, siblings=micro_batch_sizes is None
                      and tr.micro_batch_size is None)
-    for plan in search.by_bound(seed.plan.with_micro_batch_size(b) for b in sizes):
-        search.offer(plan)
+    search.offer_all(seed.plan.with_micro_batch_size(b) for b in sizes)
     if flush_chain:
         # GPipe without a label route runs no faster than S + (M - 1) * (largest step load)
         # (bound 5 of pipesl.cost.bounds): the exact solver minimised that over every plan

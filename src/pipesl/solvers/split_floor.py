@@ -48,10 +48,11 @@ F_min and G_min of a smaller b bound those of a larger one, and S grows by at le
 ``(b - b') A`` from b' to b, A the least seconds per sample of the whole model on one
 compute node (a plan's stages together run that work, each no faster than the fastest
 node): ``R + (b - b') A + lam (F_min + G_min)`` from the previous b settles a b at or
-above ``upper`` before any DP pass of its own (and with this b's own F_min and G_min, one
-min-max pass, before any relaxed DP pass). (e) When ``lo < crit < hi`` for a gap,
-``crit = (upper - s_hi) / lam``, values above crit cost at least upper: the gap is
-evaluated at crit rather than bisected.
+above ``upper`` before any DP pass of its own; then with the source cut's cheap bounds on
+this b's maxima (the source runs 1..j and one of its links carries layer j's output); then
+with this b's own F_min and G_min (one min-max pass), before any relaxed DP pass.
+(e) When ``lo < crit < hi`` for a gap, ``crit = (upper - s_hi) / lam``, values above crit
+cost at least upper: the gap is evaluated at crit rather than bisected.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ from pipesl.solvers.layered import (
     relaxed_plan,
     reused_node,
 )
+from pipesl.solvers.makespan_eval import plan_makespan
 from pipesl.solvers.routes import RouteCache
 
 __all__ = ["gpipe_split_floor"]
@@ -97,8 +99,8 @@ the plan found (any v in [lo, tau] is valid: it only guides the search); extra d
 
 
 def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, upper: float,
-                  max_evaluations: int, deadline: float | None, floor: float = 0.0
-                  ) -> tuple[float, float]:
+                  max_evaluations: int, deadline: float | None, floor: float = 0.0,
+                  probe: bool = False) -> tuple[float, float]:
     """A lower bound on ``min over plans of S + lam * value`` (see the module docstring).
 
     ``evaluate(tau, lo)`` evaluates at tau; lo is the lower end of the gap being split
@@ -107,7 +109,9 @@ def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, up
     bound on every plan's value (no threshold below it is evaluated).
 
     Returns the bound (a bound at or above ``upper`` only says "no better than upper") and the
-    ``extra`` of the evaluated point with the least cost (nan when none).
+    ``extra`` of the evaluated point with the least cost (nan when none). ``probe``: also
+    evaluate at ``floor`` right away (worth it while ``upper`` is loose: a plan found there
+    is often the best, and its cost tightens every later cut).
     """
     s0, v0, x0 = evaluate(math.inf, floor)
     if not math.isfinite(s0):
@@ -116,9 +120,16 @@ def _min_plus_max(evaluate: Callable[[float, float], Evaluation], lam: float, up
     final = math.inf  # bounds of gaps too narrow to refine
     heap: list[tuple[float, int, float, float, float]] = []  # (bound, seq, lo, hi, s_hi)
     seq = itertools.count()
-    if v0 > floor:
-        heapq.heappush(heap, (s0 + lam * floor, next(seq), floor, v0, s0))
     evaluations = 1
+    if v0 > floor:
+        if probe and floor > 0 and s0 + lam * floor < min(best, upper) * (1 - _PRUNE):
+            # probe the bottom first: a plan at the least possible value, when there is one,
+            # is often the best, and its cost then prunes the gap above by its crit
+            s1, _, x1 = evaluate(floor, floor)
+            evaluations += 1
+            if math.isfinite(s1) and s1 + lam * floor < best:
+                best, best_x = s1 + lam * floor, x1
+        heapq.heappush(heap, (s0 + lam * floor, next(seq), floor, v0, s0))
     while heap:
         lb, _, lo, hi, s_hi = heap[0]
         if lb >= min(best, upper) * (1 - _PRUNE):
@@ -165,12 +176,30 @@ class _SplitTables:
         # a hop's load on its link is share * 2x: x <= h  <=>  load <= 2 share h
         self.hop_factor = float(2.0 * tables.load_share.max()) if len(tables.load_share) else 1.0
         self.best: tuple[float, Plan] | None = None
-        """The valid plan of least GPipe closed form met among the relaxed plans."""
+        """The valid plan of least GPipe makespan met among the relaxed plans."""
+        self.cap = math.inf
+        """Plans that cannot run faster than this are not simulated (:meth:`keep`)."""
+        self.simulated = 0
         self.exact: list[tuple[float, float, float, float, float]] = []
         """Evaluations (phi, gamma, value, f_max, g_max) whose relaxed plan reuses no node:
         value is then R'(phi, gamma) and the plan's maxima are (f_max, g_max), so every
         query (phi2, gamma2) with f_max <= phi2 <= phi and g_max <= gamma2 <= gamma has the
         same R' (R' is non-increasing in both thresholds and that plan is admissible)."""
+
+    def source_cut(self) -> tuple[float, float]:
+        """Cheap lower bounds on F_min and G_min: the source runs layers 1..j, and unless j = L
+        one of its own links carries layer j's output (that hop's x both ways)."""
+        ctx = self.ctx
+        src = ctx.compute_pos[ctx.source]
+        f = self.forward[src, 0, 1:]  # j = 1..L
+        g = self.backward[src, 0, 1:]
+        node = ctx.source
+        tables = ctx.tables
+        incident = (tables.link_u == node) | (tables.link_v == node)
+        x = ctx.routes.times[incident, 1:] / 2.0  # layer j's output, each way
+        hop = x.min(axis=0) if x.size else np.full(len(f), np.inf)
+        hop[-1] = 0.0  # j = L: nothing leaves the source (no label route here)
+        return float(np.maximum(f, hop).min()), float(np.maximum(g, hop).min())
 
     def least_maxima(self) -> tuple[float, float]:
         """(F_min, G_min): lower bounds on every valid plan's largest forward and largest
@@ -208,16 +237,24 @@ class _SplitTables:
         src = ctx.compute_pos[ctx.source]
         return float(arrived[0, 0, src]), float(arrived[1, 0, src])
 
-    def keep(self, plan: Plan) -> None:
-        """Remember ``plan`` when it is valid, private (closed form applies) and the best."""
+    def keep(self, plan: Plan, lower: float) -> None:
+        """Remember ``plan`` when it is valid and the fastest met: its makespan is the closed
+        form when that applies, else simulated — only when ``lower`` (its own split bound
+        ``S + (M - 1)(max f + max g)``) is below :attr:`cap` and the best so far."""
+        problem = self.ctx.problem
         try:
-            validate_plan(self.ctx.problem, plan)
+            validate_plan(problem, plan)
         except PipeslError:
             return
-        if not feasible_micro_batch_sizes(self.ctx.problem, plan)[plan.micro_batch_size - 1]:
+        if not feasible_micro_batch_sizes(problem, plan)[plan.micro_batch_size - 1]:
             return
-        t = gpipe_closed_form(self.ctx.problem, plan)
-        if t is not None and (self.best is None or t < self.best[0]):
+        t = gpipe_closed_form(problem, plan)
+        if t is None:
+            if lower >= min(self.cap, self.best[0] if self.best is not None else math.inf):
+                return
+            t = plan_makespan(problem, plan)
+            self.simulated += 1
+        if self.best is None or t < self.best[0]:
             self.best = (t, plan)
 
     def evaluate(self, phi: float, gamma: float, budget: int = 1
@@ -252,8 +289,6 @@ class _SplitTables:
             reuse = None if plan is None else reused_node(ctx, plan)
             if reuse is None or passes >= budget:
                 f_max, g_max = phi, gamma
-                if plan is not None and reuse is None:
-                    self.keep(plan)
                 if plan is not None:
                     try:
                         phases = stage_phases(ctx.problem, plan)
@@ -264,6 +299,7 @@ class _SplitTables:
                         g_max = max(p.backward(ctx.b) for p in phases)
                         if reuse is None:
                             self.exact.append((phi, gamma, value, f_max, g_max))
+                            self.keep(plan, value + ctx.bottleneck_weight * (f_max + g_max))
                 return value, f_max, g_max
             heapq.heappop(heap)
             for child in branch(windows, reuse[0], reuse[1], ctx.num_layers):
@@ -310,12 +346,20 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
         if deadline is not None and time.perf_counter() > deadline:
             return 0.0, plans  # not every b bounded: nothing proven
         lam = float(num_micro_batches(B, b) - 1)
-        ctx = Context(problem, tables, b, cache)
-        split = _SplitTables(problem, tables, ctx)
         cap = min(upper, floor, found)
         if prior is not None and prior[0] + lam * (prior[1] + prior[2]) >= cap:
             floor = min(floor, prior[0] + lam * (prior[1] + prior[2]))  # (d): no DP at all
             continue
+        ctx = Context(problem, tables, b, cache)
+        split = _SplitTables(problem, tables, ctx)
+        split.cap = cap
+        if prior is not None:  # (d) with the source's own cut, before the min-max DP
+            f_cut, g_cut = split.source_cut()
+            value = prior[0] + lam * (max(prior[1], f_cut) + max(prior[2], g_cut))
+            if value >= cap:
+                floor = min(floor, value)
+                prior_of[b] = (prior[0], max(prior[1], f_cut), max(prior[2], g_cut))
+                continue
         f_min, g_min = split.least_maxima()
         if not math.isfinite(f_min + g_min):
             continue  # no plan at this b
@@ -326,8 +370,8 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
         r_inf: list[float] = []
 
         def outer(phi: float, lo: float, split: _SplitTables = split, lam: float = lam,
-                  cap: float = cap, r_inf: list[float] = r_inf, g_min: float = g_min
-                  ) -> Evaluation:
+                  cap: float = cap, r_inf: list[float] = r_inf, g_min: float = g_min,
+                  probe: bool = not math.isfinite(found)) -> Evaluation:
             def inner(gamma: float, _lo: float) -> Evaluation:
                 s, f_max, g_max = split.evaluate(phi, gamma, budget)
                 if not r_inf:
@@ -336,12 +380,13 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
 
             # V(phi) >= cap - lam lo settles the outer gap: the inner search stops there
             value, f_best = _min_plus_max(inner, lam, cap - lam * lo, max_evaluations,
-                                          deadline, g_min)
+                                          deadline, g_min, probe)
             # split at the forward maximum of the best plan found (a heuristic: any split holds)
             v = f_best if math.isfinite(f_best) else phi
             return value, v, math.nan
 
-        bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline, f_min)
+        bound, _ = _min_plus_max(outer, lam, cap, max_evaluations, deadline, f_min,
+                                 not math.isfinite(found))
         floor = min(floor, bound)
         if r_inf and math.isfinite(r_inf[0]):
             prior_of[b] = (r_inf[0], f_min, g_min)

@@ -41,7 +41,7 @@ from pipesl.plan import Plan, Stage
 from pipesl.problem import compose_problem
 from pipesl.problem.types import Link, Network, Node
 from pipesl.profiling import profile
-from pipesl.runtime import RunConfig, make_job, train
+from pipesl.runtime import RunConfig, build_config, make_job, train
 from pipesl.runtime.data import make_batches
 from pipesl.runtime.stages import build_chain, micro_batch_loss, stage_module
 
@@ -100,7 +100,7 @@ def setup(case: Case, m: int, schedule: str) -> tuple[Any, Plan, RunConfig]:
     b = -(-case.batch_size // m)
     plan = Plan((Stage("a", 1, case.split), Stage("b", case.split + 1, model.num_layers)),
                 (("a", "b"),), b)
-    return problem, plan, RunConfig(schedule=schedule, emulate=False, model=case.model,
+    return problem, plan, build_config(schedule=schedule, emulate=False, model=case.model,
                                     lr=0.05, seed=0)
 
 
@@ -116,14 +116,14 @@ def _torch_rank(rank: int, init: str, job: Any, steps: int, out: Any) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2,
                             timeout=timedelta(seconds=120))
     stage = job.topology.stages[rank]
-    dtype = getattr(torch, job.config.dtype)
-    chain = build_chain(job.model.ref, job.config.seed, dtype, job.problem.model.num_layers)
+    dtype = getattr(torch, job.config.job.dtype)
+    chain = build_chain(job.model.ref, job.config.job.seed, dtype, job.problem.model.num_layers)
     module = stage_module(chain, stage.first_layer, stage.last_layer)
     del chain
     module.train()
-    optimizer = torch.optim.SGD(module.parameters(), lr=job.config.lr)
+    optimizer = torch.optim.SGD(module.parameters(), lr=job.config.training.lr)
     pipe_stage = PipelineStage(module, rank, 2, torch.device("cpu"))
-    kind = ScheduleGPipe if job.config.schedule == "gpipe" else Schedule1F1B
+    kind = ScheduleGPipe if job.config.training.schedule == "gpipe" else Schedule1F1B
     schedule = kind(pipe_stage, job.topology.num_micro_batches,
                     loss_fn=micro_batch_loss(job.model.loss, job.topology.batch_size),
                     scale_grads=False)

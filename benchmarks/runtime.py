@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pipesl.plan import Plan
 from pipesl.problem import Problem, load_problem
-from pipesl.runtime import RunConfig, train
+from pipesl.runtime import build_config, train
 from pipesl.solvers import solve
 
 
@@ -43,7 +43,7 @@ class Row:
 
 def run_row(label: str, group: str, problem: Problem, plan: Plan, steps: int,
             schedule: str | None = None, virtual_clock: bool = True) -> Row:
-    result = train(problem, plan, RunConfig(steps=steps, data="digits", schedule=schedule,
+    result = train(problem, plan, build_config(steps=steps, data="digits", schedule=schedule,
                                             virtual_clock=virtual_clock))
     b = plan.micro_batch_size
     return Row(label, result.schedule, "virtual" if virtual_clock else "wall", b,

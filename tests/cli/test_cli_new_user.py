@@ -406,8 +406,9 @@ def test_train_tables_number_iterations_from_zero() -> None:
     from types import SimpleNamespace as NS
 
     from pipesl.cli.train import reliability_lines, result_tables
+    from pipesl.runtime.config import RunConfig, build_config
 
-    config = NS(time_scale=1.0, emulate=True, virtual_clock=True, checkpoint_dir="ck")
+    config = build_config(RunConfig(), checkpoint_dir="ck")
     its = [NS(iteration=i, loss=1.0 / (i + 1), measured_s=0.1, simulated_s=0.1, analytic_s=0.1,
               error=0.0) for i in (3, 4, 5)]
     result = NS(config=config, schedule="gpipe", plan=NS(micro_batch_size=2), iterations=its,

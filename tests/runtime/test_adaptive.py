@@ -29,11 +29,17 @@ import torch
 from pipesl.adapt.events import parse_network_events
 from pipesl.cost import evaluate
 from pipesl.problem import load_problem
-from pipesl.runtime import AdaptConfig, AdaptiveResult, RunConfig, train_adaptive, train_reference
+from pipesl.runtime import (
+    AdaptConfig,
+    AdaptiveResult,
+    build_config,
+    train_adaptive,
+    train_reference,
+)
 from pipesl.solvers import solve
 
 STEPS = 9
-CONFIG = RunConfig(steps=STEPS, dtype="float64", data="digits", lr=0.1, momentum=0.5,
+CONFIG = build_config(steps=STEPS, dtype="float64", data="digits", lr=0.1, momentum=0.5,
                    time_scale=1.0, return_state=True)
 FADE = [{"iteration": 3, "link": ["mcu", "mesh1"], "bandwidth_factor": 0.2}]
 LEAVE = [{"iteration": 4, "node_leaves": "pi2"}]
@@ -105,7 +111,7 @@ def test_a_faded_bottleneck_is_measured_and_the_job_moves_to_the_new_optimum(
     # median beats the static plan on the faded network. How close measured comes to the plan
     # on an idle machine is a figure for benchmarks/runtime.py, not a test tolerance.
     after = [it for it in faded.iterations if it.iteration >= 5]
-    scale = CONFIG.time_scale
+    scale = CONFIG.emulation.time_scale
     for it in after:
         assert it.measured_s >= 0.97 * it.simulated_s
     faded_static = evaluate(truth, first).objective_s

@@ -14,7 +14,7 @@ import pytest
 import torch
 from runtime_cases import line_problem, ushaped_plan
 
-from pipesl.runtime import RunConfig, make_job, train
+from pipesl.runtime import build_config, make_job, train
 from pipesl.runtime.audit import digest, tensors_path
 from pipesl.runtime.data import make_batches
 
@@ -25,7 +25,7 @@ STEPS = 2
 @pytest.mark.timeout(150)
 def test_labels_and_raw_inputs_never_leave_the_data_owner(tmp_path: Path) -> None:
     problem = line_problem("mlp-digits", 9, labels_at="src")
-    config = RunConfig(steps=STEPS, data="digits", time_scale=0.1,
+    config = build_config(steps=STEPS, data="digits", time_scale=0.1,
                        audit=str(tmp_path / "audit.jsonl"))
     result = train(problem, ushaped_plan(4), config)
     report = result.audit
@@ -46,8 +46,9 @@ def test_labels_and_raw_inputs_never_leave_the_data_owner(tmp_path: Path) -> Non
     # on its way back (a > r > src... here r and a), in every micro-batch.
     assert len(report.label_revealing) == STEPS * 3 * 2
     # Independently of the checker: compare every crossing tensor with the owner's data.
-    records = [json.loads(line) for line in Path(config.audit or "").read_text().splitlines()]
-    tensors = torch.load(tensors_path(config.audit or ""), weights_only=True)
+    audit = config.outputs.audit or ""
+    records = [json.loads(line) for line in Path(audit).read_text().splitlines()]
+    tensors = torch.load(tensors_path(audit), weights_only=True)
     batches = make_batches(make_job(problem, ushaped_plan(4), config).data)
     crossing = [r for r in records if r["kind"] in ("activation", "gradient", "labels")]
     assert len(crossing) == 2 * report.sent  # recorded by the sender and the receiver

@@ -21,13 +21,13 @@ from fault_cases import TrainRun, run_train, write_case
 from runtime_cases import line_problem, three_stage_plan
 
 from pipesl.plan import Plan, Stage
-from pipesl.runtime import RunConfig, TrainResult, make_job, train, train_reference
+from pipesl.runtime import TrainResult, build_config, make_job, train, train_reference
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.runtime.audit import digest, tensors_path
 from pipesl.runtime.data import make_batches
 
 STEPS, EVERY = 6, 2
-CONFIG = RunConfig(steps=STEPS, dtype="float64", data="digits", lr=0.1, momentum=0.5,
+CONFIG = build_config(steps=STEPS, dtype="float64", data="digits", lr=0.1, momentum=0.5,
                    time_scale=0.1, checkpoint_every=EVERY)
 
 
@@ -97,7 +97,7 @@ def test_resume_under_another_plan_ends_like_an_uninterrupted_run(
     assert [it.iteration for it in resumed.iterations] == [2, 3, 4, 5]
     assert resumed.losses == pytest.approx(losses[2:], rel=1e-12)  # the right batches
     assert resumed.checkpoints == (4, 6)
-    latest = ckpt.find_latest(resumed.config.checkpoint_dir or "")
+    latest = ckpt.find_latest(resumed.config.checkpoint.folder or "")
     assert latest is not None and latest.completed == 6
     assert latest.manifest["plan"]["micro_batch_size"] == 3
 
@@ -119,7 +119,7 @@ def test_audit_shows_raw_inputs_stay_and_labels_travel_once_per_iteration(
     # An independent look at the records: no tensor that crossed is an input micro-batch or
     # sample (by digest, or by value after any reshape); the labels that crossed are exactly
     # each iteration's labels.
-    path = Path(resumed.config.audit or "")
+    path = Path(resumed.config.outputs.audit or "")
     records: list[dict[str, Any]] = [json.loads(line) for line in path.read_text().splitlines()]
     tensors = torch.load(tensors_path(path), weights_only=True)
     job = make_job(line_problem("cnn-digits", 10), other_plan(), CONFIG)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from runtime_cases import line_problem, three_stage_plan, ushaped_plan
 
-from pipesl.runtime import RunConfig, train, train_reference
+from pipesl.runtime import build_config, train, train_reference
 
-CONFIG = RunConfig(steps=3, dtype="float64", time_scale=0.1, lr=0.1, momentum=0.5,
+CONFIG = build_config(steps=3, dtype="float64", time_scale=0.1, lr=0.1, momentum=0.5,
                    return_state=True)
 
 

@@ -19,7 +19,7 @@ import torch
 from tests.runtime.runtime_cases import line_problem, three_stage_plan, ushaped_plan
 
 from pipesl.plan import Plan, Stage
-from pipesl.runtime import RunConfig, make_job, train_reference
+from pipesl.runtime import RunConfig, build_config, make_job, train_reference
 from pipesl.runtime.emulator import Emulator
 from pipesl.runtime.executor import Executor
 from pipesl.runtime.program import Compute, Recv, Relay, Send, Transfer, lower
@@ -68,13 +68,13 @@ class FakeLinks:
         return tensor, 0.0
 
 
-CONFIG = RunConfig(steps=2, dtype="float64", data="digits", lr=0.1, momentum=0.5,
+CONFIG = build_config(steps=2, dtype="float64", data="digits", lr=0.1, momentum=0.5,
                    emulate=False)
 
 
 def run_in_process(problem: Any, plan: Plan, config: RunConfig, schedule: str
                    ) -> tuple[FakeNetwork, dict[str, torch.Tensor], dict[str, Recorder], Any]:
-    """Every node's executor on a thread of this process, ``config.steps`` iterations."""
+    """Every node's executor on a thread of this process, ``config.training.steps`` iterations."""
     job = make_job(problem, plan, config.with_options(schedule=schedule))
     topo, cfg = job.topology, job.config
     programs = lower(topo)
@@ -93,11 +93,12 @@ def run_in_process(problem: Any, plan: Plan, config: RunConfig, schedule: str
         role = topo.stage_of(node)
         stage = None
         if role is not None:
-            chain = build_chain(job.model.ref, cfg.seed, torch.float64,
+            chain = build_chain(job.model.ref, cfg.job.seed, torch.float64,
                                 problem.model.num_layers)
             last = role.index == topo.num_stages - 1 and not topo.has_label_route
             stage = stages[node] = StageRunner(
-                stage_module(chain, role.first_layer, role.last_layer), cfg.lr, cfg.momentum,
+                stage_module(chain, role.first_layer, role.last_layer), cfg.training.lr,
+                cfg.training.momentum,
                 loss if last else None, input_grad=role.index > 0)
         recorders[node] = Recorder()
         executors[node] = Executor(
@@ -105,7 +106,7 @@ def run_in_process(problem: Any, plan: Plan, config: RunConfig, schedule: str
             loss=loss if topo.has_label_route and node == topo.loss_node else None,
             links=net.node(node), emulator=Emulator(topo, node, frozenset(), 1.0),
             recorder=recorders[node], offsets=tuple(offsets), loss_stage=topo.num_stages)
-    for it in range(cfg.steps):
+    for it in range(cfg.training.steps):
         x, y = batches.batch(it)
         errors: list[BaseException] = []
 
@@ -156,16 +157,16 @@ def test_three_stages_with_a_relay_run_in_program_order_and_match_the_reference(
     # Order of actions: each stage lane sent and received exactly in its program's order
     # (node a also relays the labels, on a lane of its own and transfers of their own).
     for node in ("src", "a", "b"):
-        expected = _expected_log(programs, node, CONFIG.steps)
+        expected = _expected_log(programs, node, CONFIG.training.steps)
         mine = {t for _, t, _ in expected}
         assert [e for e in net.log[node] if e[1] in mine] == expected
     assert [(op, t.kind) for op, t, _ in net.log["a"] if t.kind == "labels"] == [
-        ("recv", "labels"), ("send", "labels")] * CONFIG.steps
+        ("recv", "labels"), ("send", "labels")] * CONFIG.training.steps
     # The relay h forwarded every activation and gradient of route 1, in the producer's order.
     relayed = [(op, t.kind, m) for op, t, m in net.log["h"]]
     f_order = [a.micro_batch for a in topo.table.orders[1] if a.kind == "F"]
     assert [(k, m) for op, k, m in relayed if op == "send" and k == "F"] == [
-        ("F", m) for m in f_order] * CONFIG.steps
+        ("F", m) for m in f_order] * CONFIG.training.steps
     # The compute order of every stage is its table order.
     for st in topo.stages:
         passes = [(r.kind, r.micro_batch) for r in recorders[st.node].take(0)
@@ -181,7 +182,7 @@ def test_three_stages_with_a_relay_run_in_program_order_and_match_the_reference(
     assert {net.sent[k].shape[0] for k in route0} == {4, 2}
     # The labels went along the label path once per iteration (src -> a -> h -> b).
     labels = sorted((k[0].position, k[1]) for k in net.sent if k[0].kind == "labels")
-    assert labels == [(q, it) for q in range(3) for it in range(CONFIG.steps)]
+    assert labels == [(q, it) for q in range(3) for it in range(CONFIG.training.steps)]
 
     ref, _ = train_reference(problem, CONFIG)
     assert state.keys() == ref.keys()

@@ -17,7 +17,7 @@ from fault_cases import run_train, write_case
 from runtime_cases import line_problem
 
 from pipesl.plan import Plan, Stage
-from pipesl.runtime import RunConfig, train
+from pipesl.runtime import build_config, train
 from pipesl.runtime.liveness import WorkerFailure
 from pipesl.runtime.procfs import running
 
@@ -54,7 +54,7 @@ def test_a_hung_worker_is_stopped_within_the_hang_timeout(tmp_path: Path) -> Non
 @pytest.mark.distributed
 @pytest.mark.timeout(150)
 def test_a_worker_that_raises_ends_the_job_at_once(capfd: pytest.CaptureFixture[str]) -> None:
-    config = RunConfig(steps=4, time_scale=0.1, fault="raise:node=src,iteration=2,phase=F")
+    config = build_config(steps=4, time_scale=0.1, fault="raise:node=src,iteration=2,phase=F")
     with pytest.raises(WorkerFailure) as failure:
         train(line_problem("mlp-digits", 8), two_stage_plan(), config)
     gone_at = time.time()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from runtime_cases import line_problem, three_stage_plan, ushaped_plan
 
 from pipesl.exceptions import ProblemError
 from pipesl.plan import Plan
-from pipesl.runtime import RunConfig, make_job
+from pipesl.runtime import RunConfig, build_config, make_job
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.runtime.audit import Auditor, check_audit, collect_audit, digest
 from pipesl.runtime.data import make_batches
@@ -72,38 +73,44 @@ def test_injector_fires_once_at_its_point_only() -> None:
 def test_make_job_refuses_faults_that_cannot_fire() -> None:
     problem = line_problem("cnn-digits", 10)
     plan = three_stage_plan(4)  # src[1-2] -> a[3-4] -> (a, h, b) -> b[5]; h relays
-    for fault, field in (("kill:node=zz", "fault.node"), ("kill:node=h,phase=F", "fault.phase"),
-                         ("kill:node=a,phase=relay", "fault.phase"),
-                         ("kill:node=a,phase=L", "fault.phase"),
-                         ("kill:node=a,phase=checkpoint", "fault.phase"),
-                         ("kill:node=a,iteration=3", "fault.iteration"),
-                         ("kill:node=a,micro_batch=3", "fault.micro_batch")):
-        with pytest.raises(ProblemError, match=f"^{field}:"):
-            make_job(problem, plan, RunConfig(fault=fault))
-    job = make_job(problem, plan, RunConfig(fault="hang:node=h,phase=relay,iteration=2"))
+    for fault, field in (("kill:node=zz", "node"), ("kill:node=h,phase=F", "phase"),
+                         ("kill:node=a,phase=relay", "phase"), ("kill:node=a,phase=L", "phase"),
+                         ("kill:node=a,phase=checkpoint", "phase"),
+                         ("kill:node=a,iteration=3", "iteration"),
+                         ("kill:node=a,micro_batch=3", "micro_batch")):
+        with pytest.raises(ProblemError, match=rf"^fault\.{field}:"):
+            make_job(problem, plan, build_config(fault=fault))
+    job = make_job(problem, plan, build_config(fault="hang:node=h,phase=relay,iteration=2"))
     assert job.fault == FaultSpec("hang", "h", 2, "relay")
 
 
 def test_fault_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPESL_FAULT", "raise:node=b,phase=B")
     job = make_job(line_problem("cnn-digits", 10), three_stage_plan(4), RunConfig())
-    assert job.fault == FaultSpec("raise", "b", 0, "B") and job.config.fault == job.fault.to_text()
+    assert job.fault == FaultSpec("raise", "b", 0, "B")
+    assert job.config.liveness.fault == job.fault.to_text()
 
 
 def test_hang_timeout_must_exceed_the_longest_emulated_task() -> None:
     problem = line_problem("cnn-digits", 10)
-    with pytest.raises(ProblemError, match=r"hang_timeout: .*raise --hang-timeout"):
-        make_job(problem, three_stage_plan(4), RunConfig(time_scale=2000.0))
-    make_job(problem, three_stage_plan(4), RunConfig(time_scale=2000.0, emulate=False))
+    with pytest.raises(ProblemError, match=r"^liveness\.hang_timeout_s: .*raise --hang-timeout"):
+        make_job(problem, three_stage_plan(4), build_config(time_scale=2000.0))
+    make_job(problem, three_stage_plan(4), build_config(time_scale=2000.0, emulate=False))
 
 
 @pytest.mark.parametrize(("options", "field"), [
-    ({"hang_timeout_s": 0.0}, "hang_timeout"), ({"checkpoint_every": 0}, "checkpoint_every"),
-    ({"resume": True}, "resume"), ({"fault": "kill"}, "fault"),
-    ({"audit": "/nonexistent-folder/audit.jsonl"}, "audit"),
-    ({"checkpoint_dir": "/nonexistent-folder/sub"}, "checkpoint_dir")])
+    ({"hang_timeout_s": 0.0}, "liveness.hang_timeout_s"),
+    ({"checkpoint_every": 0}, "checkpoint.every"), ({"resume": True}, "checkpoint.resume"),
+    ({"fault": "kill"}, "liveness.fault"),
+    ({"liveness": {"fault": "kill"}}, "liveness.fault"),
+    ({"audit": "/nonexistent-folder/audit.jsonl"}, "outputs.audit"),
+    ({"checkpoint_dir": "/nonexistent-folder/sub"}, "checkpoint.folder"),
+    ({"emulation": {"time_scale": -1.0}}, "emulation.time_scale"),
+    ({"transport": {"post_ahead": "yes"}}, "transport.post_ahead"),
+    ({"emulation": {"latency": 1.0}}, "emulation.latency"),
+    ({"no_such_option": 1}, "no_such_option")])
 def test_bad_reliability_options_name_the_option(options: dict[str, object], field: str) -> None:
-    with pytest.raises(ProblemError, match=f"^{field}"):
+    with pytest.raises(ProblemError, match=f"^{re.escape(field)}: "):
         RunConfig().with_options(**options)
 
 
@@ -260,7 +267,7 @@ def _audit_case(tmp_path: Path, labels_at: str | None, leak: str | None
     u = ushaped_plan(4)
     plan = u if labels_at else Plan(u.stages, u.routes, 4)
     topo = build_topology(problem, plan)
-    job = make_job(problem, plan, RunConfig(data="digits"))
+    job = make_job(problem, plan, build_config(data="digits"))
     batches = make_batches(job.data)
     x, y = batches.batch(0)
     src, r = Auditor(tmp_path / "parts", "src", topo), Auditor(tmp_path / "parts", "r", topo)

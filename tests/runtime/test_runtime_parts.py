@@ -40,7 +40,7 @@ def test_bad_options_name_the_option(option: str, value: object) -> None:
 
 
 def test_config_normalises_the_schedule_name() -> None:
-    assert build_config(schedule="1F1B").schedule == "1f1b"
+    assert build_config(schedule="1F1B").training.schedule == "1f1b"
 
 
 def _spec(kind: str = "synthetic", **kw: object) -> DataSpec:
@@ -122,18 +122,18 @@ def test_micro_batch_losses_sum_to_the_batch_mean_and_its_gradient() -> None:
 
 def test_make_job_checks_before_any_process_starts() -> None:
     problem = line_problem("cnn-digits", 10)
-    job = make_job(problem, three_stage_plan(4), RunConfig(time_scale=2.0, data="digits"))
-    assert job.config.model == "cnn-digits" and job.config.schedule == "gpipe"
+    job = make_job(problem, three_stage_plan(4), build_config(time_scale=2.0, data="digits"))
+    assert job.config.job.model == "cnn-digits" and job.config.training.schedule == "gpipe"
     assert job.simulated_s > 0 and job.analytic_s > 0
-    unscaled = make_job(problem, three_stage_plan(4), RunConfig(data="digits"))
+    unscaled = make_job(problem, three_stage_plan(4), build_config(data="digits"))
     assert job.simulated_s == pytest.approx(2.0 * unscaled.simulated_s)
     with pytest.raises(ProblemError, match="zoo"):
-        make_job(problem, three_stage_plan(4), RunConfig(model="resnet9000"))
+        make_job(problem, three_stage_plan(4), build_config(model="resnet9000"))
 
 
 def test_reference_training_learns_digits() -> None:
     _, losses = train_reference(load_problem("iot-digits"),
-                                RunConfig(steps=20, data="digits", lr=0.1, momentum=0.9))
+                                build_config(steps=20, data="digits", lr=0.1, momentum=0.9))
     assert losses[-1] < 0.8 * losses[0]
 
 
@@ -156,3 +156,17 @@ def test_assemble_iteration_builds_a_trace_on_the_simulators_rows() -> None:
     assert len(report.trace) == 2
     assert report.transfers[0].lag_s == pytest.approx(0.001)
     assert report.to_dict()["measured_s"] == pytest.approx(0.1)
+
+
+def test_config_sections_and_flat_options_agree() -> None:
+    from pipesl.runtime.config import EmulationConfig
+
+    flat = build_config(steps=5, time_scale=2.0, checkpoint_every=3, post_ahead=False)
+    nested = build_config(training={"steps": 5}, emulation=EmulationConfig(time_scale=2.0),
+                          checkpoint={"every": 3}, transport={"post_ahead": False})
+    assert flat == nested
+    assert (flat.training.steps, flat.emulation.time_scale, flat.scale) == (5, 2.0, 2.0)
+    assert flat.with_options(emulate=False).scale == 1.0
+    assert flat.sections()["checkpoint"] == {"folder": None, "every": 3, "resume": False}
+    assert flat.to_dict()["checkpoint_every"] == 3 and flat.to_dict()["emulate"] is True
+    assert flat.with_options(steps=6).training.steps == 6 and flat.training.steps == 5

@@ -105,12 +105,12 @@ def test_measured_iteration_time_is_within_10_percent_of_the_simulator(
 @pytest.mark.timeout(300)
 def test_measured_speedup_of_pipelining_matches_the_prediction(
         trained: dict[str, Any], ushaped: tuple[Path, Path]) -> None:
-    from pipesl.runtime import RunConfig, train
+    from pipesl.runtime import build_config, train
 
     problem = load_problem(str(ushaped[0]))
     plan = solve(problem, objective="analytic").plan
     flat = train(problem, plan.with_micro_batch_size(problem.training.batch_size),
-                 RunConfig(steps=3, data="digits"))
+                 build_config(steps=3, data="digits"))
     pipelined = statistics.median(it["measured_s"] for it in trained["iterations"][1:])
     measured = flat.median_measured_s() / pipelined
     predicted = flat.simulated_s / trained["simulated_s"]

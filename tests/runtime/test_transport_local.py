@@ -54,10 +54,10 @@ def test_emulate_option(value: str | bool, parts: set[str]) -> None:
     assert parse_emulate(value) == parts
     cfg = build_config(RunConfig(), emulate=value)
     assert cfg.emulated == parts
-    assert cfg.emulate == bool(parts)
+    assert cfg.emulation.enabled == bool(parts)
 
 
 @pytest.mark.parametrize("value", ["link", "devices,cpu", ""])
 def test_emulate_option_refuses_unknown_parts(value: str) -> None:
-    with pytest.raises(ProblemError, match="emulate"):
+    with pytest.raises(ProblemError, match=r"^emulation\.parts: "):
         build_config(RunConfig(), emulate=value)

@@ -20,7 +20,7 @@ from pipesl.exceptions import RuntimeSetupError
 from pipesl.plan import Plan, Stage
 from pipesl.problem import Problem, compose_problem
 from pipesl.problem.io import load_model, network_from_dict
-from pipesl.runtime import RunConfig, train_reference
+from pipesl.runtime import build_config, train_reference
 from pipesl.runtime import checkpoint as ckpt
 from pipesl.testbed import Testbed, kernel_problem, latency_padding, netns_unavailable
 from pipesl.testbed.run import train_testbed
@@ -92,7 +92,7 @@ def test_a_three_namespace_job_trains_like_one_process(tmp_path: Path) -> None:
     assert len(result["iterations"]) == STEPS
     # the activations crossed the shaped links: every egress qdisc of the route sent bytes
     assert all(counts["bytes"] > 0 for counts in stats.values()), stats
-    reference, _ = train_reference(problem, RunConfig(steps=STEPS, data="digits"))
+    reference, _ = train_reference(problem, build_config(steps=STEPS, data="digits"))
     trained = _trained_state(tmp_path / "ckpt")
     assert trained.keys() == reference.keys()
     for name, value in reference.items():

@@ -236,13 +236,13 @@ class _Controller:
         self.belief, self.plan, self.cfg, self.adapt = belief, plan, cfg, adapt
         self.first = first_iteration
         self.relaunch_s = relaunch_s
-        self.topology = build_topology(belief, plan, cfg.schedule)
+        self.topology = build_topology(belief, plan, cfg.training.schedule)
         self.monitor = self._monitor(belief)
         self.replans: list[Replan] = []
         self.outcome: tuple[Problem, Replan] | None = None
 
     def _monitor(self, problem: Problem) -> DriftMonitor:
-        scale = self.cfg.time_scale if self.cfg.emulate else 1.0
+        scale = self.cfg.scale
         return DriftMonitor(problem, self.plan, threshold=self.adapt.threshold,
                             window=self.adapt.window, time_scale=scale)
 
@@ -255,12 +255,12 @@ class _Controller:
             return False
         started = time.perf_counter()
         updated = calibrate(self.belief, self.monitor.estimates(drift.resources))
-        horizon = self.cfg.steps - report.iteration - 1
+        horizon = self.cfg.training.steps - report.iteration - 1
         decision = replan(updated, self.plan, horizon, method=self.adapt.method)
         # The relaunch is measured on this machine's clock; under emulation one emulated
         # second takes time_scale seconds here, so it costs relaunch / time_scale emulated
         # seconds (the unit of T and of the migration estimate).
-        scale = self.cfg.time_scale if self.cfg.emulate else 1.0
+        scale = self.cfg.scale
         relaunch = self.relaunch_s() / scale if self.adapt.count_relaunch else 0.0
         decision = decision.with_relaunch(relaunch if self.adapt.count_relaunch else None)
         switch, reason = decision.switch, decision.reason
@@ -323,10 +323,10 @@ def train_adaptive(problem: Problem, plan: Plan | None = None, config: RunConfig
     if adapt.checkpoint_every is not None:
         cfg = cfg.with_options(checkpoint_every=adapt.checkpoint_every)
     events = events or NetworkScript()
-    own_dir = cfg.checkpoint_dir is None
+    own_dir = cfg.checkpoint.folder is None
     if own_dir:
         cfg = cfg.with_options(checkpoint_dir=tempfile.mkdtemp(prefix="pipesl-adapt-"))
-    assert cfg.checkpoint_dir is not None
+    assert cfg.checkpoint.folder is not None
     if events:
         events.validate(problem)
     began = time.perf_counter()
@@ -343,8 +343,8 @@ def train_adaptive(problem: Problem, plan: Plan | None = None, config: RunConfig
     replans: list[Replan] = []
     reports: list[tuple[int, IterationReport, float]] = []
     state: dict[str, Any] | None = None
-    resume, reason = cfg.resume, "initial plan"
-    start = _resume_point(cfg.checkpoint_dir) if resume else 0
+    resume, reason = cfg.checkpoint.resume, "initial plan"
+    start = _resume_point(cfg.checkpoint.folder) if resume else 0
     gaps: list[float] = []
     current: dict[str, float] = {}
 
@@ -378,16 +378,16 @@ def train_adaptive(problem: Problem, plan: Plan | None = None, config: RunConfig
                 replans.extend(ctl.replans)
                 if exc.node is None or exc.node == problem.training.source:
                     raise
-                resume_at = _resume_point(cfg.checkpoint_dir)
+                resume_at = _resume_point(cfg.checkpoint.folder)
                 done = max((r.iteration + 1 for i, r, _ in reports if i == index),
                            default=start)
                 segments.append(_segment(index, plan, start, resume_at, reason, "failure",
                                          current, ended, max(0, done - resume_at), str(exc)))
                 started = time.perf_counter()
                 belief = without_nodes(belief, [exc.node])
-                decision = replan(belief, plan, cfg.steps - resume_at, method=adapt.method)
+                decision = replan(belief, plan, cfg.training.steps - resume_at, method=adapt.method)
                 record = Replan(resume_at, "failure", str(exc), True, decision.reason, None,
-                                decision.new.objective_s, cfg.steps - resume_at,
+                                decision.new.objective_s, cfg.training.steps - resume_at,
                                 decision.migration.total_bytes, decision.migration.seconds,
                                 0.0, time.perf_counter() - started, decision.new.plan)
                 replans.append(record)
@@ -399,7 +399,7 @@ def train_adaptive(problem: Problem, plan: Plan | None = None, config: RunConfig
                 continue
             ended = time.perf_counter() - began
             replans.extend(ctl.replans)
-            end = result.stopped_at if result.stopped_at is not None else cfg.steps
+            end = result.stopped_at if result.stopped_at is not None else cfg.training.steps
             segments.append(_segment(index, plan, start, end, reason,
                                      "done" if result.stopped_at is None else "switch",
                                      current, ended))
@@ -414,7 +414,7 @@ def train_adaptive(problem: Problem, plan: Plan | None = None, config: RunConfig
         if own_pool and pool is not None:
             pool.close()
         if own_dir:
-            shutil.rmtree(cfg.checkpoint_dir, ignore_errors=True)
+            shutil.rmtree(cfg.checkpoint.folder, ignore_errors=True)
     return AdaptiveResult(tuple(segments), tuple(replans), tuple(reports), cfg, adapt, events,
                           belief, state, warm_up, time.perf_counter() - began)
 

@@ -44,7 +44,7 @@ def run_adaptive_with_progress(runtime: Any, problem: Problem, plan: Plan, confi
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task("adaptive training (warming up spare workers)",
-                                 total=config.steps, status="")
+                                 total=config.training.steps, status="")
 
         def update(segment: int, it: IterationReport) -> None:
             progress.update(task, completed=it.iteration + 1,

@@ -75,9 +75,9 @@ def _config(runtime: Any, **options: Any) -> RunConfig:
 
 def result_tables(result: TrainResult) -> list[Table]:
     """Iterations (measured vs simulated vs analytic), stages and hops, for people."""
-    scale = result.config.time_scale if result.config.emulate else 1.0
-    clock = "virtual" if result.config.virtual_clock else "wall"
-    emu = (f"emulated, time scale {scale:g}, {clock} clock" if result.config.emulate
+    scale = result.config.scale
+    clock = "virtual" if result.config.emulation.virtual_clock else "wall"
+    emu = (f"emulated, time scale {scale:g}, {clock} clock" if result.config.emulation.enabled
            else "real devices and network")
     its = Table(title=f"Iterations ({result.schedule}, b = {result.plan.micro_batch_size}, "
                 f"{emu})", title_justify="left")
@@ -117,7 +117,7 @@ def summary_line(result: TrainResult) -> str:
             f"({err:+.1%}) and analytic {seconds_text(result.analytic_s)}; loss "
             f"{result.losses[0]:.4f} -> {result.losses[-1]:.4f}; startup "
             f"{result.startup_s:.1f} s")
-    if over and result.config.emulate:
+    if over and result.config.emulation.enabled:
         line += (f"\n[yellow]warning:[/] {over} passes computed longer than their planned "
                  "duration, so emulation could not pad them; raise --time-scale")
     return line
@@ -135,9 +135,9 @@ def reliability_lines(result: TrainResult) -> list[str]:
     if result.checkpoints:
         # result.checkpoints counts completed iterations; iterations are numbered from 0.
         after = ", ".join(str(n - 1) for n in result.checkpoints)
-        lines.append(f"checkpoints after iterations {after} in {result.config.checkpoint_dir}")
+        lines.append(f"checkpoints after iterations {after} in {result.config.checkpoint.folder}")
     if result.audit is not None:
-        lines.append(f"{result.audit.summary()} (records in {result.config.audit})")
+        lines.append(f"{result.audit.summary()} (records in {result.config.outputs.audit})")
     return lines
 
 
@@ -197,7 +197,7 @@ def run_with_progress(runtime: Any, problem: Problem, plan: Plan, config: RunCon
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task(f"{description} (starting {len(plan.stages)} stages)",
-                                 total=config.steps, status="")
+                                 total=config.training.steps, status="")
 
         def update(it: IterationReport) -> None:
             progress.update(task, advance=1, description=description,
@@ -352,7 +352,7 @@ def _train_adaptive(runtime: Any, problem: Problem, plan: Plan, cfg: RunConfig, 
     )
 
     adapt = runtime.AdaptConfig(threshold=threshold, window=window,
-                                checkpoint_every=cfg.checkpoint_every)
+                                checkpoint_every=cfg.checkpoint.every)
     result = run_adaptive_with_progress(runtime, problem, plan, cfg, adapt, script)
     if json_out:
         print_json(result.to_dict())

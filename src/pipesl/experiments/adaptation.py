@@ -242,14 +242,14 @@ def run_adaptation(config: AdaptationConfig, progress: Progress | None = None
     """
     _check(config)
     _require_torch()
-    from pipesl.runtime import RunConfig
+    from pipesl.runtime import build_config
     from pipesl.runtime.pool import WorkerPool
 
     started = time.perf_counter()
     problem = load_problem(config.scenario)
     initial = solve(problem, objective="analytic").plan
     cases = [_case(name, problem, initial, config) for name in config.cases]
-    run_config = RunConfig(steps=config.steps, data=config.data, time_scale=config.time_scale,
+    run_config = build_config(steps=config.steps, data=config.data, time_scale=config.time_scale,
                            seed=config.seed)
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []

@@ -181,9 +181,9 @@ class AdaptationConfig:
     bandwidth_factor: float = 0.2
     departure_iteration: int = 8
     time_scale: float = 1.0
-    """Multiplies every emulated duration (RunConfig.time_scale)."""
+    """Multiplies every emulated duration (RunConfig.emulation.time_scale)."""
     data: str = "digits"
-    """Training data: ``digits`` or ``synthetic`` (RunConfig.data)."""
+    """Training data: ``digits`` or ``synthetic`` (RunConfig.job.data)."""
     seed: int = 0
     """Seeds the model's initial weights and the data order (the same in every run)."""
     target: float = 0.9
@@ -208,7 +208,7 @@ class OwnersConfig:
     """Seed 0: the scenario as shipped; seed s > 0: bandwidths and FLOP/s perturbed +-20 %."""
     methods: tuple[str, ...] = ("joint", "independent", "sequential")
     """Planners compared (``joint`` first: ratios are taken against it)."""
-    time_limit: float = 30.0
+    time_limit: float = 20.0
     """Seconds per solve (the joint search reports its gap when it stops)."""
 
 

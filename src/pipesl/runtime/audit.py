@@ -1,6 +1,6 @@
 """The transport audit: every tensor that crosses every hop, and what it proves.
 
-Test mode (``RunConfig.audit`` / ``pipesl train --audit FILE``): every process records each
+Test mode (``RunConfig.outputs.audit`` / ``pipesl train --audit FILE``): every process records each
 message it sends to or receives from a neighbour — the tensors of the data plane, which all
 pass through one send function and one receive loop of :mod:`pipesl.runtime.transport` — with
 its kind (``activation``, ``gradient``, ``labels``), the layer whose output or gradient it is,

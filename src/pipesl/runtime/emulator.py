@@ -1,7 +1,7 @@
 """The emulator: every planned duration and every pacer of a rank, in one place.
 
 Locally, emulation makes a handful of processes behave like the problem's devices and links
-(SPEC section 3); each part can be switched on or off (``RunConfig.emulate``:
+(SPEC section 3); each part can be switched on or off (``RunConfig.emulation``:
 ``links,devices``, ``links``, ``devices`` or ``none``), e.g. links off when the kernel shapes
 real links (netem) and only the devices need their planned speed.
 

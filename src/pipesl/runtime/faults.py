@@ -1,7 +1,7 @@
 """Fault injection for tests: make one worker die, hang or raise at a chosen point of a run.
 
-Test mode only. A fault is one line, given as :attr:`RunConfig.fault
-<pipesl.runtime.config.RunConfig.fault>`, ``pipesl train --inject-fault`` or the environment
+Test mode only. A fault is one line, given as :attr:`RunConfig.liveness.fault
+<pipesl.runtime.config.LivenessConfig.fault>`, ``pipesl train --inject-fault`` or the environment
 variable ``PIPESL_FAULT`` (read by every rank, so it also works under ``torchrun``)::
 
     kill:node=a,iteration=2,phase=F            SIGKILL to itself at the start of the pass

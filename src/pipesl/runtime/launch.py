@@ -80,41 +80,45 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
         Naming what is wrong.
     """
     cfg = build_config(config)
-    topology = build_topology(problem, plan, cfg.schedule)
-    info = inspect_model(problem, cfg.model)
+    topology = build_topology(problem, plan, cfg.training.schedule)
+    info = inspect_model(problem, cfg.job.model)
     if dataset is not None and not (hasattr(dataset, "__getitem__")
                                     and hasattr(dataset, "__len__")):
         raise ProblemError("dataset", "must be a map-style torch Dataset of (input, label)",
                            type(dataset).__name__)
-    data = DataSpec(kind="dataset" if dataset is not None else cfg.data,
+    data = DataSpec(kind="dataset" if dataset is not None else cfg.job.data,
                     batch_size=problem.training.batch_size, sample_shape=info.sample_shape,
                     num_classes=info.num_classes, tokens=info.loss == "lm",
-                    zoo_name=info.zoo_name, seed=cfg.seed, dtype=cfg.dtype, dataset=dataset)
+                    zoo_name=info.zoo_name, seed=cfg.job.seed, dtype=cfg.job.dtype, dataset=dataset)
     if data.kind == "digits":
         from pipesl.runtime.data import make_batches
 
         make_batches(data)  # shape and class checks before spawning
     sim = simulate(problem, plan, topology.table, last_micro_batch="remainder")
-    scale = cfg.time_scale if cfg.emulate else 1.0
+    scale = cfg.scale
     conditions = None
-    if events and cfg.emulate:
+    if events and cfg.emulation.enabled:
         base = truth if truth is not None else problem
         events.validate(base)
-        conditions = Conditions(base, plan, events, cfg.seed)
+        conditions = Conditions(base, plan, events, cfg.job.seed)
     _check_hang_timeout(topology, cfg, conditions)
-    fault_text = cfg.fault or os.environ.get(FAULT_ENV) or None
+    fault_text = cfg.liveness.fault or os.environ.get(FAULT_ENV) or None
     fault = _check_fault(parse_fault(fault_text), topology, cfg) if fault_text else None
-    cfg = replace(cfg, model=info.ref, schedule=topology.table.name,
-                  fault=None if fault is None else fault.to_text())
-    meta = ckpt.meta_of(info.ref, problem.model.num_layers, data.kind, cfg.seed,
-                        data.batch_size, cfg.dtype,
-                        {"plan": plan_to_dict(plan), "schedule": cfg.schedule,
-                         "optimizer": {"name": "SGD", "lr": cfg.lr, "momentum": cfg.momentum},
+    cfg = replace(cfg, job=replace(cfg.job, model=info.ref),
+                  training=replace(cfg.training, schedule=topology.table.name),
+                  liveness=replace(cfg.liveness,
+                                   fault=None if fault is None else fault.to_text()))
+    meta = ckpt.meta_of(info.ref, problem.model.num_layers, data.kind, cfg.job.seed,
+                        data.batch_size, cfg.job.dtype,
+                        {"plan": plan_to_dict(plan), "schedule": cfg.training.schedule,
+                         "optimizer": {"name": "SGD", "lr": cfg.training.lr,
+                                       "momentum": cfg.training.momentum},
                          "data_position": "batch i of iteration i (seeded)"})
     resume: ckpt.Checkpoint | None = None
     lost: int | None = None
-    if cfg.checkpoint_dir is not None:
-        resume, lost = ckpt.prepare_resume(cfg.checkpoint_dir, cfg.resume, meta, cfg.steps)
+    if cfg.checkpoint.folder is not None:
+        resume, lost = ckpt.prepare_resume(cfg.checkpoint.folder, cfg.checkpoint.resume, meta,
+                                           cfg.training.steps)
     label_shape, label_dtype = _label_shape(data, dataset)
     return Job(problem, plan, topology, cfg, info, data, sim.makespan_s * scale,
                sim.analytic_s * scale, sim.trace.resources, label_shape=label_shape,
@@ -123,7 +127,7 @@ def make_job(problem: Problem, plan: Plan, config: RunConfig | None = None, *,
                resume_folder=str(resume.folder) if resume is not None else None,
                resume_manifest=resume.manifest if resume is not None else None,
                resume_lost=lost, checkpoint_meta=meta, fault=fault,
-               audit_folder=None if cfg.audit is None else f"{cfg.audit}.parts",
+               audit_folder=None if cfg.outputs.audit is None else f"{cfg.outputs.audit}.parts",
                conditions=conditions, stoppable=stoppable)
 
 
@@ -143,7 +147,7 @@ def _check_hang_timeout(topology: Topology, cfg: RunConfig,
                         conditions: Conditions | None = None) -> None:
     """Under emulation, no single pass or transfer may look like a hang (under scripted
     events too: every state the network goes through, jitter at its worst)."""
-    if not cfg.emulate:
+    if not cfg.emulation.enabled:
         return
     b = max(topology.sizes)
     longest = max([st.forward(b) for st in topology.stages]
@@ -157,31 +161,31 @@ def _check_hang_timeout(topology: Topology, cfg: RunConfig,
             steps = conditions.steps_at(it)
             longest = max(longest, worst * max(max(st.forward(b), st.backward(b))
                                                for st in steps))
-    longest *= cfg.time_scale
-    if cfg.hang_timeout_s < 2 * longest + 1.0:
-        raise ProblemError("hang_timeout", f"must exceed twice the longest emulated pass or "
-                           f"transfer plus a second ({2 * longest + 1.0:.3g} s here): raise "
-                           "--hang-timeout", cfg.hang_timeout_s)
+    longest *= cfg.emulation.time_scale
+    if cfg.liveness.hang_timeout_s < 2 * longest + 1.0:
+        raise ProblemError("liveness.hang_timeout_s", "must exceed twice the longest emulated "
+                           f"pass or transfer plus a second ({2 * longest + 1.0:.3g} s here): "
+                           "raise --hang-timeout", cfg.liveness.hang_timeout_s)
 
 
 def _check_fault(fault: FaultSpec, topology: Topology, cfg: RunConfig) -> FaultSpec:
     """The fault must be able to fire: its node runs what its phase names."""
     if fault.node not in topology.nodes:
-        raise ProblemError("fault.node", f"is not a node of the plan ({', '.join(topology.nodes)})",
-                           fault.node)
+        raise ProblemError("fault.node",
+                           f"is not a node of the plan ({', '.join(topology.nodes)})", fault.node)
     stage = topology.stage_of(fault.node)
     relays = {n for r in topology.routes for n in r[1:-1]}
     can = {"F": stage is not None, "B": stage is not None, "step": stage is not None,
-           "checkpoint": stage is not None and cfg.checkpoint_dir is not None,
+           "checkpoint": stage is not None and cfg.checkpoint.folder is not None,
            "L": topology.has_label_route and fault.node == topology.loss_node,
            "relay": fault.node in relays}
     if not can[fault.phase]:
         raise ProblemError("fault.phase", f"cannot happen on {fault.node} "
                            f"({', '.join(topology.roles(fault.node)) or 'no role'})",
                            fault.phase)
-    if not 0 <= fault.iteration < cfg.steps:
-        raise ProblemError("fault.iteration", f"must be below --steps ({cfg.steps})",
-                           fault.iteration)
+    if not 0 <= fault.iteration < cfg.training.steps:
+        raise ProblemError("fault.iteration",
+                           f"must be below --steps ({cfg.training.steps})", fault.iteration)
     if fault.micro_batch is not None and fault.micro_batch >= topology.num_micro_batches:
         raise ProblemError("fault.micro_batch", f"must be below M = "
                            f"{topology.num_micro_batches}", fault.micro_batch)
@@ -190,9 +194,9 @@ def _check_fault(fault: FaultSpec, topology: Topology, cfg: RunConfig) -> FaultS
 
 def _finish_audit(job: Job, end: int) -> AuditReport | None:
     """Merge the workers' audit files and check them (rank 0 / the launcher)."""
-    if job.audit_folder is None or job.config.audit is None:
+    if job.audit_folder is None or job.config.outputs.audit is None:
         return None
-    records, tensors = collect_audit(job.audit_folder, job.config.audit)
+    records, tensors = collect_audit(job.audit_folder, job.config.outputs.audit)
     return check_audit(records, tensors, topology=job.topology, batches=make_batches(job.data),
                        iterations=range(job.start_iteration, end))
 
@@ -200,14 +204,14 @@ def _finish_audit(job: Job, end: int) -> AuditReport | None:
 def _result(job: Job, reports: Sequence[IterationReport], state: dict[str, Any] | None,
             startup_s: float) -> TrainResult:
     topo, cfg = job.topology, job.config
-    stages, hops = summarise(topo, reports, cfg.time_scale, cfg.emulate)
+    stages, hops = summarise(topo, reports, cfg.emulation.time_scale, cfg.emulation.enabled)
     nodes = tuple((n, r, tuple(topo.roles(n))) for r, n in enumerate(topo.nodes))
     end = max((r.iteration + 1 for r in reports), default=job.start_iteration)
-    stopped = end if job.stoppable and end < cfg.steps else None
+    stopped = end if job.stoppable and end < cfg.training.steps else None
     saved: tuple[int, ...] = ()
-    if cfg.checkpoint_dir is not None:
+    if cfg.checkpoint.folder is not None:
         saved = tuple(n for n in range(job.start_iteration + 1, end + 1)
-                      if n % cfg.checkpoint_every == 0 or n in (cfg.steps, stopped))
+                      if n % cfg.checkpoint.every == 0 or n in (cfg.training.steps, stopped))
     return TrainResult(problem=job.problem.name or job.problem.model.name, plan=job.plan,
                        schedule=topo.table.name, config=cfg, nodes=nodes,
                        iterations=tuple(sorted(reports, key=lambda r: r.iteration)),
@@ -368,7 +372,7 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
         Steps, schedule, emulation, data, optimiser... (:func:`build_config`).
     dataset : torch.utils.data.Dataset, optional
         A map-style data set of ``(input, label)`` pairs to train on instead of
-        ``config.data``; it must be picklable (it is sent to the source and, when the labels
+        ``config.job.data``; it must be picklable (it is sent to the source and, when the labels
         stay there, to the loss node).
     on_iteration : callable, optional
         Called in this process with each :class:`IterationReport` as it completes.
@@ -398,7 +402,7 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     --------
     >>> from pipesl import load_problem                               # doctest: +SKIP
     >>> from pipesl.runtime import RunConfig, train                   # doctest: +SKIP
-    >>> result = train(load_problem("iot-digits"), config=RunConfig(steps=5, data="digits"))
+    >>> result = train(load_problem("iot-digits"), config=build_config(steps=5, data="digits"))
     >>> [round(it.measured_s / it.simulated_s, 2) for it in result.iterations]  # doctest: +SKIP
     """
     started = time.perf_counter()
@@ -410,12 +414,12 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
                    stoppable=decide is not None)
     cfg, topo = job.config, job.topology
     world = len(topo.nodes)
-    loopback = cfg.host in _LOOPBACK
+    loopback = cfg.transport.host in _LOOPBACK
     folder = tempfile.mkdtemp(prefix="pipesl-rdv-")
     if loopback:
         init = f"file://{os.path.join(folder, 'store')}"
     else:
-        init = f"tcp://{cfg.host}:{_free_port(cfg.host)}"
+        init = f"tcp://{cfg.transport.host}:{_free_port(cfg.transport.host)}"
     if job.audit_folder is not None:
         shutil.rmtree(job.audit_folder, ignore_errors=True)
     level = logging.getLogger("pipesl").getEffectiveLevel()
@@ -435,7 +439,7 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     parts: dict[int, list[IterationRecords]] = {}
     complete: list[list[IterationRecords]] = []
     live_reports = (on_iteration is not None or decide is not None
-                    or cfg.checkpoint_dir is not None)
+                    or cfg.checkpoint.folder is not None)
     supervisor: Supervisor | None = None
 
     def received(kind: str, payload: Any) -> None:
@@ -469,11 +473,11 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
                                            for n, p in zip(topo.nodes, processes, strict=True)))
         supervisor = Supervisor(processes, topo.nodes,
                                 [", ".join(topo.roles(n)) for n in topo.nodes], board, channel,
-                                hang_timeout_s=cfg.hang_timeout_s,
-                                startup_timeout_s=2 * cfg.timeout_s + 30.0,
+                                hang_timeout_s=cfg.liveness.hang_timeout_s,
+                                startup_timeout_s=2 * cfg.transport.timeout_s + 30.0,
                                 start_iteration=job.start_iteration, on_message=received)
         supervisor.run()
-        deadline = time.monotonic() + min(cfg.timeout_s, 30.0)
+        deadline = time.monotonic() + min(cfg.transport.timeout_s, 30.0)
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
             logger.debug("%s exited with %s", p.name, p.exitcode)

@@ -22,7 +22,7 @@ __all__ = ["train_reference"]
 
 def train_reference(problem: Problem, config: RunConfig | None = None, *,
                     dataset: Any = None) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """Train ``config.steps`` iterations in this process; return (state_dict, losses).
+    """Train ``config.training.steps`` iterations in this process; return (state_dict, losses).
 
     Parameters
     ----------
@@ -35,19 +35,20 @@ def train_reference(problem: Problem, config: RunConfig | None = None, *,
     """
     cfg = build_config(config)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    info = inspect_model(problem, cfg.model)
+    info = inspect_model(problem, cfg.job.model)
     batch = problem.training.batch_size
     data = make_batches(DataSpec(
-        kind="dataset" if dataset is not None else cfg.data, batch_size=batch,
+        kind="dataset" if dataset is not None else cfg.job.data, batch_size=batch,
         sample_shape=info.sample_shape, num_classes=info.num_classes,
-        tokens=info.loss == "lm", zoo_name=info.zoo_name, seed=cfg.seed, dtype=cfg.dtype,
+        tokens=info.loss == "lm", zoo_name=info.zoo_name, seed=cfg.job.seed, dtype=cfg.job.dtype,
         dataset=dataset))
-    model = build_chain(info.ref, cfg.seed, getattr(torch, cfg.dtype), problem.model.num_layers)
+    model = build_chain(info.ref, cfg.job.seed, getattr(torch, cfg.job.dtype),
+                        problem.model.num_layers)
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.training.lr, momentum=cfg.training.momentum)
     loss_of = micro_batch_loss(info.loss, batch)
     losses = []
-    for it in range(cfg.steps):
+    for it in range(cfg.training.steps):
         x, y = data.batch(it)
         opt.zero_grad(set_to_none=True)
         loss = loss_of(model(x), y)

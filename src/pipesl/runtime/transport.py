@@ -132,9 +132,11 @@ class Transport:
         self.ahead = ahead
         """Post each stream's next receive as soon as one is taken (default), so that a
         message lands while the receiver computes; False: post each when the program needs
-        it, as torch.distributed.pipelining does. Measured here (benchmarks/
-        peer_pipelining.py, docs/runtime.md): ahead is faster for GPipe, slower for 1F1B on
-        small messages (0.4-0.7 ms per message to a waiting receiver)."""
+        it, as torch.distributed.pipelining does (``RunConfig.transport.post_ahead``). In
+        gloo a receive posted before its send lets the sender write at once; one posted
+        after costs a round trip through the sender's loop thread. Measured here
+        (docs/runtime.md): posting ahead is 1.5-2.5x faster for GPipe M = 8; for 1F1B no
+        posting is consistently faster."""
         self._zeros = {peer: torch.zeros(n, dtype=torch.uint8, device=self.device)
                        for peer, n in self.padding.items() if n > 0}
 

@@ -49,7 +49,7 @@ from pipesl.runtime.conditions import Conditions
 from pipesl.runtime.config import RunConfig
 from pipesl.runtime.control import Control, agree_to_stop
 from pipesl.runtime.data import DataSpec, make_batches
-from pipesl.runtime.emulator import Emulator, Links, parse_emulate
+from pipesl.runtime.emulator import Emulator, Links
 from pipesl.runtime.executor import Executor
 from pipesl.runtime.faults import FaultInjector, FaultSpec
 from pipesl.runtime.liveness import Board, Liveness
@@ -173,7 +173,7 @@ def wire_shapes(job: Job) -> Callable[[Transfer, int], tuple[tuple[int, ...], to
     """``shape_of(transfer, micro_batch)``: the shape and dtype of what a transfer carries
     (route r carries stage r's output and its gradient; the labels the whole batch's)."""
     topo = job.topology
-    dtype = getattr(torch, job.config.dtype)
+    dtype = getattr(torch, job.config.job.dtype)
     label_dtype = getattr(torch, job.label_dtype)
     units = job.model.unit_shapes
 
@@ -206,17 +206,17 @@ class _Node:
         self.holds_labels = topo.labels_local and self.node == topo.loss_node
         self.batches = (make_batches(job.data)
                         if self.node == topo.source or self.holds_labels else None)
-        self.device = _device(cfg.backend, rank)
+        self.device = _device(cfg.transport.backend, rank)
         loss = micro_batch_loss(job.model.loss, topo.batch_size)
         self.stage: Stage | None = None
         if role is not None:
-            chain = build_chain(job.model.ref, cfg.seed, getattr(torch, cfg.dtype),
+            chain = build_chain(job.model.ref, cfg.job.seed, getattr(torch, cfg.job.dtype),
                                 job.problem.model.num_layers)
             module = stage_module(chain, role.first_layer, role.last_layer).to(self.device)
             del chain
             loss_here = role.index == topo.num_stages - 1 and not topo.has_label_route
-            self.stage = Stage(module, cfg.lr, cfg.momentum, loss if loss_here else None,
-                               input_grad=role.index > 0)
+            self.stage = Stage(module, cfg.training.lr, cfg.training.momentum,
+                               loss if loss_here else None, input_grad=role.index > 0)
             if job.resume_folder is not None and job.resume_manifest is not None:
                 rng = ckpt.load_stage(job.resume_folder, job.resume_manifest, module,
                                       self.stage.optimizer, role.first_layer)
@@ -226,23 +226,23 @@ class _Node:
         for n in topo.sizes:
             offsets.append(offsets[-1] + n)
         self.program = lower(topo)[self.node]
-        parts = parse_emulate(cfg.emulation) if cfg.emulate else frozenset()
-        virtual = "links" in parts and cfg.virtual_clock and one_host
+        parts = cfg.emulated
+        virtual = "links" in parts and cfg.emulation.virtual_clock and one_host
         self.one_host = one_host
         self.recorder = Recorder()
-        self.emulator = Emulator(topo, self.node, parts, cfg.time_scale, job.conditions,
+        self.emulator = Emulator(topo, self.node, parts, cfg.emulation.time_scale, job.conditions,
                                  on_error=lambda message: fatal(f"failed: {message}", False))
         self.transport = Transport(
             self.node, {n: i for i, n in enumerate(topo.nodes)}, group,
             inbound=self.program.inbound(), shape_of=wire_shapes(job),
-            iterations=range(job.start_iteration, cfg.steps), stamped=virtual,
-            timeout_s=cfg.timeout_s, device=self.device, auditor=self.auditor,
-            padding=cfg.padding_of(self.node))
+            iterations=range(job.start_iteration, cfg.training.steps), stamped=virtual,
+            timeout_s=cfg.transport.timeout_s, device=self.device, auditor=self.auditor,
+            padding=cfg.padding_of(self.node), ahead=cfg.transport.post_ahead)
         def lane_failed(exc: BaseException) -> None:
             fatal(_error_text(exc), not isinstance(exc, PeerFailure))
 
-        self.links = Links(self.transport, self.emulator, self.recorder, live, cfg.timeout_s,
-                           virtual, on_error=lane_failed)
+        self.links = Links(self.transport, self.emulator, self.recorder, live,
+                           cfg.transport.timeout_s, virtual, on_error=lane_failed)
         self.executor = Executor(
             self.program, stage=self.stage, stage_index=None if role is None else role.index,
             loss=loss if topo.has_label_route and self.node == topo.loss_node else None,
@@ -303,12 +303,12 @@ class _Node:
         """Stopped before iteration ``completed``: make sure a complete checkpoint holds the
         state after it (written now unless one was due after the last iteration)."""
         cfg = self.cfg
-        if cfg.checkpoint_dir is None or completed % cfg.checkpoint_every == 0:
+        if cfg.checkpoint.folder is None or completed % cfg.checkpoint.every == 0:
             return
         files: list[ckpt.UnitFile] = []
         if self.stage is not None and self.role is not None:
             with self.live.busy(f"the checkpoint after {completed} iterations"):
-                files = ckpt.save_stage(cfg.checkpoint_dir, completed, self.stage.module,
+                files = ckpt.save_stage(cfg.checkpoint.folder, completed, self.stage.module,
                                         self.stage.optimizer, self.role.first_layer,
                                         self.node)
         gathered: list[Any] | None = [None] * len(self.topo.nodes) if self.rank == 0 else None
@@ -317,17 +317,17 @@ class _Node:
         if self.rank == 0:
             assert gathered is not None
             with self.live.busy(f"the checkpoint manifest after {completed} iterations"):
-                ckpt.write_manifest(cfg.checkpoint_dir, completed, ckpt.unit_files(gathered),
+                ckpt.write_manifest(cfg.checkpoint.folder, completed, ckpt.unit_files(gathered),
                                     self.job.problem.model.num_layers, self.job.checkpoint_meta)
 
     def save_checkpoint(self, it: int) -> list[ckpt.UnitFile]:
         """After iteration ``it``: write this stage's unit files when a checkpoint is due."""
         cfg = self.cfg
-        due = (it + 1) % cfg.checkpoint_every == 0 or it == cfg.steps - 1
-        if cfg.checkpoint_dir is None or not due or self.stage is None or self.role is None:
+        due = (it + 1) % cfg.checkpoint.every == 0 or it == cfg.training.steps - 1
+        if cfg.checkpoint.folder is None or not due or self.stage is None or self.role is None:
             return []
         with self.live.busy(f"the checkpoint of iteration {it}"):
-            files = ckpt.save_stage(cfg.checkpoint_dir, it + 1, self.stage.module,
+            files = ckpt.save_stage(cfg.checkpoint.folder, it + 1, self.stage.module,
                                     self.stage.optimizer, self.role.first_layer, self.node)
             self.faults.check(it, "checkpoint")
         return files
@@ -374,7 +374,7 @@ def run_worker(job: Job, rendezvous: Rendezvous, sink: Sink, exit_on_fatal: bool
     one_host : bool
         Every rank runs on this host (one clock): the emulation may use the virtual clock.
     self_watch : bool
-        Exit when this rank has been busy on one task for ``config.hang_timeout_s`` (for
+        Exit when this rank has been busy on one task for ``config.liveness.hang_timeout_s`` (for
         torchrun, where no launcher watches the ranks).
     """
     rank, topo, cfg = rendezvous.rank, job.topology, job.config
@@ -392,25 +392,25 @@ def run_worker(job: Job, rendezvous: Rendezvous, sink: Sink, exit_on_fatal: bool
             logging.shutdown()
             os._exit(1)
 
-    timeout = timedelta(seconds=cfg.timeout_s)
+    timeout = timedelta(seconds=cfg.transport.timeout_s)
     try:
         logger.debug("rank %d (%s): joining the process group", rank, node)
         dist.init_process_group("gloo", init_method=rendezvous.init_method, rank=rank,
                                 world_size=rendezvous.world_size, timeout=timeout)
         group = (dist.new_group(list(range(rendezvous.world_size)), timeout=timeout,
-                                backend=cfg.backend)
-                 if cfg.backend != "gloo" else dist.group.WORLD)
+                                backend=cfg.transport.backend)
+                 if cfg.transport.backend != "gloo" else dist.group.WORLD)
         logger.debug("rank %d (%s): joined; building the node", rank, node)
         proc = _Node(job, rank, group, fatal, one_host, live)
         proc.start()
         live.ready()
         if self_watch:
-            threading.Thread(target=_watch_self, args=(live, cfg.hang_timeout_s, fatal),
+            threading.Thread(target=_watch_self, args=(live, cfg.liveness.hang_timeout_s, fatal),
                              name="watchdog", daemon=True).start()
         logger.info("rank %d runs %s: %s", rank, node, ", ".join(topo.roles(node)) or "idle")
         _iterations(proc, job, rendezvous, sink)
         state: dict[str, Any] | None = None
-        if cfg.return_state:
+        if cfg.outputs.return_state:
             mine = proc.state()
             if rank != 0 and proc.auditor is not None and mine:
                 proc.auditor.control("trained parameters", "parameters", topo.source, None,
@@ -441,9 +441,9 @@ def run_worker(job: Job, rendezvous: Rendezvous, sink: Sink, exit_on_fatal: bool
 def _iterations(proc: _Node, job: Job, rendezvous: Rendezvous, sink: Sink) -> None:
     """Every iteration of the run, each reported as one message of records."""
     rank, topo, cfg = rendezvous.rank, job.topology, job.config
-    for it in range(job.start_iteration, cfg.steps):
+    for it in range(job.start_iteration, cfg.training.steps):
         if job.stoppable and it > job.start_iteration and agree_to_stop(
-                rendezvous.control, rank, it, cfg.timeout_s, proc.live, proc.collective):
+                rendezvous.control, rank, it, cfg.transport.timeout_s, proc.live, proc.collective):
             logger.info("rank %d (%s): stopping before iteration %d (launcher's decision)",
                         rank, proc.node, it)
             proc.checkpoint_on_stop(it)
@@ -476,15 +476,15 @@ def finish_iteration(job: Job, parts: list[IterationRecords], one_host: bool,
     cfg, topo = job.config, job.topology
     parts = sorted(parts, key=lambda p: p.rank)
     it = parts[0].iteration
-    if cfg.checkpoint_dir is not None:
+    if cfg.checkpoint.folder is not None:
         busy = (live.busy(f"the checkpoint manifest of iteration {it}") if live is not None
                 else contextlib.nullcontext())
         with busy:
             reported = ckpt.unit_files([list(p.files) for p in parts])
             if reported:
-                ckpt.write_manifest(cfg.checkpoint_dir, it + 1, reported,
+                ckpt.write_manifest(cfg.checkpoint.folder, it + 1, reported,
                                     job.problem.model.num_layers, job.checkpoint_meta)
-            ckpt.write_progress(cfg.checkpoint_dir, it + 1)
+            ckpt.write_progress(cfg.checkpoint.folder, it + 1)
     origin = parts[0].start
     merged = [r for p in parts for r in shifted(p.records, origin if one_host else p.start)]
     report = assemble_iteration(topo, job.resources, it, merged, job.simulated_s,

@@ -250,14 +250,15 @@ def posted_ahead(program: Program, topo: Topology, padded: bool) -> frozenset[Tr
     both ranks compute at once most of the time, and a message posted ahead is copied off
     the socket by gloo's loop thread while both cores compute, which delays it; posted when
     needed, as ``torch.distributed.pipelining`` posts it, it moves while the receiver waits
-    (measured in docs/runtime.md). Relay, loss and pacing receives are always posted ahead:
-    their lanes compute nothing in between.
+    (measured in docs/runtime.md). Relay and loss lanes always post ahead (they compute
+    nothing in between), and so do the labels (they come once per iteration, before any
+    pass, where torch's last stage has them already).
     """
     inbound = program.inbound()
     if padded or not interleaves(topo):
         return frozenset(inbound)
     stage = {a.transfer for lane in program.lanes if lane.name == "stage"
-             for a in lane.actions if isinstance(a, Recv)}
+             for a in lane.actions if isinstance(a, Recv) and a.transfer.kind != "labels"}
     return frozenset(t for t in inbound if t not in stage)
 
 

@@ -230,6 +230,8 @@ class Transport:
             buf, work, it, m = box.pending.pop(0)
             assert (it, m) == (iteration, micro_batch), (transfer, it, m, iteration,
                                                          micro_batch)
+            if transfer not in self.ahead:
+                self.flush()  # as torch's fused send + receive: the sends first
             work.wait(self.timeout)
             if transfer in self.ahead and box.posted < box.total:  # may land meanwhile
                 self._post(transfer, box)

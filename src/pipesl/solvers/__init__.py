@@ -53,6 +53,7 @@ from pipesl.solvers.microbatch import (
 from pipesl.solvers.result import OBJECTIVES, SolveResult, SolverFn
 
 __all__ = [
+    "MAKESPAN_TIME_LIMIT",
     "OBJECTIVES",
     "SOLVERS",
     "BaspResult",
@@ -97,6 +98,10 @@ SOLVERS: dict[str, tuple[SolverFn, str]] = {
 }
 """Every planner: ``method`` name -> (function ``fn(problem, **options)``, one-line summary)."""
 
+MAKESPAN_TIME_LIMIT = 60.0
+"""Seconds the certified makespan search gets unless ``time_limit`` is passed (``None``: no
+limit); ``pipesl plan`` uses the same default."""
+
 
 def solver_names() -> list[str]:
     """The valid ``method`` names."""
@@ -122,7 +127,10 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
         paper's objective, passed explicitly by the experiments, the baselines' comparisons,
         the adaptation loop and the runtime helpers): minimise SPEC section 3's T.
     **options
-        Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``).
+        Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``). The makespan
+        searches (``exact``, ``makespan`` and ``bruteforce`` with ``objective="makespan"``)
+        stop after :data:`MAKESPAN_TIME_LIMIT` seconds unless ``time_limit`` is given
+        (``time_limit=None``: no limit), returning the best plan with ``optimal = False``.
 
     Returns
     -------
@@ -152,6 +160,7 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
     check_source_alone(problem)  # the memory rule validation leaves to the cost model
     if objective == "makespan" and method in ("exact", "bruteforce", "makespan"):
         fn = solve_bruteforce_makespan if method == "bruteforce" else SOLVERS["makespan"][0]
+        options.setdefault("time_limit", MAKESPAN_TIME_LIMIT)
         result = fn(problem, **options)
     else:
         result = SOLVERS[method][0](problem, **options)

@@ -19,7 +19,10 @@ table of every planner, and returns a :class:`SolveResult`. The pieces, from the
 * :mod:`~pipesl.solvers.bruteforce` — exhaustive enumeration for small problems (tests);
 * :mod:`~pipesl.solvers.milp` — the same problem as a mixed-integer program (HiGHS), per b;
 * :mod:`~pipesl.solvers.baselines`, :mod:`~pipesl.solvers.heuristics` — what the planner is
-  compared with: no pipelining, two tiers, a fixed b, bottleneck-only, and rules of thumb.
+  compared with: no pipelining, two tiers, a fixed b, bottleneck-only, and rules of thumb;
+* :mod:`~pipesl.solvers.owners` — several data owners (``training.sources``): the certified
+  joint search (:mod:`~pipesl.solvers.owners_search`), the heuristic
+  (:mod:`~pipesl.solvers.owners_heuristic`) and the baselines; ``solve`` dispatches to it.
 """
 
 from __future__ import annotations

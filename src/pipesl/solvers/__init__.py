@@ -13,7 +13,10 @@ table of every planner, and returns a :class:`SolveResult`. The pieces, from the
   :mod:`~pipesl.solvers.threshold`, :mod:`~pipesl.solvers.exact` — thresholds and b, proven
   with the bounds of :mod:`pipesl.cost.analytic_bounds`;
 * :mod:`~pipesl.solvers.makespan` — the least *simulated* makespan of the schedule, certified
-  by branch and bound on valid makespan bounds (:mod:`pipesl.cost.bounds`);
+  by branch and bound on valid makespan bounds (:mod:`pipesl.cost.bounds`), with its per-b
+  tables (:mod:`~pipesl.solvers.makespan_tables`), GPipe's split floor
+  (:mod:`~pipesl.solvers.split_floor`) and one plan's makespan
+  (:mod:`~pipesl.solvers.makespan_eval`);
 * :mod:`~pipesl.solvers.microbatch` — the closed-form micro-batch size and the candidate b;
 * :mod:`~pipesl.solvers.alternating` — the paper's alternating optimisation;
 * :mod:`~pipesl.solvers.bruteforce` — exhaustive enumeration for small problems (tests);

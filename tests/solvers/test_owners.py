@@ -51,6 +51,7 @@ CASES = [(seed, 2, 3, 3, "per-owner") for seed in range(6)]
 CASES += [(seed, 2, 3, 3, "shared") for seed in range(6, 10)]
 CASES += [(seed, 3, 2, 2, "per-owner") for seed in range(10, 12)]
 CASES += [(12, 3, 2, 2, "shared")]
+CASES += [(seed, 2, 3, 3, "per-owner") for seed in range(13, 19)]
 
 
 @pytest.mark.parametrize(("seed", "owners", "layers", "batch", "replicas"), CASES)

@@ -16,7 +16,7 @@ from runtime_cases import line_problem, three_stage_plan, ushaped_plan
 from pipesl.runtime import build_config, train, train_reference
 
 CONFIG = build_config(steps=3, dtype="float64", time_scale=0.1, lr=0.1, momentum=0.5,
-                   return_state=True)
+                      return_state=True)
 
 
 def _assert_same(state: dict[str, torch.Tensor] | None,
@@ -29,10 +29,13 @@ def _assert_same(state: dict[str, torch.Tensor] | None,
 
 @pytest.mark.distributed
 @pytest.mark.timeout(240)
-def test_1f1b_three_stages_with_relays_matches_single_process() -> None:
+@pytest.mark.parametrize("emulate", [True, False])
+def test_1f1b_three_stages_with_relays_matches_single_process(emulate: bool) -> None:
     # cnn-digits: src[1-2] -> a[3-4] -> (a, h, b) -> b[5]; B = 10, b = 4: sizes 4, 4, 2.
+    # Without emulation the stages post their own receives when needed (1F1B, real
+    # passes), the relays and the labels ahead (program.posted_ahead).
     problem = line_problem("cnn-digits", 10, schedule="1f1b")
-    config = CONFIG.with_options(data="digits")
+    config = CONFIG.with_options(data="digits", emulate=emulate)
     result = train(problem, three_stage_plan(4), config)
     reference, losses = train_reference(problem, config)
     _assert_same(result.state, reference)

@@ -22,7 +22,16 @@ from pipesl.plan import Plan, Stage
 from pipesl.runtime import RunConfig, build_config, make_job, train_reference
 from pipesl.runtime.emulator import Emulator
 from pipesl.runtime.executor import Executor
-from pipesl.runtime.program import Compute, Recv, Relay, Send, Transfer, lower
+from pipesl.runtime.program import (
+    Compute,
+    Recv,
+    Relay,
+    Send,
+    Transfer,
+    interleaves,
+    lower,
+    posted_ahead,
+)
 from pipesl.runtime.records import Loss, Pass, Recorder
 from pipesl.runtime.stages import Stage as StageRunner
 from pipesl.runtime.stages import build_chain, micro_batch_loss, stage_module
@@ -234,3 +243,22 @@ def test_lowering_of_a_two_stage_1f1b_table() -> None:
     assert programs["src"].inbound() == {
         next(a.transfer for a in src if isinstance(a, Recv)): tuple(
             a.micro_batch for a in topo.table.orders[0] if a.kind == "B")}
+
+
+def test_receives_posted_ahead_except_a_stages_own_under_real_1f1b() -> None:
+    plan = three_stage_plan(4)  # src[1-2] -> a[3-4] -> (a, h, b) -> b[5]; h relays
+    gpipe = build_topology(line_problem("cnn-digits", 10, schedule="gpipe"), plan)
+    f1b = build_topology(line_problem("cnn-digits", 10, schedule="1f1b"), plan)
+    assert not interleaves(gpipe) and interleaves(f1b)
+    for node, program in lower(gpipe).items():
+        assert posted_ahead(program, gpipe, padded=False) == frozenset(program.inbound()), node
+    programs = lower(f1b)
+    for node, program in programs.items():
+        inbound = frozenset(program.inbound())
+        assert posted_ahead(program, f1b, padded=True) == inbound  # emulated passes
+        stage = {a.transfer for lane in program.lanes if lane.name == "stage"
+                 for a in lane.actions if isinstance(a, Recv) and a.transfer.kind != "labels"}
+        assert posted_ahead(program, f1b, padded=False) == inbound - stage, node
+    # The relay's receives stay ahead, and the labels; stage b's activations do not.
+    assert posted_ahead(programs["h"], f1b, padded=False) == frozenset(programs["h"].inbound())
+    assert {t.kind for t in posted_ahead(programs["b"], f1b, padded=False)} == {"labels"}

@@ -328,3 +328,26 @@ def test_fixed_order_recognises_private_chains_and_refuses_shared_links() -> Non
     assert seen[True] >= 10 and seen[False] >= 10, seen
     assert not fixed_order(_anomaly_instance(), solve(_anomaly_instance(), "bruteforce",
                                                       objective="makespan").plan)
+
+
+def test_the_library_default_gives_the_makespan_search_the_plan_time_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipesl.solvers as solvers
+    from pipesl.cli.plan import MAKESPAN_TIME_LIMIT
+
+    class Seen(Exception):
+        pass
+
+    seen: list[object] = []
+
+    def fake(problem, **options):
+        seen.append(options.get("time_limit", "absent"))
+        raise Seen
+
+    monkeypatch.setitem(solvers.SOLVERS, "makespan", (fake, "the search, recorded"))
+    problem = load_problem("relay-line")
+    for kwargs in ({}, {"time_limit": None}, {"time_limit": 3.0}):
+        with pytest.raises(Seen):
+            solvers.solve(problem, **kwargs)
+    assert seen == [solvers.MAKESPAN_TIME_LIMIT, None, 3.0]
+    assert MAKESPAN_TIME_LIMIT == solvers.MAKESPAN_TIME_LIMIT

@@ -51,6 +51,7 @@ CASES = [(seed, 2, 3, 3, "per-owner") for seed in range(6)]
 CASES += [(seed, 2, 3, 3, "shared") for seed in range(6, 10)]
 CASES += [(seed, 3, 2, 2, "per-owner") for seed in range(10, 12)]
 CASES += [(12, 3, 2, 2, "shared")]
+CASES += [(seed, 2, 3, 3, "per-owner") for seed in range(13, 19)]
 
 
 @pytest.mark.parametrize(("seed", "owners", "layers", "batch", "replicas"), CASES)
@@ -151,3 +152,16 @@ def test_unknown_method_and_objective_name_the_field() -> None:
         solve_owners(problem, "exact")
     with pytest.raises(ProblemError, match="objective"):
         solve_owners(problem, "joint", objective="analytic")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cached_bound_is_owners_lower_bound(seed: int) -> None:
+    from pipesl.cost.owners import owners_lower_bound
+    from pipesl.schedules import makespan_lower_bound
+    from pipesl.solvers.owners_space import Evaluator
+
+    problem = random_owners_problem(300 + seed, owners=3, layers=3, batch=4)
+    plans = solve_owners(problem, "independent", time_limit=None).plan.plans
+    own = [makespan_lower_bound(problem.owner_problem(o), p) for o, p in enumerate(plans)]
+    want = owners_lower_bound(problem, OwnersPlan(plans), own)
+    assert Evaluator(problem).bound([0, 1, 2], list(plans)) == pytest.approx(want, rel=1e-12)

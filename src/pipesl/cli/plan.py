@@ -50,7 +50,9 @@ METHODS: dict[str, str] = {
 the solver registry, ``pipesl.solvers.solver_names()``)."""
 
 MAKESPAN_TIME_LIMIT = 60.0
-"""Seconds ``pipesl plan`` gives the certified makespan search unless told otherwise."""
+"""Seconds ``pipesl plan`` gives the certified makespan search unless told otherwise (the
+library's ``pipesl.solvers.MAKESPAN_TIME_LIMIT``, kept here so that help needs no solver
+import; a test keeps them equal)."""
 
 OWNER_METHODS_HELP: dict[str, str] = {
     "joint": "several data owners: the certified joint optimum (what exact means there)",

@@ -169,9 +169,6 @@ def _simulate_owners(prob: Problem, chosen: OwnersPlan, schedule: str | None,
     from pipesl.cli.owners import owners_sim_tables
     from pipesl.sim import simulate_owners
 
-    if map_path is not None:
-        raise ProblemError("--map", "draws one owner's plan; with several data owners use "
-                           "`pipesl plan --map`")
     result = simulate_owners(prob, chosen, schedule, last_micro_batch=last)
     for violation in result.violations:
         err_console.print(f"[yellow]warning:[/] the plan does not fit in memory: "
@@ -196,5 +193,11 @@ def _simulate_owners(prob: Problem, chosen: OwnersPlan, schedule: str | None,
         chart = gantt_chart(result.trace, title=title)
         write_file(lambda: save_figure(chart, gantt), gantt, "--gantt")
         written.append(f"Gantt chart {gantt}")
+    if map_path is not None:
+        from pipesl.plotting import placement_map, save_figure
+
+        drawing = placement_map(prob, chosen)
+        write_file(lambda: save_figure(drawing, map_path), map_path, "--map")
+        written.append(f"placement map {map_path}")
     for line in written:
         out.print(f"wrote {escape(line)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.markup import escape
@@ -52,14 +52,30 @@ def _runtime() -> Any:
     return runtime
 
 
-def _plan(problem: Problem, path: Path | None) -> Plan:
+def _plan(problem: Problem, path: Path | None, schedule: str | None = None, *,
+          every_rank: bool = False) -> Plan:
+    """The ``--plan`` file, else what ``pipesl plan`` prints: the plan of least simulated
+    makespan of the schedule that runs (``--schedule``, else ``training.schedule``), with
+    ``pipesl plan``'s time limit. ``every_rank`` (``pipesl worker``, where each rank plans
+    alone): a search stopped by its time limit is refused, since ranks could then disagree."""
     if path is not None:
         from pipesl.plan import load_single_plan
 
         return load_single_plan(path, problem)
+    from dataclasses import replace
+
+    from pipesl.schedules import get_schedule
     from pipesl.solvers import solve
 
-    return solve(problem, objective="analytic").plan
+    if schedule is not None:
+        name = get_schedule(schedule).name
+        problem = replace(problem, training=replace(problem.training, schedule=cast(Any, name)))
+    result = solve(problem, objective="makespan")
+    if every_rank and not result.optimal:
+        raise ProblemError("--plan", "is needed here: the makespan search stopped at its time "
+                           "limit, so the ranks could choose different plans; write one with "
+                           "`pipesl plan --out` and pass it to every rank")
+    return result.plan
 
 
 
@@ -337,7 +353,7 @@ def train(
         from pipesl.problem.events import load_network_events
 
         script = load_network_events(events, prob)
-    chosen = _plan(prob, plan)
+    chosen = _plan(prob, plan, schedule)
     warn_memory(prob, chosen)
     runtime.make_job(prob, chosen, cfg, events=script)  # every check before any process
     if adapt:
@@ -438,7 +454,7 @@ def worker(
                   checkpoint_every=checkpoint_every, resume=resume,
                   audit=None if audit is None else str(audit))
     prob = load_checked(problem)
-    chosen = _plan(prob, plan)
+    chosen = _plan(prob, plan, schedule, every_rank=True)
     warn_memory(prob, chosen)
     nodes = [n.strip() for n in host_nodes.split(",") if n.strip()] if host_nodes else None
     result = runtime.run_torchrun_worker(prob, chosen, cfg, host_nodes=nodes)

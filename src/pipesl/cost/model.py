@@ -367,6 +367,9 @@ def net_warmups(problem: Problem, plan: Plan, micro_batch_size: int | None = Non
     then made non-increasing along the pipeline (a later stage never runs more warm-up
     forwards than an earlier one, or the schedule would deadlock). At least 1.
     """
+    from pipesl.cost.tables import tables_for
+
+    tables = tables_for(problem)
     tr = problem.training
     b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
     m = num_micro_batches(tr.batch_size, b)
@@ -381,10 +384,9 @@ def net_warmups(problem: Problem, plan: Plan, micro_batch_size: int | None = Non
         trip = sum(times[p:])
         need = math.ceil(trip / tau - 1e-9) if tau > 0 else 1
         want = min(m, max(k_total - k, need))
-        layers = problem.model.layers[s.layer_slice]
-        acts = sum(x.act_bytes for x in layers) * b
-        free = problem.network.node(s.node).memory - tr.state_factor * sum(
-            x.param_bytes for x in layers)
+        i, j = s.first_layer - 1, s.last_layer
+        acts = float(tables.span_acts[i, j]) * b
+        free = problem.network.node(s.node).memory - float(tables.span_state[i, j])
         cap = m if acts <= 0 or free >= m * acts else max(0, math.floor(free / acts + 1e-12))
         w = max(1, min(want, cap))
         if out:
@@ -431,12 +433,13 @@ def memory_use(problem: Problem, plan: Plan, micro_batch_size: int | None = None
     b = plan.micro_batch_size if micro_batch_size is None else micro_batch_size
     k_total = plan.num_stages
     if problem.training.schedule == "1f1b-net":  # the windows the schedule really keeps
-        tr = problem.training
+        from pipesl.cost.tables import tables_for
+
+        t = tables_for(problem)
         out = {}
         for s, w in zip(plan.stages, net_warmups(problem, plan, b), strict=True):
-            layers = problem.model.layers[s.layer_slice]
-            out[s.node] = (tr.state_factor * sum(x.param_bytes for x in layers)
-                           + w * b * sum(x.act_bytes for x in layers))
+            i, j = s.first_layer - 1, s.last_layer
+            out[s.node] = float(t.span_state[i, j] + w * b * t.span_acts[i, j])
         return out
     return {s.node: stage_memory(problem, s.first_layer, s.last_layer, b, k, k_total)
             for k, s in enumerate(plan.stages)}

@@ -39,14 +39,17 @@ from dataclasses import dataclass
 from pipesl.cost.bounds import pipeline_bound, plan_bound_steps
 from pipesl.cost.model import Evaluation, evaluate, memory_use, num_micro_batches
 from pipesl.cost.steps import plan_steps
-from pipesl.plan import OwnersPlan, validate_owners_plan
+from pipesl.plan import OwnersPlan, Plan, validate_owners_plan
 from pipesl.problem.types import Problem
 
 __all__ = [
     "OwnersBound",
     "OwnersEvaluation",
+    "ResourceTerms",
+    "combine_resource_terms",
     "evaluate_owners",
     "owner_bound",
+    "owner_resource_terms",
     "owners_busy",
     "owners_lower_bound",
     "owners_memory",
@@ -125,30 +128,8 @@ def owners_bound(problem: Problem, plan: OwnersPlan,
         :func:`pipesl.schedules.makespan_lower_bound` on ``problem.owner_problem(o)``); each
         must be valid for that owner alone. Default: :func:`owner_bound`.
     """
-    heads: dict[str, float] = {}
-    tails: dict[str, float] = {}
-    busy: dict[str, float] = {}
-    for o, p in enumerate(plan.plans):
-        sub = problem.owner_problem(o)
-        b = p.micro_batch_size
-        m = num_micro_batches(sub.training.batch_size, b)
-        steps = plan_steps(sub, p)
-        f = [s.forward(b) for s in steps]
-        g = [s.backward(b) for s in steps]
-        sf, sg = math.fsum(f), math.fsum(g)
-        hf = hg = 0.0
-        for s, fp, gp in zip(steps, f, g, strict=True):
-            # forward at p: head HF(p), tail the rest of the trip; backward at p: head the
-            # whole forward plus the backward after p, tail HG(p) (cost.bounds, bound 2).
-            for r, head, dur, tail in ((s.forward_resource, hf, fp, sf - hf - fp + sg),
-                                       (s.backward_resource, sf + sg - hg - gp, gp, hg)):
-                k = r.name
-                heads[k] = min(heads.get(k, math.inf), head)
-                tails[k] = min(tails.get(k, math.inf), tail)
-                busy[k] = busy.get(k, 0.0) + m * dur
-            hf += fp
-            hg += gp
-    terms = {r: heads[r] + busy[r] + tails[r] for r in busy}
+    terms = combine_resource_terms([owner_resource_terms(problem, p, o)
+                                    for o, p in enumerate(plan.plans)])
     if owner_bounds is None:
         owner_terms = tuple(owner_bound(problem, plan, o) for o in range(len(plan.plans)))
     else:
@@ -157,6 +138,53 @@ def owners_bound(problem: Problem, plan: OwnersPlan,
             raise ValueError(f"owner_bounds: {len(owner_terms)} values for "
                              f"{len(plan.plans)} owners")
     return OwnersBound(terms, owner_terms, problem.training.owners_mode)
+
+
+ResourceTerms = dict[str, tuple[float, float, float]]
+"""Resource name -> (least head, busy seconds, least tail) of one owner's tasks on it."""
+
+
+def owner_resource_terms(problem: Problem, plan: Plan, owner: int) -> ResourceTerms:
+    """Owner ``owner``'s share of every ``resource:<r>`` term of :func:`owners_bound`.
+
+    Per resource its tasks' least head, their busy time ``M_o * (passes on r at b_o)`` and
+    least tail (:mod:`pipesl.cost.bounds`, bound 2); :func:`combine_resource_terms` of the
+    owners' shares is the terms of their joint plan (least head, summed busy, least tail), so
+    a planner can compute each candidate plan's share once.
+    """
+    sub = problem.owner_problem(owner)
+    b = plan.micro_batch_size
+    m = num_micro_batches(sub.training.batch_size, b)
+    steps = plan_steps(sub, plan)
+    f = [s.forward(b) for s in steps]
+    g = [s.backward(b) for s in steps]
+    sf, sg = math.fsum(f), math.fsum(g)
+    hf = hg = 0.0
+    out: ResourceTerms = {}
+    for s, fp, gp in zip(steps, f, g, strict=True):
+        # forward at p: head HF(p), tail the rest of the trip; backward at p: head the
+        # whole forward plus the backward after p, tail HG(p) (cost.bounds, bound 2).
+        for r, head, dur, tail in ((s.forward_resource, hf, fp, sf - hf - fp + sg),
+                                   (s.backward_resource, sf + sg - hg - gp, gp, hg)):
+            k = r.name
+            h0, b0, t0 = out.get(k, (math.inf, 0.0, math.inf))
+            out[k] = (min(h0, head), b0 + m * dur, min(t0, tail))
+        hf += fp
+        hg += gp
+    return out
+
+
+def combine_resource_terms(shares: Sequence[ResourceTerms]) -> dict[str, float]:
+    """``resource:<r>`` terms of several owners' shares: ``min head + sum busy + min tail``."""
+    heads: dict[str, float] = {}
+    tails: dict[str, float] = {}
+    busy: dict[str, float] = {}
+    for share in shares:
+        for k, (h, b, t) in share.items():
+            heads[k] = min(heads.get(k, math.inf), h)
+            tails[k] = min(tails.get(k, math.inf), t)
+            busy[k] = busy.get(k, 0.0) + b
+    return {r: heads[r] + busy[r] + tails[r] for r in busy}
 
 
 def owners_lower_bound(problem: Problem, plan: OwnersPlan,

@@ -208,7 +208,7 @@ class OwnersConfig:
     """Seed 0: the scenario as shipped; seed s > 0: bandwidths and FLOP/s perturbed +-20 %."""
     methods: tuple[str, ...] = ("joint", "independent", "sequential")
     """Planners compared (``joint`` first: ratios are taken against it)."""
-    time_limit: float = 30.0
+    time_limit: float = 20.0
     """Seconds per solve (the joint search reports its gap when it stops)."""
 
 

@@ -15,7 +15,8 @@ Each node's marker and each hop's arrow carries a ``gid`` (``node:<id>:<role>``,
 With several data owners (an :class:`~pipesl.plan.OwnersPlan`) every owner has its own colour:
 its node is a disc of that colour with a black ring, its routes (and label route) are arrows
 of that colour (hops used by several owners bend apart), and a node computing stages of
-several owners is split into a pie of their colours and labelled with every owner's layers;
+several owners is drawn as concentric rings of their colours and labelled with every owner's
+layers;
 the legend names each owner, its node and its stages. Arrows carry
 ``hop:<u>><v>:<duplex>:owner<o>``, owner discs ``node:<id>:owner<o>``, server discs
 ``node:<id>:stage``.
@@ -250,12 +251,12 @@ def _owners_map(problem: Problem, plan: OwnersPlan, title: str | None,
                     fontweight="bold", zorder=5)
             label = f"{n.id}\n{owners[o].label}: {_layers(first.first_layer, first.last_layer)}"
         elif stages:
-            share = [1.0] * len(stages)
-            ax.pie(share, colors=[color[o] for o, _, _ in stages], center=(x, y),
-                   radius=0.035 * max(span_x, span_y), frame=True,
-                   wedgeprops={"linewidth": 1.2, "edgecolor": "white", "zorder": 4})
-            ax.scatter([x], [y], s=520, color="none", edgecolors="white", zorder=4,
-                       gid=f"node:{n.id}:stage")
+            # concentric rings, one per owner computing here (outermost: the first)
+            for i, (o, _, _) in enumerate(stages):
+                size = 620.0 * 0.5**i
+                ax.scatter([x], [y], s=size, color=color[o], edgecolors="white",
+                           linewidths=1.5, zorder=4 + 0.01 * i,
+                           gid=f"node:{n.id}:stage" if i == 0 else None)
             label = n.id + "".join(f"\nO{o + 1}: {_layers(s.first_layer, s.last_layer)}"
                                    for o, _, s in stages)
         elif n.can_compute:
@@ -295,7 +296,6 @@ def _owners_map(problem: Problem, plan: OwnersPlan, title: str | None,
     pad_x, pad_y = 0.08 * span_x, 0.12 * span_y
     ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
     ax.set_ylim(min(ys) - pad_y - 0.1 * span_y, max(ys) + pad_y)
-    ax.set_aspect("auto")
     ax.set_axis_off()
     if title is None:
         tr = problem.training

@@ -145,10 +145,13 @@ class TransportConfig:
     """Address of the local rendezvous; the default binds every socket to loopback."""
     timeout_s: float = 120.0
     """Longest wait for any message or collective before the run fails."""
-    post_ahead: bool = True
-    """Post each stream's next receive as soon as the previous one is taken, so a message
-    can land while the receiver computes; False: post each receive when the program needs
-    it, as ``torch.distributed.pipelining`` does (measured in docs/runtime.md)."""
+    post_ahead: bool | None = None
+    """True: post each stream's next receive as soon as the previous one is taken, so a
+    message can land while the receiver computes; False: post each receive when the program
+    needs it, as ``torch.distributed.pipelining`` does; None (default): ahead, except a
+    stage's own receives under a schedule that interleaves forward and backward passes
+    (1F1B) with real (unpadded) passes (:func:`pipesl.runtime.program.posted_ahead`;
+    measured in docs/runtime.md)."""
 
 
 @dataclass(frozen=True)
@@ -385,7 +388,8 @@ def _transport(tp: TransportConfig) -> TransportConfig:
     if not tp.host or not isinstance(tp.host, str):
         raise ProblemError("transport.host", "must be a host name or address", tp.host)
     _positive("transport", tp, "timeout_s")
-    _flag("transport", tp, "post_ahead")
+    if tp.post_ahead is not None:
+        _flag("transport", tp, "post_ahead")
     return tp
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pipesl.exceptions import ProblemError, RuntimeSetupError
 from pipesl.plan import Plan, plan_to_dict
@@ -372,7 +372,9 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     ----------
     problem : Problem
     plan : Plan, optional
-        Default: the planner's (:func:`pipesl.solvers.solve`).
+        Default: what ``pipesl plan`` prints, the plan of least simulated makespan of the
+        schedule that runs (``config.training.schedule``, else the problem's), found by
+        :func:`pipesl.solvers.solve` within its default time limit.
     config : RunConfig, optional
         Steps, schedule, emulation, data, optimiser... (:func:`build_config`).
     dataset : torch.utils.data.Dataset, optional
@@ -414,7 +416,11 @@ def train(problem: Problem, plan: Plan | None = None, config: RunConfig | None =
     if plan is None:
         from pipesl.solvers import solve
 
-        plan = solve(problem, objective="analytic").plan
+        planned = problem  # what ``pipesl plan`` prints, for the schedule that runs
+        if config is not None and config.training.schedule is not None:
+            planned = replace(problem, training=replace(
+                problem.training, schedule=cast(Any, config.training.schedule)))
+        plan = solve(planned, objective="makespan").plan
     job = make_job(problem, plan, config, dataset=dataset, events=events, truth=truth,
                    stoppable=decide is not None)
     cfg, topo = job.config, job.topology

@@ -40,7 +40,9 @@ __all__ = [
     "Relay",
     "Send",
     "Transfer",
+    "interleaves",
     "lower",
+    "posted_ahead",
 ]
 
 StreamKind = Literal["F", "B", "labels"]
@@ -233,6 +235,39 @@ def lower(topo: Topology) -> dict[str, Program]:
                                             (Relay(labels[q - 1], labels[q], -1),)))
 
     return {n: Program(n, tuple(sorted(lanes[n], key=_lane_rank))) for n in topo.nodes}
+
+
+def interleaves(topo: Topology) -> bool:
+    """Whether some stage runs a forward pass after a backward pass in one iteration (1F1B's
+    steady state), rather than all its forwards first (GPipe)."""
+    for order in topo.table.orders:
+        seen_b = False
+        for a in order:
+            if a.kind == "B":
+                seen_b = True
+            elif seen_b:
+                return True
+    return False
+
+
+def posted_ahead(program: Program, topo: Topology, padded: bool) -> frozenset[Transfer]:
+    """The inbound transfers of ``program`` whose receives the transport posts ahead.
+
+    Every one, except the stage lane's when the schedule :func:`interleaves` forward and
+    backward passes and the passes are real compute (not ``padded`` by the emulator): there
+    both ranks compute at once most of the time, and a message posted ahead is copied off
+    the socket by gloo's loop thread while both cores compute, which delays it; posted when
+    needed, as ``torch.distributed.pipelining`` posts it, it moves while the receiver waits
+    (measured in docs/runtime.md). Relay and loss lanes always post ahead (they compute
+    nothing in between), and so do the labels (they come once per iteration, before any
+    pass, where torch's last stage has them already).
+    """
+    inbound = program.inbound()
+    if padded or not interleaves(topo):
+        return frozenset(inbound)
+    stage = {a.transfer for lane in program.lanes if lane.name == "stage"
+             for a in lane.actions if isinstance(a, Recv) and a.transfer.kind != "labels"}
+    return frozenset(t for t in inbound if t not in stage)
 
 
 def _lane_rank(lane: Lane) -> int:

@@ -10,9 +10,9 @@ available travels with it, as 8 bytes in front of the payload, and a link's late
 
 Sends are gloo's asynchronous ``isend``, issued from the thread that produced the tensor (a
 stage, a relay lane, a link's pacer); the transport keeps each pending send (and its buffer)
-until :meth:`Transport.flush`. Receives are ``irecv`` posted ahead: as soon as one message of
+until :meth:`Transport.flush`. Receives are ``irecv``, posted ahead (as soon as one message of
 a stream has been taken, the receive of the stream's next one is posted, so a message can land
-while the receiver still computes (``ahead=False`` posts each when needed instead). Every
+while the receiver still computes) or when needed, per transfer (``ahead``). Every
 wait is bounded by ``timeout_s``; a failure there is
 a peer's (:class:`PeerFailure`).
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +115,8 @@ class Transport:
                  shape_of: Callable[[Transfer, int], tuple[tuple[int, ...], torch.dtype]],
                  iterations: range, stamped: bool, timeout_s: float,
                  device: torch.device | None = None, auditor: Auditor | None = None,
-                 padding: Mapping[str, int] | None = None, ahead: bool = True) -> None:
+                 padding: Mapping[str, int] | None = None,
+                 ahead: bool | Collection[Transfer] = True) -> None:
         self.node, self.ranks, self.group = node, dict(ranks), group
         self.shape_of = shape_of
         self.iterations = iterations
@@ -129,14 +130,15 @@ class Transport:
         self._sends: list[Any] = []
         self._lock = threading.Lock()
         self.padding = dict(padding or {})
-        self.ahead = ahead
-        """Post each stream's next receive as soon as one is taken (default), so that a
-        message lands while the receiver computes; False: post each when the program needs
-        it, as torch.distributed.pipelining does (``RunConfig.transport.post_ahead``). In
-        gloo a receive posted before its send lets the sender write at once; one posted
-        after costs a round trip through the sender's loop thread. Measured here
-        (docs/runtime.md): posting ahead is 1.5-2.5x faster for GPipe M = 8; for 1F1B no
-        posting is consistently faster."""
+        self.ahead = (frozenset(inbound) if ahead is True else frozenset()
+                      if ahead is False else frozenset(ahead))
+        """The transfers whose next receive is posted as soon as one is taken, so that a
+        message lands while the receiver computes; the others are posted when the program
+        needs them, as torch.distributed.pipelining does (see
+        :func:`pipesl.runtime.program.posted_ahead`). In gloo a receive posted before its
+        send lets the sender write at once; one posted after costs a round trip through the
+        sender's loop thread, but the data then moves while the receiver waits instead of
+        while both ends compute (docs/runtime.md)."""
         self._zeros = {peer: torch.zeros(n, dtype=torch.uint8, device=self.device)
                        for peer, n in self.padding.items() if n > 0}
 
@@ -146,11 +148,9 @@ class Transport:
         return (_STAMP if self.stamped else 0), pad
 
     def start(self) -> None:
-        """Post the first receive of every inbound transfer (with :attr:`ahead`)."""
-        if not self.ahead:
-            return
+        """Post the first receive of every inbound transfer posted ahead (:attr:`ahead`)."""
         for transfer, box in self._in.items():
-            if box.total and not box.pending:
+            if transfer in self.ahead and box.total and not box.pending:
                 self._post(transfer, box)
 
     # ------------------------------------------------------------------ sending
@@ -231,8 +231,10 @@ class Transport:
             buf, work, it, m = box.pending.pop(0)
             assert (it, m) == (iteration, micro_batch), (transfer, it, m, iteration,
                                                          micro_batch)
+            if transfer not in self.ahead:
+                self.flush()  # as torch's fused send + receive: the sends first
             work.wait(self.timeout)
-            if self.ahead and box.posted < box.total:  # the next one may land meanwhile
+            if transfer in self.ahead and box.posted < box.total:  # may land meanwhile
                 self._post(transfer, box)
         except RuntimeError as exc:
             raise PeerFailure(f"{self.node}: receiving from {transfer.sender} failed: "

@@ -53,7 +53,7 @@ from pipesl.runtime.emulator import Emulator, Links
 from pipesl.runtime.executor import Executor
 from pipesl.runtime.faults import FaultInjector, FaultSpec
 from pipesl.runtime.liveness import Board, Liveness
-from pipesl.runtime.program import Transfer, lower
+from pipesl.runtime.program import Transfer, lower, posted_ahead
 from pipesl.runtime.records import IterationRecords, IterationTimes, Recorder, shifted
 from pipesl.runtime.report import IterationReport, assemble_iteration
 from pipesl.runtime.stages import ModelInfo, Stage, build_chain, micro_batch_loss, stage_module
@@ -237,7 +237,9 @@ class _Node:
             inbound=self.program.inbound(), shape_of=wire_shapes(job),
             iterations=range(job.start_iteration, cfg.training.steps), stamped=virtual,
             timeout_s=cfg.transport.timeout_s, device=self.device, auditor=self.auditor,
-            padding=cfg.padding_of(self.node), ahead=cfg.transport.post_ahead)
+            padding=cfg.padding_of(self.node),
+            ahead=(posted_ahead(self.program, topo, "devices" in parts)
+                   if cfg.transport.post_ahead is None else cfg.transport.post_ahead))
         def lane_failed(exc: BaseException) -> None:
             fatal(_error_text(exc), not isinstance(exc, PeerFailure))
 

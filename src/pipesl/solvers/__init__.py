@@ -13,13 +13,19 @@ table of every planner, and returns a :class:`SolveResult`. The pieces, from the
   :mod:`~pipesl.solvers.threshold`, :mod:`~pipesl.solvers.exact` — thresholds and b, proven
   with the bounds of :mod:`pipesl.cost.analytic_bounds`;
 * :mod:`~pipesl.solvers.makespan` — the least *simulated* makespan of the schedule, certified
-  by branch and bound on valid makespan bounds (:mod:`pipesl.cost.bounds`);
+  by branch and bound on valid makespan bounds (:mod:`pipesl.cost.bounds`), with its per-b
+  tables (:mod:`~pipesl.solvers.makespan_tables`), GPipe's split floor
+  (:mod:`~pipesl.solvers.split_floor`) and one plan's makespan
+  (:mod:`~pipesl.solvers.makespan_eval`);
 * :mod:`~pipesl.solvers.microbatch` — the closed-form micro-batch size and the candidate b;
 * :mod:`~pipesl.solvers.alternating` — the paper's alternating optimisation;
 * :mod:`~pipesl.solvers.bruteforce` — exhaustive enumeration for small problems (tests);
 * :mod:`~pipesl.solvers.milp` — the same problem as a mixed-integer program (HiGHS), per b;
 * :mod:`~pipesl.solvers.baselines`, :mod:`~pipesl.solvers.heuristics` — what the planner is
-  compared with: no pipelining, two tiers, a fixed b, bottleneck-only, and rules of thumb.
+  compared with: no pipelining, two tiers, a fixed b, bottleneck-only, and rules of thumb;
+* :mod:`~pipesl.solvers.owners` — several data owners (``training.sources``): the certified
+  joint search (:mod:`~pipesl.solvers.owners_search`), the heuristic
+  (:mod:`~pipesl.solvers.owners_heuristic`) and the baselines; ``solve`` dispatches to it.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from pipesl.solvers.microbatch import (
 from pipesl.solvers.result import OBJECTIVES, SolveResult, SolverFn
 
 __all__ = [
+    "MAKESPAN_TIME_LIMIT",
     "OBJECTIVES",
     "SOLVERS",
     "BaspResult",
@@ -97,6 +104,10 @@ SOLVERS: dict[str, tuple[SolverFn, str]] = {
 }
 """Every planner: ``method`` name -> (function ``fn(problem, **options)``, one-line summary)."""
 
+MAKESPAN_TIME_LIMIT = 60.0
+"""Seconds the certified makespan search gets unless ``time_limit`` is passed (``None``: no
+limit); ``pipesl plan`` uses the same default."""
+
 
 def solver_names() -> list[str]:
     """The valid ``method`` names."""
@@ -122,7 +133,10 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
         paper's objective, passed explicitly by the experiments, the baselines' comparisons,
         the adaptation loop and the runtime helpers): minimise SPEC section 3's T.
     **options
-        Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``).
+        Passed to the solver (e.g. ``micro_batch_size``, ``time_limit``). The makespan
+        searches (``exact``, ``makespan`` and ``bruteforce`` with ``objective="makespan"``)
+        stop after :data:`MAKESPAN_TIME_LIMIT` seconds unless ``time_limit`` is given
+        (``time_limit=None``: no limit), returning the best plan with ``optimal = False``.
 
     Returns
     -------
@@ -152,6 +166,7 @@ def solve(problem: Problem, method: str = "exact", objective: str = "makespan",
     check_source_alone(problem)  # the memory rule validation leaves to the cost model
     if objective == "makespan" and method in ("exact", "bruteforce", "makespan"):
         fn = solve_bruteforce_makespan if method == "bruteforce" else SOLVERS["makespan"][0]
+        options.setdefault("time_limit", MAKESPAN_TIME_LIMIT)
         result = fn(problem, **options)
     else:
         result = SOLVERS[method][0](problem, **options)

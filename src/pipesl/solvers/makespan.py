@@ -6,9 +6,11 @@ beat it). :func:`solve_makespan` minimises the makespan itself:
 
 1. **Incumbent.** The analytic optimum (:func:`pipesl.solvers.exact.solve_exact`), with its
    placement simulated at every micro-batch size that fits, gives a first plan and its
-   makespan U. For GPipe without a label route, the exact solver also minimises
+   makespan U. For GPipe without a label route the exact solver minimises instead
    ``S + (M - 1) * (largest load of one step)`` (``per_step=True``: shared links not summed),
-   a lower bound on every plan's makespan: when it reaches U, U is proven at once.
+   a lower bound on every plan's makespan, and its plan is the incumbent: when the bound
+   reaches U, U is proven at once; otherwise the split floor
+   (:mod:`pipesl.solvers.split_floor`) follows, and the plans it meets may lower U.
 2. **Certified branch and bound.** A best-first search over partial plans — the decision
    structure of the planner: the source's stage, then a route (enumerated lazily in order of
    increasing time, :func:`networkx.shortest_simple_paths`), the next node and its layers, and

@@ -186,6 +186,8 @@ def _finish(problem: Problem, plans: tuple[Plan, ...], method: str, *, lower: fl
     rows, makespan = _rows(problem, plans)
     docs = tuple(plan_document(evaluate(problem.owner_problem(o), p))
                  for o, p in enumerate(plans))
+    if not optimal and lower >= makespan * (1 - 1e-9):  # the bound of every combination
+        optimal, status = True, "optimal"                # is reached: certified after all
     lower = makespan if optimal else min(lower, makespan)
     return OwnersSolveResult(
         plan=plan, makespan_s=makespan, lower_bound_s=lower, optimal=optimal, method=method,
@@ -332,7 +334,7 @@ def solve_owners(problem: Problem, method: str = "joint", objective: str = "make
                          status="heuristic", started=started, counters=counters)
         return replace(result, message=f"gap to the lower bound of every combination "
                        f"{result.gap:.2%}")
-    from pipesl.solvers.owners_search import TooLarge, joint_search
+    from pipesl.solvers.owners_search import MAX_NODES, TooLarge, joint_search
 
     try:
         out = joint_search(problem, (h.makespan_s, h.plans), deadline=deadline,
@@ -341,8 +343,9 @@ def solve_owners(problem: Problem, method: str = "joint", objective: str = "make
         floor = owners_floor(problem, deadline)
         result = _finish(problem, h.plans, "joint", lower=floor, optimal=False,
                          status="too_large", started=started, counters=counters)
-        return replace(result, message=f"more than {max_candidates} candidate plans to "
-                       f"enumerate: the heuristic's combination, gap {result.gap:.2%}")
+        return replace(result, message=f"too large to enumerate (more than "
+                       f"{max_candidates} candidate plans or {MAX_NODES} nodes): the "
+                       f"heuristic's combination, gap {result.gap:.2%}")
     counters.update(out.counters)
     plans = out.plans if out.plans is not None else h.plans
     lower = out.lower_bound_s

@@ -46,6 +46,9 @@ from pipesl.solvers.owners_space import (
 __all__ = ["JointOutcome", "TooLarge", "joint_search", "owner_candidates"]
 
 _REL_TOL = 1e-9
+MAX_NODES = 16
+"""Networks with more nodes are not enumerated (their simple paths alone explode): the
+joint planner then returns the heuristic's combination with its gap."""
 
 
 class TooLarge(Exception):
@@ -102,6 +105,8 @@ def _groups(ev: Evaluator, cap: float, max_candidates: int) -> list[Candidates]:
     from pipesl.solvers.bruteforce import enumerate_plans
 
     problem = ev.problem
+    if len(problem.network.nodes) > MAX_NODES:
+        raise TooLarge
     budget = [max_candidates]
     n = problem.num_owners
     if problem.training.replicas != "shared":
@@ -155,7 +160,8 @@ def joint_search(problem: Problem, incumbent: tuple[float, tuple[Plan, ...]] | N
     Raises
     ------
     TooLarge
-        The instance is too large to enumerate.
+        The instance is too large to enumerate (more than :data:`MAX_NODES` nodes, or more
+        than ``max_candidates`` plans).
     """
     sequential = problem.training.owners_mode == "sequential"
     combine: Callable[[Sequence[float]], float] = (

@@ -77,8 +77,10 @@ class Evaluator:
       (:func:`pipesl.schedules.makespan_lower_bound`, the bounds of :mod:`pipesl.cost.bounds`
       read from the plan's table), a valid bound on when o finishes whatever others add;
     * :meth:`bound` — :func:`pipesl.cost.owners.owners_lower_bound` of some owners' plans
-      (those owners alone) with those own bounds: a lower bound on every completion (each
-      resource's busy time only grows with more owners); sequential mode: the sum;
+      (those owners alone) with those own bounds, from each plan's cached share of the
+      resource terms (:func:`pipesl.cost.owners.owner_resource_terms`): a lower bound on
+      every completion (each resource's busy time only grows with more owners); sequential
+      mode: the sum;
     * :meth:`fits` — the owners' plans together fit every node's memory;
     * :meth:`value` — the simulated makespan of a complete combination: the event engine of
       :func:`pipesl.sim.owners.simulate_owners` (:func:`pipesl.sim.shared.run_pipelines`) on
@@ -93,6 +95,7 @@ class Evaluator:
         self._pipe: dict[tuple[int, Plan], Any] = {}
         self._alone: dict[tuple[int, Plan], float] = {}
         self._subsets: dict[tuple[int, ...], Problem] = {}
+        self._share: dict[tuple[int, Plan], dict[str, tuple[float, float, float]]] = {}
 
     def subset(self, owners: Sequence[int]) -> Problem:
         key = tuple(owners)
@@ -124,14 +127,25 @@ class Evaluator:
                                                         self.pipeline(owner, plan).table))
         return self._own[key]
 
-    def bound(self, owners: Sequence[int], plans: Sequence[Plan]) -> float:
-        from pipesl.cost.owners import owners_lower_bound
+    def share(self, owner: int, plan: Plan) -> dict[str, tuple[float, float, float]]:
+        """The plan's share of the resource terms (:func:`pipesl.cost.owners.
+        owner_resource_terms`), computed once per plan."""
+        key = (owner, plan)
+        if key not in self._share:
+            from pipesl.cost.owners import owner_resource_terms
 
+            self._share[key] = owner_resource_terms(self.problem, plan, owner)
+        return self._share[key]
+
+    def bound(self, owners: Sequence[int], plans: Sequence[Plan]) -> float:
         own = [self.own_bound(o, p) for o, p in zip(owners, plans, strict=True)]
         if self.sequential:
             return math.fsum(own)
-        sub = self.subset(owners)  # one owner: its single-source problem
-        return float(owners_lower_bound(sub, OwnersPlan(tuple(plans)), own))
+        from pipesl.cost.owners import combine_resource_terms
+
+        terms = combine_resource_terms([self.share(o, p)
+                                        for o, p in zip(owners, plans, strict=True)])
+        return max([*terms.values(), *own])
 
     def fits(self, owners: Sequence[int], plans: Sequence[Plan]) -> bool:
         if len(owners) == 1:

@@ -312,7 +312,7 @@ def gpipe_split_floor(problem: Problem, sizes: Iterable[int], upper: float = mat
                       deadline: float | None = None, max_evaluations: int = 48,
                       budget: int = 1, first: Iterable[int] = ()) -> tuple[float, list[Plan]]:
     """A proven lower bound on every plan's GPipe makespan (no label route) over ``sizes``,
-    and the valid private plans (one per b at most) of least closed form the search met:
+    and the valid plans (one per b at most) of least makespan the search met:
     when one of them reaches the bound it is optimal.
 
     See the module docstring. A value at or above ``upper`` only says "no plan beats upper".

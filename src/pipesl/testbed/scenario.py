@@ -129,10 +129,10 @@ def measure_scenario(problem: Problem, *, steps: int = 6, reps: int = 8,
     nodes = tuple(n.id for n in configured.network.nodes)
     with Testbed(configured, nodes) as tb:
         pad = latency_padding(tb, configured)
-        first = plan or solve(configured, objective="analytic").plan
+        first = plan or solve(configured).plan
         probed, raw = probe_testbed(tb, configured, first, work, reps=reps, padding=pad,
                                     timeout_s=timeout_s)
-        chosen = plan or solve(probed, objective="analytic").plan
+        chosen = plan or solve(probed).plan
         before = tb.qdisc_stats()
         train = train_testbed(tb, probed, chosen, work, steps=steps, padding=pad,
                               options=("--data", data), timeout_s=timeout_s)

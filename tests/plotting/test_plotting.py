@@ -191,3 +191,25 @@ def test_gantt_colours_each_owner() -> None:
     assert len({next(iter(c)) for c in colour_of.values()}) == 6
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:3] == ["cam0", "cam1", "cam2"]
+
+
+def test_gantt_labels_node_ids_holding_dash_and_arrow() -> None:
+    """Row labels come from the typed resources, not from parsing their names back."""
+    import json
+
+    from pipesl.problem import problem_from_dict, problem_to_dict
+
+    text = json.dumps(problem_to_dict(load_problem("relay-line")))
+    renames = {"dev0": "ap-1", "r1": "a>b", "r2": "r-2", "r3": "x-y>z", "a4000": "gpu>1"}
+    for old, new in renames.items():
+        text = text.replace(json.dumps(old), json.dumps(new))
+    problem = problem_from_dict(json.loads(text))
+    layers = problem.model.num_layers
+    plan = Plan((Stage("ap-1", 1, 2), Stage("gpu>1", 3, layers)),
+                (("ap-1", "a>b", "r-2", "x-y>z", "r4", "gpu>1"),), 8)
+    result = simulate(problem, plan, "1f1b")
+    labels = [t.get_text() for t in gantt_chart(result).axes[0].get_yticklabels()]
+    assert labels == ["ap-1  S1 L1–2", "ap-1 ↔ a>b", "a>b ↔ r-2", "r-2 ↔ x-y>z",
+                      "x-y>z ↔ r4", "r4 → gpu>1", "gpu>1 → r4",
+                      f"gpu>1  S2 L3–{layers}"]
+    assert [r.name for r in result.trace.typed_resources] == list(result.trace.resources)

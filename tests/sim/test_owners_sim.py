@@ -103,6 +103,7 @@ def test_sequential_round_is_the_sum_of_the_owners_alone(seed: int) -> None:
     assert math.isclose(result.makespan_s, math.fsum(alone), rel_tol=1e-12)
     assert result.owner_makespans_s[-1] == result.makespan_s
     assert result.lower_bound_s <= result.makespan_s * (1 + 1e-9)
+    assert [r.name for r in result.trace.typed_resources] == list(result.trace.resources)
     owners = result.trace.owners()
     for o in range(1, problem.num_owners):  # turns do not overlap
         assert result.trace.start[owners == o].min() >= result.trace.end[owners == o - 1].max() \

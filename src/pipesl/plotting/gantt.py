@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from pipesl.cost import Resource
 from pipesl.plotting.style import BACKWARD, FORWARD, STAGE_COLORS, new_figure, time_scale
 from pipesl.sim import SimResult, Trace
 
@@ -30,19 +31,48 @@ MAX_RECTANGLES = 20_000
 """Above this many tasks, bars are drawn as two collections instead of one patch each."""
 
 _STEP = re.compile(r"^(?P<node>.+)\[(?P<first>\d+)-(?P<last>\d+)\]$")
+_LAYERS = re.compile(r"^\[(?P<first>\d+)-(?P<last>\d+)\]$")
 
 
-def resource_label(resource: str, steps: list[str], stage: int | None = None) -> str:
-    """A row label: ``dev0  S1 L1-4`` for a node, ``u <-> v`` / ``u -> v`` for a link."""
+def _layers(first: str, last: str) -> str:
+    return f"L{first}" if first == last else f"L{first}–{last}"
+
+
+def resource_label(resource: str | Resource, steps: list[str], stage: int | None = None) -> str:
+    """A row label: ``dev0  S1 L1-4`` for a node, ``u <-> v`` / ``u -> v`` for a link.
+
+    Parameters
+    ----------
+    resource : str or Resource
+        The typed resource (exact for any node id), or its name (parsed back: a node id
+        holding ``-`` or ``>`` may then be mislabelled).
+    steps : list of str
+        The names of the steps the resource served (a compute stage is ``node[first-last]``).
+    stage : int, optional
+        The 0-based compute stage it served.
+
+    Returns
+    -------
+    str
+        The label.
+    """
+    where = f"S{stage + 1} " if stage is not None else ""
+    if isinstance(resource, Resource):
+        if resource.kind == "node":
+            prefix = resource.u
+            for step in steps:
+                match = _LAYERS.match(step[len(prefix):]) if step.startswith(prefix) else None
+                if match:
+                    return f"{prefix}  {where}{_layers(match['first'], match['last'])}"
+            return prefix
+        arrow = "→" if resource.full_duplex else "↔"
+        return f"{resource.u} {arrow} {resource.v}"
     kind, _, rest = resource.partition(":")
     if kind == "node":
         for step in steps:
             match = _STEP.match(step)
             if match:
-                layers = f"L{match['first']}" if match["first"] == match["last"] else \
-                    f"L{match['first']}–{match['last']}"
-                where = f"S{stage + 1} " if stage is not None else ""
-                return f"{match['node']}  {where}{layers}"
+                return f"{match['node']}  {where}{_layers(match['first'], match['last'])}"
         return rest
     if ">" in rest:
         u, v = rest.split(">", 1)
@@ -58,8 +88,15 @@ def _row_labels(trace: Trace) -> list[str]:
         steps_of[r].append(trace.steps[s])
         if trace.step_stages[s] is not None:
             stage_of[r] = trace.step_stages[s]
-    return [resource_label(name, steps_of[i], stage_of[i])
-            for i, name in enumerate(trace.resources)]
+    typed: tuple[str | Resource, ...] = trace.typed_resources or trace.resources
+    return [resource_label(resource, steps_of[i], stage_of[i])
+            for i, resource in enumerate(typed)]
+
+
+def _is_link(trace: Trace, i: int) -> bool:
+    if trace.typed_resources:
+        return trace.typed_resources[i].kind == "link"
+    return trace.resources[i].startswith("link:")
 
 
 def _owner_color(owner: int) -> tuple[float, float, float, float]:
@@ -114,8 +151,8 @@ def gantt_chart(result: SimResult | Trace, *, title: str | None = None,
     scale, unit = time_scale(makespan, time_unit)
     labels = _row_labels(trace)
 
-    for i, name in enumerate(trace.resources):
-        if name.startswith("link:"):
+    for i in range(rows):
+        if _is_link(trace, i):
             ax.axhspan(i - 0.5, i + 0.5, color="#f2f2f2", zorder=0, linewidth=0)
     left = trace.start * scale
     width = (trace.end - trace.start) * scale

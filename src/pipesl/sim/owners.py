@@ -157,6 +157,7 @@ def _peaks(order: Sequence[Action], sizes: Sequence[int]) -> tuple[int, int]:
 def _sequential_trace(traces: list[Trace], labels: tuple[str, ...]) -> tuple[Trace, list[float]]:
     """The owners' single-owner traces one after the other; the end of each turn."""
     resources: dict[str, int] = {}
+    typed: dict[str, cost.Resource] = {}
     parts = []
     offset = 0.0
     ends = []
@@ -164,6 +165,7 @@ def _sequential_trace(traces: list[Trace], labels: tuple[str, ...]) -> tuple[Tra
     for o, tr in enumerate(traces):
         index = np.asarray([resources.setdefault(r, len(resources)) for r in tr.resources],
                            dtype=np.int64)
+        typed.update(zip(tr.resources, tr.typed_resources, strict=False))
         parts.append((index[tr.resource] if len(tr) else tr.resource, tr.step + step_base,
                       tr.kind, tr.micro_batch, tr.start + offset, tr.end + offset,
                       np.full(len(tr), o, dtype=np.int64)))
@@ -171,7 +173,9 @@ def _sequential_trace(traces: list[Trace], labels: tuple[str, ...]) -> tuple[Tra
         offset += tr.makespan_s
         ends.append(offset)
     cols = [np.concatenate([p[i] for p in parts]) for i in range(7)]
+    known = all(r in typed for r in resources)
     return Trace(resources=tuple(resources),
+                 typed_resources=tuple(typed[r] for r in resources) if known else (),
                  steps=tuple(s for tr in traces for s in tr.steps),
                  step_stages=tuple(s for tr in traces for s in tr.step_stages),
                  resource=cols[0], step=cols[1], kind=cols[2].astype(np.int8),

@@ -132,8 +132,7 @@ def run_pipeline(steps: Sequence[Step], table: ScheduleTable, micro_batch_sizes:
     done = _event_loop(m_total, slot_server, successor, durations, start)
     expected = num_steps * m_total * (1 if forward_only else 2)
     assert done == expected, f"simulation stopped after {done} of {expected} tasks"
-    return _trace(steps, tuple(r.name for r in names), slot_resource, m_total, durations,
-                  start, forward_only)
+    return _trace(steps, tuple(names), slot_resource, m_total, durations, start, forward_only)
 
 
 def _event_loop(m_total: int, slot_server: Sequence[FifoServer | OrderedServer],
@@ -175,7 +174,7 @@ def _event_loop(m_total: int, slot_server: Sequence[FifoServer | OrderedServer],
     return done
 
 
-def _trace(steps: Sequence[Step], resources: tuple[str, ...], slot_resource: Sequence[int],
+def _trace(steps: Sequence[Step], resources: tuple[Resource, ...], slot_resource: Sequence[int],
            m_total: int, durations: Sequence[float], start: Sequence[float],
            forward_only: bool) -> Trace:
     num_steps = len(steps)
@@ -186,7 +185,7 @@ def _trace(steps: Sequence[Step], resources: tuple[str, ...], slot_resource: Seq
     t1 = t0 + np.asarray(durations, dtype=float)[ids]
     res = np.asarray(slot_resource, dtype=np.int64)[slot]
     order = np.lexsort((res, t1, t0))
-    return Trace(resources=resources,
+    return Trace(resources=tuple(r.name for r in resources), typed_resources=resources,
                  steps=tuple(s.name for s in steps),
                  step_stages=tuple(s.stage for s in steps),
                  resource=res[order],

@@ -183,7 +183,7 @@ def run_pipelines(pipelines: Sequence[OwnerPipeline]) -> Trace:
     t1 = t0 + np.asarray(durations, dtype=float)
     rank = np.lexsort((task_resource, t1, t0))
     labels = tuple(pl.label for pl in pipelines) if num_owners > 1 else ()
-    return Trace(resources=tuple(r.name for r in names),
+    return Trace(resources=tuple(r.name for r in names), typed_resources=tuple(names),
                  steps=tuple(s.name for pl in pipelines for s in pl.steps),
                  step_stages=tuple(s.stage for pl in pipelines for s in pl.steps),
                  resource=task_resource[rank],

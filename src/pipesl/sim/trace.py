@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipesl.cost.model import Resource
+
 __all__ = ["TaskRecord", "Trace"]
 
 FORWARD, BACKWARD = 0, 1
@@ -75,6 +77,10 @@ class Trace:
     """Per task: 0-based data owner (None: a single owner, every task is owner 0's)."""
     owner_labels: tuple[str, ...] = ()
     """Names of the owners :attr:`owner` indexes (empty with one owner)."""
+    typed_resources: tuple[Resource, ...] = ()
+    """The typed :class:`~pipesl.cost.Resource` of each of :attr:`resources`, in the same
+    order (node ids may contain ``-`` or ``>``, so a name is not parsed back); empty when the
+    trace's producer only knows names."""
 
     def owners(self) -> np.ndarray:
         """Per task: its owner index (zeros for a single-owner trace)."""

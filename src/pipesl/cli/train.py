@@ -337,6 +337,17 @@ def train(
         raise ProblemError("--events", "needs --emulate: on a real network the changes are "
                            "the network's own")
     prob = load_checked(problem)
+    if prob.is_multi_owner:
+        from pipesl.cli.train_owners import train_owners_command
+
+        train_owners_command(runtime, prob, plan, cfg, json_out=json_out, out=out,
+                             unsupported={"--adapt": adapt, "--events": events is not None,
+                                          "--checkpoint-dir": checkpoint_dir is not None,
+                                          "--resume": resume,
+                                          "--inject-fault": inject_fault is not None,
+                                          "--gantt": gantt is not None,
+                                          "--trace": trace is not None})
+        return
     script = None
     if events is not None:
         from pipesl.problem.events import load_network_events

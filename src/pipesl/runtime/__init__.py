@@ -28,7 +28,8 @@ measured drift or a failed node and moves the job at an iteration boundary throu
 package's :mod:`~pipesl.runtime.control` and :mod:`~pipesl.runtime.pool`; its names stay
 importable from here (loaded by name on first use) for callers written before the move.
 Scripted network changes (:mod:`pipesl.problem.events`) are emulated by
-:mod:`~pipesl.runtime.conditions`. See ``docs/adaptation.md``.
+:mod:`~pipesl.runtime.conditions`. See ``docs/adaptation.md``. Several data owners train
+through :mod:`pipesl.runtime.owners` (:func:`~pipesl.runtime.owners.train_owners`).
 """
 
 from typing import TYPE_CHECKING, Any

@@ -80,10 +80,12 @@ class Auditor:
         self._lock = threading.Lock()
 
     def message(self, event: str, peer: str, kind: int, iteration: int, route: int,
-                position: int, micro_batch: int, tensor: torch.Tensor) -> None:
-        """A data-plane message ``event`` ("send" or "recv") exchanged with ``peer``."""
+                position: int, micro_batch: int, tensor: torch.Tensor, owner: int = 0
+                ) -> None:
+        """A data-plane message ``event`` ("send" or "recv") exchanged with ``peer`` (of data
+        owner ``owner``)."""
         name = _KINDS.get(kind, str(kind))
-        layer = None if name == "labels" else self.topology.stages[route].last_layer
+        layer = None if name == "labels" else self._layer(owner, route)
         src, dst = (self.node, peer) if event == "send" else (peer, self.node)
         copy = tensor.detach().cpu().clone()
         with self._lock:
@@ -95,8 +97,12 @@ class Auditor:
                 "from": src, "to": dst, "shape": list(copy.shape),
                 "dtype": str(copy.dtype).removeprefix("torch."),
                 "nbytes": copy.numel() * copy.element_size(), "sha256": digest(copy),
-                "t": time.time()})
+                "t": time.time(), **({"owner": owner} if owner else {})})
             self._tensors[rid] = copy
+
+    def _layer(self, owner: int, route: int) -> int:
+        """The layer whose output route ``route`` carries."""
+        return self.topology.stages[route].last_layer
 
     def control(self, what: str, kind: str, peer: str, iteration: int | None,
                 obj: Any) -> None:

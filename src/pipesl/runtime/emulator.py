@@ -154,6 +154,11 @@ class Emulator:
             base = hop.duration("F" if kind == "F" else "B", n)
         return base * self.scale
 
+    def transfer_time(self, transfer: Transfer, iteration: int, micro_batch: int) -> float:
+        """Planned x of ``transfer`` (its hop and direction) for a micro-batch (scaled)."""
+        hop = self.topology.hops[transfer.route][transfer.position]
+        return self.transfer_s(hop, transfer.kind, iteration, micro_batch)
+
     # ------------------------------------------------------------------ devices
 
     def window(self, ready: float, free_at: float, began: float) -> float:
@@ -215,9 +220,6 @@ class Links:
         for t in self._threads:
             t.start()
 
-    def _hop(self, transfer: Transfer) -> Hop:
-        return self.topology.hops[transfer.route][transfer.position]
-
     # ------------------------------------------------------------------ sending
 
     def send(self, transfer: Transfer, iteration: int, micro_batch: int, tensor: Any,
@@ -228,7 +230,8 @@ class Links:
             return
         now = time.perf_counter()
         ready = ready if self.virtual else now
-        self.recorder.add(Hand(iteration, transfer.step, transfer.kind, micro_batch, ready))
+        self.recorder.add(Hand(iteration, transfer.step, transfer.kind, micro_batch, ready,
+                              transfer.owner))
         pacer = self.emulator.pacer(transfer)
         if pacer is None:
             self.transport.send(transfer, iteration, micro_batch, tensor, ready)
@@ -244,15 +247,14 @@ class Links:
                     self._pending -= 1
                     self._idle.notify_all()
 
-        pacer.submit(self.emulator.transfer_s(self._hop(transfer), transfer.kind, iteration,
-                                              micro_batch),
+        pacer.submit(self.emulator.transfer_time(transfer, iteration, micro_batch),
                      transmit, self._busy(transfer, iteration, micro_batch), ready)
 
     def _busy(self, transfer: Transfer, iteration: int, micro_batch: int
               ) -> Callable[[float, float], None]:
         def record(start: float, end: float) -> None:
             self.recorder.add(LinkBusy(iteration, transfer.step, transfer.kind, micro_batch,
-                                       start, end))
+                                       start, end, transfer.owner))
         return record
 
     def drain(self) -> None:
@@ -279,7 +281,7 @@ class Links:
             at = avail if self.virtual else real
             if transfer.kind != "labels":
                 self.recorder.add(Deliver(iteration, transfer.step, transfer.kind,
-                                          micro_batch, at, real))
+                                          micro_batch, at, real, transfer.owner))
             return tensor, at
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -310,13 +312,12 @@ class Links:
 
                 def deliver(end: float, it: int = it, m: int = m, tensor: Any = tensor) -> None:
                     self.recorder.add(Deliver(it, transfer.step, transfer.kind, m, end,
-                                              time.perf_counter()))
+                                              time.perf_counter(), transfer.owner))
                     box.put((it, m, tensor, end))
                     if self.live is not None:
                         self.live.progress()
 
-                pacer.submit(self.emulator.transfer_s(self._hop(transfer), transfer.kind, it,
-                                                      m),
+                pacer.submit(self.emulator.transfer_time(transfer, it, m),
                              deliver, self._busy(transfer, it, m),
                              avail if self.virtual else None)
         except BaseException as exc:

@@ -303,7 +303,7 @@ class PipeChannel:
         """Nothing to release: the pool owns the pipes."""
 
 
-def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> None:
+def _spawned(job: Any, rendezvous: Rendezvous, channel: Any, log_level: int) -> None:
     """Run one rank in this spawned process, reporting over ``channel`` (its pipe).
 
     After a clean run the process leaves with ``os._exit(0)``: finalising torch takes
@@ -311,7 +311,12 @@ def _spawned(job: Job, rendezvous: Rendezvous, channel: Any, log_level: int) -> 
     """
     node = job.topology.nodes[rendezvous.rank]
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{node}] %(name)s: %(message)s")
-    run_worker(job, rendezvous, _PipeSink(channel))
+    if isinstance(job, Job):
+        run_worker(job, rendezvous, _PipeSink(channel))
+    else:  # a many-owner job (pipesl.runtime.owners)
+        from pipesl.runtime.owners.worker import run_owners_worker
+
+        run_owners_worker(job, rendezvous, _PipeSink(channel))
     logging.shutdown()
     os._exit(0)
 

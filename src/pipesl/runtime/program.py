@@ -47,6 +47,9 @@ __all__ = [
 
 StreamKind = Literal["F", "B", "labels"]
 
+OWNER_TAGS = 1 << 16
+"""Message tags reserved per data owner (a route count far above any plan's)."""
+
 
 @dataclass(frozen=True)
 class Transfer:
@@ -62,13 +65,16 @@ class Transfer:
     receiver: str
     step: int
     """The hop's pipeline step (-1 for the labels, which the cost model does not charge)."""
+    owner: int = 0
+    """The data owner whose stream this is (0 with one owner; :mod:`pipesl.runtime.owners`)."""
 
     @property
     def tag(self) -> int:
-        """The message tag of this stream (unique per stream, the same on every hop)."""
+        """The message tag of this stream (unique per stream and owner, the same on every
+        hop): owner o's tags are ``o * OWNER_TAGS`` above owner 0's."""
         if self.kind == "labels":
-            return 1
-        return 2 + 2 * self.route + (self.kind == "B")
+            return 1 + self.owner * OWNER_TAGS
+        return 2 + 2 * self.route + (self.kind == "B") + self.owner * OWNER_TAGS
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ class Compute:
 
     kind: str
     micro_batch: int
+    owner: int = 0
+    """The data owner whose pass this is."""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class Pass:
     """Seconds the real computation took."""
     began: float
     """When the real computation began."""
+    owner: int = 0
+    """The data owner (0 with one owner)."""
 
     def shifted(self, t0: float) -> Pass:
         return replace(self, start=self.start - t0, end=self.end - t0, began=self.began - t0)
@@ -59,6 +61,8 @@ class Hand:
     kind: str
     micro_batch: int
     t: float
+    owner: int = 0
+    """The data owner (0 with one owner)."""
 
     def shifted(self, t0: float) -> Hand:
         return replace(self, t=self.t - t0)
@@ -74,6 +78,8 @@ class LinkBusy:
     micro_batch: int
     start: float
     end: float
+    owner: int = 0
+    """The data owner (0 with one owner)."""
 
     def shifted(self, t0: float) -> LinkBusy:
         return replace(self, start=self.start - t0, end=self.end - t0)
@@ -90,6 +96,8 @@ class Deliver:
     micro_batch: int
     t: float
     real: float
+    owner: int = 0
+    """The data owner (0 with one owner)."""
 
     def shifted(self, t0: float) -> Deliver:
         return replace(self, t=self.t - t0, real=self.real - t0)
@@ -102,6 +110,8 @@ class Loss:
     iteration: int
     micro_batch: int
     value: float
+    owner: int = 0
+    """The data owner (0 with one owner)."""
 
     def shifted(self, t0: float) -> Loss:
         return self
@@ -116,6 +126,8 @@ class IterationTimes:
     start: float
     done: float
     stepped: float
+    owner: int = 0
+    """The data owner whose source this is (its turn's times in sequential mode)."""
 
     def shifted(self, t0: float) -> IterationTimes:
         return replace(self, start=self.start - t0, done=self.done - t0,

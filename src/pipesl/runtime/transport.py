@@ -164,7 +164,8 @@ class Transport:
         t = t.contiguous()
         if self.auditor is not None:
             self.auditor.message("send", transfer.receiver, _KIND_CODE[transfer.kind],
-                                 iteration, transfer.route, transfer.position, micro_batch, t)
+                                 iteration, transfer.route, transfer.position, micro_batch, t,
+                                 owner=transfer.owner)
         stamp, pad = self._frame(transfer, transfer.receiver)
         if stamp or pad:
             parts = [t.reshape(-1).view(torch.uint8)]
@@ -249,7 +250,8 @@ class Transport:
         if self.auditor is not None:
             self.auditor.message("recv", transfer.sender, _KIND_CODE[transfer.kind],
                                  iteration, transfer.route, transfer.position, micro_batch,
-                                 buf)
+                                 buf,
+                                 owner=transfer.owner)
         return buf, avail
 
 

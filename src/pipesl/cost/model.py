@@ -183,22 +183,34 @@ def seconds_per_bit(u: str, v: str, data: Mapping[str, Any]) -> float:
 
 
 def transfer_weight(b: float, out_bytes: float) -> Callable[[str, str, Mapping[str, Any]], float]:
-    """networkx edge weight: the one-way transfer x of b samples of ``out_bytes`` each."""
-    bits = 8.0 * b * out_bytes
+    """networkx edge weight: the one-way transfer x of b samples of ``out_bytes`` each.
+
+    The number of :meth:`CostTables.transfer_times <pipesl.cost.CostTables.transfer_times>`
+    (``transfer_seconds_per_sample(out_bytes, bandwidth) * b + latency``), bit for bit.
+    """
 
     def weight(u: str, v: str, data: Mapping[str, Any]) -> float:
-        return bits / float(data["bandwidth"]) + float(data["latency"])
+        return one_way_seconds(b, transfer_seconds_per_sample(out_bytes, data["bandwidth"]),
+                               data["latency"])
 
     return weight
+
+
+def one_way_seconds(b: Any, seconds_per_sample: Any, latency: Any) -> Any:
+    """x = alpha b + latency of SPEC section 3, on numbers or arrays: the one-way transfer of
+    b samples whose ``alpha`` is :func:`transfer_seconds_per_sample`."""
+    return seconds_per_sample * b + latency
 
 
 def hop_seconds(b: Any, out_bytes: Any, inv_bandwidth: Any, latency: Any) -> Any:
     """t = 2x of a hop, ``2 (8 b out_bytes / bandwidth + latency)``, on numbers or arrays.
 
     ``inv_bandwidth`` and ``latency`` may be sums over a path (a relaxed route of several
-    hops), which is how the baselines' bounds use it.
+    hops), which is how the baselines' bounds use it. The number of
+    :meth:`CostTables.hop_times <pipesl.cost.CostTables.hop_times>`, bit for bit (it calls
+    this function).
     """
-    return 2.0 * (8.0 * b * out_bytes * inv_bandwidth) + 2.0 * latency
+    return 2.0 * (8.0 * b * (inv_bandwidth * out_bytes) + latency)
 
 
 def training_flops(layers: Iterable[Layer]) -> float:

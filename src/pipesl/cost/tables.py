@@ -12,7 +12,13 @@ from functools import cached_property
 
 import numpy as np
 
-from pipesl.cost.model import Affine, num_micro_batches, transfer_seconds_per_sample
+from pipesl.cost.model import (
+    Affine,
+    hop_seconds,
+    num_micro_batches,
+    one_way_seconds,
+    transfer_seconds_per_sample,
+)
 from pipesl.problem.types import Problem
 
 __all__ = ["CostTables", "tables_for"]
@@ -169,7 +175,7 @@ class CostTables:
 
     def transfer_times(self, b: float) -> np.ndarray:
         """(E, L+1): one-way transfer x of b samples of layer l's output on link e."""
-        return self.transfer_alpha * b + self.latency[:, None]
+        return one_way_seconds(b, self.transfer_alpha, self.latency[:, None])
 
     def hop_loads(self, b: float) -> np.ndarray:
         """(E, L+1): what one hop of layer l's output puts on link e's busiest resource at b:
@@ -266,7 +272,7 @@ class CostTables:
     def hop_times(self, b: float, layers: np.ndarray | None = None) -> np.ndarray:
         """t = 2x of one hop on every link carrying layer l's output: array (E, layers)."""
         out = self.out_bytes if layers is None else self.out_bytes[layers]
-        return 2.0 * (8.0 * b * np.outer(self.inv_bandwidth, out) + self.latency[:, None])
+        return hop_seconds(b, out[None, :], self.inv_bandwidth[:, None], self.latency[:, None])
 
     def hop_affine(self, link: int, layer: int) -> Affine:
         """Affine t = 2x of a hop on link ``link`` (index) carrying layer ``layer``'s output."""

@@ -172,7 +172,7 @@ class _Node:
             node, {n: i for i, n in enumerate(otopo.nodes)}, group, inbound=inbound,
             shape_of=wire_shapes(job), iterations=range(cfg.training.steps), stamped=virtual,
             timeout_s=cfg.transport.timeout_s, device=self.device, auditor=self.auditor,
-            ahead=cfg.transport.post_ahead)
+            ahead=cfg.transport.post_ahead is not False)  # None: every receive ahead
 
         def lane_failed(exc: BaseException) -> None:
             fatal(_error_text(exc), not isinstance(exc, PeerFailure))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from owner_strategies import random_owners_plan, random_owners_problem
+from pipesl import cost
 from pipesl.cost.owners import owners_bound, owners_busy
 from pipesl.exceptions import PlanError
 from pipesl.plan import OwnersPlan, Plan, Stage
@@ -90,6 +91,10 @@ def test_busy_time_is_every_owners_work(seed: int) -> None:
     result = simulate_owners(problem, plan)  # type: ignore[arg-type]
     expected = owners_busy(problem, plan)  # type: ignore[arg-type]
     assert set(result.busy_s) == set(expected)
+    # the bound's resource terms are keyed by the trace's typed resources, names at the edge
+    terms = owners_bound(problem, plan).resource_terms  # type: ignore[arg-type]
+    assert set(terms) == set(result.trace.typed_resources)
+    assert all(isinstance(r, cost.Resource) for r in terms)
     for r, busy in expected.items():
         assert math.isclose(result.busy_s[r], busy, rel_tol=1e-9, abs_tol=1e-15), r
 

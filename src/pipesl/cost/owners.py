@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipesl.cost.bounds import pipeline_bound, plan_bound_steps
-from pipesl.cost.model import Evaluation, evaluate, memory_use, num_micro_batches
+from pipesl.cost.model import Evaluation, Resource, evaluate, memory_use, num_micro_batches
 from pipesl.cost.steps import plan_steps
 from pipesl.plan import OwnersPlan, Plan, validate_owners_plan
 from pipesl.problem.types import Problem
@@ -62,15 +62,15 @@ def owners_busy(problem: Problem, plan: OwnersPlan) -> dict[str, float]:
     ``sum_o M_o * (forward + backward time of owner o's passes on r at b_o)``; every
     micro-batch counted with b_o samples, as the analytic model does.
     """
-    busy: dict[str, float] = {}
+    busy: dict[Resource, float] = {}
     for o, p in enumerate(plan.plans):
         sub = problem.owner_problem(o)
         b = p.micro_batch_size
         m = num_micro_batches(sub.training.batch_size, b)
         for s in plan_steps(sub, p):
             for r, t in ((s.forward_resource, s.forward), (s.backward_resource, s.backward)):
-                busy[r.name] = busy.get(r.name, 0.0) + m * t(b)
-    return busy
+                busy[r] = busy.get(r, 0.0) + m * t(b)
+    return {r.name: v for r, v in busy.items()}
 
 
 def owner_bound(problem: Problem, plan: OwnersPlan, owner: int) -> float:
@@ -92,7 +92,7 @@ def owner_bound(problem: Problem, plan: OwnersPlan, owner: int) -> float:
 class OwnersBound:
     """The named lower bounds on one multi-owner iteration (module docstring)."""
 
-    resource_terms: dict[str, float]
+    resource_terms: dict[Resource, float]
     """``resource:<r>`` term per resource: min head + busy + min tail over all owners."""
     owner_terms: tuple[float, ...]
     """Each owner's own bound (``owner:<label>``), in owner order."""
@@ -108,7 +108,7 @@ class OwnersBound:
 
     def named(self, labels: Sequence[str]) -> dict[str, float]:
         """Every term by name: ``resource:<r>`` and ``owner:<label>``."""
-        out = {f"resource:{r}": v for r, v in self.resource_terms.items()}
+        out = {f"resource:{r.name}": v for r, v in self.resource_terms.items()}
         out.update((f"owner:{label}", v) for label, v in zip(labels, self.owner_terms,
                                                               strict=True))
         return out
@@ -140,8 +140,8 @@ def owners_bound(problem: Problem, plan: OwnersPlan,
     return OwnersBound(terms, owner_terms, problem.training.owners_mode)
 
 
-ResourceTerms = dict[str, tuple[float, float, float]]
-"""Resource name -> (least head, busy seconds, least tail) of one owner's tasks on it."""
+ResourceTerms = dict[Resource, tuple[float, float, float]]
+"""Resource -> (least head, busy seconds, least tail) of one owner's tasks on it."""
 
 
 def owner_resource_terms(problem: Problem, plan: Plan, owner: int) -> ResourceTerms:
@@ -166,19 +166,18 @@ def owner_resource_terms(problem: Problem, plan: Plan, owner: int) -> ResourceTe
         # whole forward plus the backward after p, tail HG(p) (cost.bounds, bound 2).
         for r, head, dur, tail in ((s.forward_resource, hf, fp, sf - hf - fp + sg),
                                    (s.backward_resource, sf + sg - hg - gp, gp, hg)):
-            k = r.name
-            h0, b0, t0 = out.get(k, (math.inf, 0.0, math.inf))
-            out[k] = (min(h0, head), b0 + m * dur, min(t0, tail))
+            h0, b0, t0 = out.get(r, (math.inf, 0.0, math.inf))
+            out[r] = (min(h0, head), b0 + m * dur, min(t0, tail))
         hf += fp
         hg += gp
     return out
 
 
-def combine_resource_terms(shares: Sequence[ResourceTerms]) -> dict[str, float]:
+def combine_resource_terms(shares: Sequence[ResourceTerms]) -> dict[Resource, float]:
     """``resource:<r>`` terms of several owners' shares: ``min head + sum busy + min tail``."""
-    heads: dict[str, float] = {}
-    tails: dict[str, float] = {}
-    busy: dict[str, float] = {}
+    heads: dict[Resource, float] = {}
+    tails: dict[Resource, float] = {}
+    busy: dict[Resource, float] = {}
     for share in shares:
         for k, (h, b, t) in share.items():
             heads[k] = min(heads.get(k, math.inf), h)

@@ -22,12 +22,15 @@ import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from pipesl.plan import OwnersPlan, Plan, Stage
 from pipesl.problem.types import Problem
+
+if TYPE_CHECKING:
+    from pipesl.cost.owners import ResourceTerms
 
 __all__ = [
     "Evaluator",
@@ -95,7 +98,7 @@ class Evaluator:
         self._pipe: dict[tuple[int, Plan], Any] = {}
         self._alone: dict[tuple[int, Plan], float] = {}
         self._subsets: dict[tuple[int, ...], Problem] = {}
-        self._share: dict[tuple[int, Plan], dict[str, tuple[float, float, float]]] = {}
+        self._share: dict[tuple[int, Plan], ResourceTerms] = {}
 
     def subset(self, owners: Sequence[int]) -> Problem:
         key = tuple(owners)
@@ -127,7 +130,7 @@ class Evaluator:
                                                         self.pipeline(owner, plan).table))
         return self._own[key]
 
-    def share(self, owner: int, plan: Plan) -> dict[str, tuple[float, float, float]]:
+    def share(self, owner: int, plan: Plan) -> ResourceTerms:
         """The plan's share of the resource terms (:func:`pipesl.cost.owners.
         owner_resource_terms`), computed once per plan."""
         key = (owner, plan)

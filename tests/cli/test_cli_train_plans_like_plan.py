@@ -85,3 +85,36 @@ def test_train_plans_for_the_schedule_it_runs(
     trained = plan_to_dict(_train_plan(monkeypatch, "relay-line", "--schedule", "gpipe"))
     assert _shape(trained) == _shape(_plan_json(capsys, str(gpipe)))
     assert _shape(trained) != _shape(_plan_json(capsys, "relay-line"))  # 1f1b's plan differs
+
+
+def test_worker_without_plan_refuses_a_search_stopped_by_its_time_limit(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import pipesl.cli.train as train_cli
+    import pipesl.solvers as solvers
+
+    real = solvers.solve
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:  # as if the time limit had been reached
+        from dataclasses import replace
+
+        return replace(real(*args, **kwargs), optimal=False)
+
+    class Runtime:  # stands in for pipesl.runtime: no rank starts
+        RunConfig = dict
+
+        @staticmethod
+        def build_config(config: Any, **options: Any) -> Any:
+            return options
+
+        @staticmethod
+        def run_torchrun_worker(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("the worker started without a plan every rank agrees on")
+
+    monkeypatch.setattr(train_cli, "_runtime", lambda: Runtime)
+    monkeypatch.setattr(solvers, "solve", stopped)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["worker", "iot-digits"])
+    assert exit_info.value.code == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --plan"), lines
+    assert "time" in lines[0] and "limit" in lines[0]

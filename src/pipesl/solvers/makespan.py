@@ -130,7 +130,9 @@ class _Search:
         self.floor = 0.0
         """A lower bound on every plan's makespan (GPipe without labels: the per-step
         analytic optimum)."""
-        self.heap: list[tuple[float, int, _State]] = []
+        self.heap: list[tuple[float, int, _State | Plan]] = []
+        """Partial plans, and closed plans waiting to be tried at the next b of their M
+        (:meth:`close`), keyed by a lower bound on everything they stand for."""
         self.seq = itertools.count()
         self.counters = {"states": 0, "pushed": 0, "simulated": 0, "closed_form": 0,
                          "routes": 0, "b_values": len(sizes)}
@@ -165,7 +167,7 @@ class _Search:
         return pipeline_bound(state.steps, pb.b, pb.m, w, ch, flush, to_last, suffix,
                               (state.fwd, state.bwd))
 
-    def push(self, value: float, state: _State) -> None:
+    def push(self, value: float, state: _State | Plan) -> None:
         value = max(value, self.floor)
         if self.best is not None and value >= self.best[0] * (1 - _REL_TOL):
             return
@@ -216,29 +218,33 @@ class _Search:
     def close(self, plan: Plan) -> None:
         """A complete plan of the search at b = ceil(B / M): offered, and — unless its
         resources serve their tasks in a fixed order (:func:`fixed_order`: then its makespan
-        is non-decreasing in b for this M) — offered at each larger b of the same M too,
-        in increasing b while its bound stays below the incumbent (the bound and the memory
-        need are non-decreasing in b, so the first b that fails ends the walk)."""
+        is non-decreasing in b for this M) — queued for the larger b of the same M
+        (:meth:`sibling`)."""
         self.offer(plan)
-        if not self.siblings or fixed_order(self.problem, plan):
+        if self.siblings and not fixed_order(self.problem, plan):
+            self.queue_sibling(plan)
+
+    def queue_sibling(self, plan: Plan) -> None:
+        """Queue ``plan`` at the next b of its M, keyed by its bound: the bound and the memory
+        need are non-decreasing in b, so the key bounds every later b of the walk too, and
+        the best-first order tries a sibling only once no cheaper state is left."""
+        batch = self.problem.training.batch_size
+        b = plan.micro_batch_size + 1
+        if b > batch or num_micro_batches(batch, b) != num_micro_batches(batch, b - 1):
             return
+        other = plan.with_micro_batch_size(b)
+        if cost.feasible_micro_batch_sizes(self.problem, other)[b - 1]:
+            self.push(self.plan_bound(other), other)
+
+    def sibling(self, plan: Plan) -> None:
+        """Try a queued plan at its b (unless this b's own table bound already reaches the
+        incumbent: not monotone in b under 1F1B-net), then queue the next b."""
         from pipesl.schedules import makespan_lower_bound
 
-        batch = self.problem.training.batch_size
-        m = num_micro_batches(batch, plan.micro_batch_size)
-        for b in range(plan.micro_batch_size + 1, batch + 1):
-            if num_micro_batches(batch, b) != m:
-                break
-            other = plan.with_micro_batch_size(b)
-            if not cost.feasible_micro_batch_sizes(self.problem, other)[b - 1]:
-                break
-            if self.best is not None:
-                if self.plan_bound(other) >= self.best[0]:
-                    break  # monotone in b: so are all larger b
-                if makespan_lower_bound(self.problem, other) >= self.best[0]:
-                    continue  # this b's own table (not monotone under 1F1B-net)
+        if self.best is None or makespan_lower_bound(self.problem, plan) < self.best[0]:
             self.counters["siblings"] = self.counters.get("siblings", 0) + 1
-            self.offer(other)
+            self.offer(plan)
+        self.queue_sibling(plan)
 
     # ---------------------------------------------------------------- expansion
     def roots(self) -> None:
@@ -295,7 +301,10 @@ class _Search:
                            used | {node}, (*parent.fwd, f), (*parent.bwd, g))
             self.push(self.bound(state, pb.suffix_placed(j, node, state.used)), state)
 
-    def expand(self, state: _State) -> None:
+    def expand(self, state: _State | Plan) -> None:
+        if isinstance(state, Plan):
+            self.sibling(state)
+            return
         if state.kind == 3:
             self.start(state.b)
             return

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 import torch
+from owners_runtime_cases import owner_plan, owners_plan, owners_problem
 
-from owners_cases import owner_plan, owners_plan, owners_problem
 from pipesl.plan import OwnersPlan
 from pipesl.runtime.audit import digest
 from pipesl.runtime.data import DataSpec, make_batches

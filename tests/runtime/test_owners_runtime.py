@@ -2,7 +2,7 @@
 reference of the same semantics (float64, tight tolerance), and one owner is exactly today's
 single-source runtime.
 
-Each case spawns 4 processes (owners o0 and o1, relay r, server s; owners_cases.py) with
+Each case spawns 4 processes (owners o0 and o1, relay r, server s; owners_runtime_cases.py) with
 emulation on at a tenth of the planned durations.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import torch
+from owners_runtime_cases import owner_plan, owners_plan, owners_problem
 
-from owners_cases import owner_plan, owners_plan, owners_problem
 from pipesl.plan import OwnersPlan
 from pipesl.runtime import RunConfig, build_config, train
 from pipesl.runtime.owners import train_owners, train_owners_reference

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -130,29 +130,8 @@ class Executor:
         lanes = self.program.lanes
         if not lanes:
             return
-        failures: list[BaseException] = []
-        threads = []
-        for lane in lanes[1:]:
-            def target(lane: Lane = lane) -> None:
-                try:
-                    self._lane(lane, state)
-                except BaseException as exc:
-                    failures.append(exc)
-                    if self.on_error is not None:
-                        self.on_error(exc)
-            threads.append(threading.Thread(target=target, daemon=True,
-                                            name=f"{lane.name} {iteration}"))
-        for t in threads:
-            t.start()
-        try:
-            self._lane(lanes[0], state)
-        finally:
-            if threads:
-                with self.live.waiting(f"the other lanes of iteration {iteration}"):
-                    for t in threads:
-                        t.join()
-        if failures:
-            raise failures[0]
+        run_lanes(lanes, lambda lane: self._lane(lane, state), self.live, self.on_error,
+                  iteration)
 
     def _lane(self, lane: Lane, st: _Iteration) -> None:
         it = st.iteration
@@ -263,3 +242,32 @@ def _describe(tr: Transfer, m: int, it: int) -> str:
         return f"the labels of iteration {it} from {tr.sender}"
     what = "activation" if tr.kind == "F" else "gradient"
     return f"{what} {m} of iteration {it} from {tr.sender}"
+
+
+def run_lanes(lanes: Sequence[Lane], run_lane: Callable[[Lane], None], live: Any,
+              on_error: Callable[[BaseException], None] | None, iteration: int) -> None:
+    """Run ``lanes[0]`` here and every other lane on its own thread; join them (marked as
+    waiting on ``live``) and re-raise the first failure."""
+    failures: list[BaseException] = []
+    threads = []
+    for lane in lanes[1:]:
+        def target(lane: Lane = lane) -> None:
+            try:
+                run_lane(lane)
+            except BaseException as exc:
+                failures.append(exc)
+                if on_error is not None:
+                    on_error(exc)
+        threads.append(threading.Thread(target=target, daemon=True,
+                                        name=f"{lane.name} {iteration}"))
+    for t in threads:
+        t.start()
+    try:
+        run_lane(lanes[0])
+    finally:
+        if threads:
+            with live.waiting(f"the other lanes of iteration {iteration}"):
+                for t in threads:
+                    t.join()
+    if failures:
+        raise failures[0]

@@ -24,7 +24,7 @@ import torch
 
 from pipesl.runtime.audit import Auditor
 from pipesl.runtime.emulator import Emulator, Pacer
-from pipesl.runtime.executor import LinkLayer, _describe, _Quiet
+from pipesl.runtime.executor import LinkLayer, _describe, _Quiet, run_lanes
 from pipesl.runtime.owners.topology import OwnersTopology
 from pipesl.runtime.program import Compute, Lane, Recv, Relay, Send, Transfer
 from pipesl.runtime.records import Loss, Pass, Recorder
@@ -147,28 +147,8 @@ class OwnersExecutor:
         state = _Iteration(iteration, t0, dict(inputs), dict(labels), free_at=t0)
         if not lanes:
             return
-        failures: list[BaseException] = []
-        threads = []
-        for lane in lanes[1:]:
-            def target(lane: Lane = lane) -> None:
-                try:
-                    self._lane(lane, state)
-                except BaseException as exc:
-                    failures.append(exc)
-                    if self.on_error is not None:
-                        self.on_error(exc)
-            threads.append(threading.Thread(target=target, daemon=True,
-                                            name=f"{lane.name} {iteration}"))
-        for t in threads:
-            t.start()
-        try:
-            self._lane(lanes[0], state)
-        finally:
-            with self.live.waiting(f"the other lanes of iteration {iteration}"):
-                for t in threads:
-                    t.join()
-        if failures:
-            raise failures[0]
+        run_lanes(lanes, lambda lane: self._lane(lane, state), self.live, self.on_error,
+                  iteration)
 
     def _lane(self, lane: Lane, st: _Iteration) -> None:
         it = st.iteration
